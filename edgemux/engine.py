@@ -1,0 +1,368 @@
+"""The llama.cpp engine: the only module that imports ``llama_cpp``.
+
+An Engine is one loaded GGUF model with one context. ``generate`` draws k samples over one shared prompt
+as one batch: the prompt is evaluated once with every sequence id attached to its tokens (so its KV cells
+are shared), then each step decodes one token for every live sequence in a single ``llama_batch``, each
+sequence sampled by its own seeded sampler chain. Finished sequences leave the batch and their cells are
+freed. The rest goes to the runtime, which turns finished sequences into samples and votes.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import llama_cpp
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from .errors import EngineError, InvalidRequestError, PromptTooLongError
+from .gguf import read_header
+from .types import Sampling, StopReason
+
+__all__ = ["BatchStep", "Engine", "FinishedSequence", "default_threads"]
+
+log = logging.getLogger("edgemux.engine")
+_llama_log = logging.getLogger("edgemux.llama")
+# ggml.h: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (llama-cpp-python's own table is out of date).
+_LOG_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+_last_level = logging.DEBUG
+
+
+@llama_cpp.llama_log_callback
+def _forward_llama_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    # llama.cpp is chatty on stderr; route it to logging (shown with -v) instead. Level 5 continues a line.
+    global _last_level
+    py_level = _last_level if level == 5 else _LOG_LEVELS.get(level, logging.DEBUG)
+    _last_level = py_level
+    if _llama_log.isEnabledFor(py_level):
+        _llama_log.log(py_level, text.decode("utf-8", errors="replace").rstrip("\n"))
+
+
+llama_cpp.llama_log_set(_forward_llama_log, ctypes.c_void_p(0))
+llama_cpp.llama_backend_init()
+
+
+def default_threads() -> int:
+    """Decode is compute-bound on CPUs: one thread per core, capped where more stop helping."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+@dataclass(frozen=True)
+class FinishedSequence:
+    index: int
+    text: str
+    tokens: int
+    stop_reason: StopReason
+    seconds: float  # from the start of generate(), prompt evaluation included
+
+
+@dataclass(frozen=True)
+class BatchStep:
+    """What one decode step produced: tokens so far per sequence, and the sequences that just finished."""
+
+    tokens: tuple[int, ...]
+    finished: tuple[FinishedSequence, ...]
+    prompt_tokens: int
+    elapsed_s: float
+
+
+@dataclass
+class _Sequence:
+    index: int
+    sampler: ctypes.c_void_p
+    decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+    text: str = ""
+    tokens: int = 0
+    last_token: int = -1
+    batch_pos: int = -1  # where its logits are in the last decoded batch
+    done: StopReason | None = None
+
+
+class Engine:
+    """One GGUF model loaded with llama.cpp, with a context sized for ``n_ctx`` cells and ``n_seq_max`` sequences.
+
+    Use as a context manager, or call ``close()``: that frees the model, the context and the batch.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        n_ctx: int = 4096,
+        n_seq_max: int = 8,
+        n_gpu_layers: int = 0,
+        n_threads: int | None = None,
+        expected_nbytes: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        read_header(self.path, expected_nbytes)  # a clear error for a missing, foreign or truncated file
+        self.n_threads = n_threads or default_threads()
+        self.n_gpu_layers = n_gpu_layers
+        self._model: ctypes.c_void_p | None = None
+        self._ctx: ctypes.c_void_p | None = None
+        self._batch: llama_cpp.llama_batch | None = None
+        self._batch_capacity = 0
+        self._batch_seq_max = 0
+        self._prompt_logits_pos = 0
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = n_gpu_layers
+        self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
+        if not self._model:
+            raise EngineError(f"llama.cpp could not load {self.path}; run with -v to see why (corrupt file or unsupported architecture)")
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
+        self._chat_formatter = self._make_chat_formatter()
+        try:
+            self._new_context(n_ctx, n_seq_max)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Free the batch, the context and the model (idempotent)."""
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx:
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
+
+    @property
+    def closed(self) -> bool:
+        return self._model is None
+
+    @property
+    def n_ctx(self) -> int:
+        return int(llama_cpp.llama_n_ctx(self._ctx)) if self._ctx else 0
+
+    @property
+    def n_seq_max(self) -> int:
+        return int(llama_cpp.llama_n_seq_max(self._ctx)) if self._ctx else 0
+
+    @property
+    def model_nbytes(self) -> int:
+        return int(llama_cpp.llama_model_size(self._model)) if self._model else 0
+
+    def _new_context(self, n_ctx: int, n_seq_max: int) -> None:
+        if self._ctx:
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = min(n_ctx, 512)
+        params.n_ubatch = min(n_ctx, 512)
+        params.n_seq_max = n_seq_max
+        params.n_threads = self.n_threads
+        params.n_threads_batch = self.n_threads
+        params.kv_unified = True  # one cache for all sequences, so the shared prompt is stored once
+        params.no_perf = True
+        self._ctx = llama_cpp.llama_init_from_model(self._model, params)
+        if not self._ctx:
+            raise EngineError(f"llama.cpp could not create a context of {n_ctx} tokens for {self.path.name}; lower the context or -k")
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self._ensure_batch(max(params.n_batch, n_seq_max), n_seq_max)
+
+    def _ensure_batch(self, n_tokens: int, n_seq_max: int) -> None:
+        if self._batch is not None and self._batch_capacity >= n_tokens and self._batch_seq_max >= n_seq_max:
+            return
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+        self._batch = llama_cpp.llama_batch_init(n_tokens, 0, n_seq_max)
+        self._batch_capacity, self._batch_seq_max = n_tokens, n_seq_max
+
+    # -- text ----------------------------------------------------------------------------------------
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return llama_cpp.llama_vocab_get_text(self._vocab, token).decode("utf-8", errors="replace")
+
+    def _make_chat_formatter(self) -> Jinja2ChatFormatter | None:
+        template = llama_cpp.llama_model_chat_template(self._model, None)
+        if not template:
+            return None
+        return Jinja2ChatFormatter(
+            template=template.decode("utf-8"),
+            eos_token=self._token_text(llama_cpp.llama_vocab_eos(self._vocab)),
+            bos_token=self._token_text(llama_cpp.llama_vocab_bos(self._vocab)),
+        )
+
+    @property
+    def has_chat_template(self) -> bool:
+        return self._chat_formatter is not None
+
+    def render_chat(self, messages: Sequence[tuple[str, str]]) -> str:
+        """Apply the GGUF's own chat template (rendered with Jinja, as transformers does)."""
+        if self._chat_formatter is None:
+            raise InvalidRequestError(f"{self.path.name} has no chat template; give it prompt_style: completion")
+        rendered = self._chat_formatter(messages=[{"role": r, "content": c} for r, c in messages])
+        return rendered.prompt
+
+    def tokenize(self, text: str) -> list[int]:
+        data = text.encode("utf-8")
+        bos = self._token_text(llama_cpp.llama_vocab_bos(self._vocab))
+        # Templates often write the BOS token themselves; adding it again would double it.
+        add_special = not (bos and text.startswith(bos))
+        capacity = len(data) + 16
+        buf = (llama_cpp.llama_token * capacity)()
+        n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_special, True)
+        if n < 0:
+            capacity = -n
+            buf = (llama_cpp.llama_token * capacity)()
+            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_special, True)
+        return list(buf[:n])
+
+    def _piece(self, token: int) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
+        return buf.raw[:n]
+
+    # -- generation ---------------------------------------------------------------------------------
+
+    def check_fits(self, prompt_tokens: int, k: int, max_tokens: int) -> int:
+        """Cells needed for the prompt (stored once) plus k sequences of up to max_tokens; raise if impossible."""
+        needed = prompt_tokens + k * max_tokens
+        if prompt_tokens + max_tokens > self.n_ctx_train:
+            raise PromptTooLongError(
+                f"the prompt is {prompt_tokens} tokens and a sample may add {max_tokens}, but {self.path.name} "
+                f"was trained for {self.n_ctx_train} tokens: shorten the question or lower --max-tokens"
+            )
+        return needed
+
+    def generate(
+        self,
+        prompt: Sequence[int],
+        sampling: Sampling,
+        seeds: Sequence[int],
+        stop: Sequence[str] = (),
+    ) -> Iterator[BatchStep]:
+        """Draw len(seeds) samples of ``prompt`` as one batch; yield after every decode step.
+
+        Closing the generator early cancels the live sequences and frees their cells.
+        """
+        if self.closed:
+            raise EngineError("the engine is closed")
+        k = len(seeds)
+        if not prompt:
+            raise InvalidRequestError("the prompt is empty")
+        needed = self.check_fits(len(prompt), k, sampling.max_tokens)
+        if needed > self.n_ctx or k > self.n_seq_max:
+            new_ctx = min(max(needed, self.n_ctx), max(self.n_ctx_train, needed))
+            log.info("growing the context of %s to %d cells, %d sequences", self.path.name, new_ctx, k)
+            self._new_context(new_ctx, max(k, self.n_seq_max))
+        start = time.perf_counter()
+        llama_cpp.llama_memory_clear(self._memory, True)
+        seqs = [_Sequence(i, self._new_sampler(sampling, seed)) for i, seed in enumerate(seeds)]
+        try:
+            self._eval_prompt(prompt, k)
+            for s in seqs:
+                s.batch_pos = self._prompt_logits_pos
+            pos = len(prompt)
+            live = list(seqs)
+            while live:
+                finished = []
+                for s in live:
+                    token = llama_cpp.llama_sampler_sample(s.sampler, self._ctx, s.batch_pos)
+                    self._advance(s, token, sampling.max_tokens, stop)
+                    if s.done is not None:
+                        llama_cpp.llama_memory_seq_rm(self._memory, s.index, -1, -1)
+                        finished.append(FinishedSequence(s.index, s.text, s.tokens, s.done, time.perf_counter() - start))
+                live = [s for s in live if s.done is None]
+                if live:
+                    self._decode_step(live, pos)
+                    pos += 1
+                yield BatchStep(tuple(s.tokens for s in seqs), tuple(finished), len(prompt), time.perf_counter() - start)
+        finally:
+            for s in seqs:
+                llama_cpp.llama_sampler_free(s.sampler)
+            if self._ctx:
+                llama_cpp.llama_memory_clear(self._memory, True)
+
+    def _new_sampler(self, sampling: Sampling, seed: int) -> ctypes.c_void_p:
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        if sampling.temperature <= 0:
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
+            return chain
+        if sampling.top_k > 0:
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_k(sampling.top_k))
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(sampling.top_p, 1))
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_min_p(sampling.min_p, 1))
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(sampling.temperature))
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(seed))
+        return chain
+
+    def _set_token(self, i: int, token: int, pos: int, seq_ids: Sequence[int], logits: bool) -> None:
+        b = self._batch
+        b.token[i] = token
+        b.pos[i] = pos
+        b.n_seq_id[i] = len(seq_ids)
+        for j, seq in enumerate(seq_ids):
+            b.seq_id[i][j] = seq
+        b.logits[i] = logits
+
+    def _decode(self, n_tokens: int) -> None:
+        self._batch.n_tokens = n_tokens
+        code = llama_cpp.llama_decode(self._ctx, self._batch)
+        if code == 1:
+            raise EngineError(f"{self.path.name}: no room left in the KV cache ({self.n_ctx} cells); lower -k or --max-tokens")
+        if code != 0:
+            raise EngineError(f"{self.path.name}: llama_decode failed with code {code}")
+
+    def _eval_prompt(self, prompt: Sequence[int], k: int) -> None:
+        # Every prompt token belongs to all k sequences: its KV cells are computed and stored once.
+        all_seqs = list(range(k))
+        n_batch = int(llama_cpp.llama_n_batch(self._ctx))
+        for chunk_start in range(0, len(prompt), n_batch):
+            chunk = prompt[chunk_start : chunk_start + n_batch]
+            for i, token in enumerate(chunk):
+                is_last = chunk_start + i == len(prompt) - 1
+                self._set_token(i, token, chunk_start + i, all_seqs, is_last)
+            self._decode(len(chunk))
+        self._prompt_logits_pos = (len(prompt) - 1) % n_batch
+
+    def _decode_step(self, live: list[_Sequence], pos: int) -> None:
+        for i, s in enumerate(live):
+            self._set_token(i, s.last_token, pos, (s.index,), True)
+            s.batch_pos = i
+        self._decode(len(live))
+
+    def _advance(self, s: _Sequence, token: int, max_tokens: int, stop: Sequence[str]) -> None:
+        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            s.text += s.decoder.decode(b"", final=True)
+            s.done = "eos"
+            return
+        s.tokens += 1
+        s.last_token = token
+        piece = s.decoder.decode(self._piece(token))
+        s.text += piece
+        if stop and piece:
+            window = len(piece) + max(len(x) for x in stop)
+            tail_start = max(0, len(s.text) - window)
+            hits = [i for x in stop if (i := s.text.find(x, tail_start)) >= 0]
+            if hits:
+                s.text = s.text[: min(hits)]
+                s.done = "stop"
+                return
+        if s.tokens >= max_tokens:
+            s.text += s.decoder.decode(b"", final=True)
+            s.done = "length"

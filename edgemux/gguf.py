@@ -1,0 +1,129 @@
+"""Read a GGUF file's header (magic, version, metadata key/values) without loading any weights.
+
+Used to reject non-GGUF and truncated files with a clear message before llama.cpp sees them, and to fill
+in a manifest for a local file (``edgemux models add``). Format: github.com/ggml-org/ggml docs/gguf.md.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .errors import ModelFileError
+
+__all__ = ["GGUFHeader", "read_header"]
+
+MAGIC = b"GGUF"
+_SCALARS = {  # GGUF value type -> struct format
+    0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d",
+}
+_STRING, _ARRAY = 8, 9
+_MAX_ARRAY_KEEP = 64  # long arrays (token lists) are skipped, only their length is kept
+
+
+@dataclass(frozen=True)
+class GGUFHeader:
+    path: Path
+    version: int
+    tensor_count: int
+    metadata: dict[str, Any]
+
+    @property
+    def architecture(self) -> str:
+        return str(self.metadata.get("general.architecture", "unknown"))
+
+    def arch_value(self, key: str, default: Any = None) -> Any:
+        return self.metadata.get(f"{self.architecture}.{key}", default)
+
+    @property
+    def context_length(self) -> int | None:
+        value = self.arch_value("context_length")
+        return int(value) if value is not None else None
+
+    @property
+    def chat_template(self) -> str | None:
+        value = self.metadata.get("tokenizer.chat_template")
+        return value if isinstance(value, str) else None
+
+    @property
+    def name(self) -> str | None:
+        value = self.metadata.get("general.name")
+        return value if isinstance(value, str) else None
+
+
+class _Reader:
+    def __init__(self, f: BinaryIO, path: Path) -> None:
+        self.f = f
+        self.path = path
+
+    def take(self, n: int) -> bytes:
+        data = self.f.read(n)
+        if len(data) != n:
+            raise ModelFileError(f"{self.path}: truncated GGUF header; the file is incomplete, pull it again")
+        return data
+
+    def scalar(self, fmt: str) -> Any:
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
+
+    def string(self) -> str:
+        n = self.scalar("<Q")
+        if n > 1 << 26:
+            raise ModelFileError(f"{self.path}: corrupt GGUF header (a {n}-byte string)")
+        return self.take(n).decode("utf-8", errors="replace")
+
+    def value(self, vtype: int) -> Any:
+        if vtype in _SCALARS:
+            return self.scalar(_SCALARS[vtype])
+        if vtype == _STRING:
+            return self.string()
+        if vtype == _ARRAY:
+            item_type, count = self.scalar("<I"), self.scalar("<Q")
+            if item_type in _SCALARS and count > _MAX_ARRAY_KEEP:
+                self.f.seek(struct.calcsize(_SCALARS[item_type]) * count, 1)
+                return _Skipped(count)
+            items = [self.value(item_type) for _ in range(count)]
+            return items if count <= _MAX_ARRAY_KEEP else _Skipped(count)
+        raise ModelFileError(f"{self.path}: corrupt GGUF header (unknown value type {vtype})")
+
+
+@dataclass(frozen=True)
+class _Skipped:
+    """A long array (e.g. the vocabulary) that was not kept; its length is."""
+
+    length: int
+
+
+def read_header(path: Path, expected_nbytes: int | None = None) -> GGUFHeader:
+    """Validate that ``path`` is a complete GGUF file and return its metadata.
+
+    Raises ModelFileError for a missing file, a file that is not a GGUF, or one shorter than expected.
+    """
+    try:
+        size = path.stat().st_size
+        f = path.open("rb")
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot read: {e.strerror}") from None
+    with f:
+        head = f.read(4)
+        if head != MAGIC:
+            raise ModelFileError(f"{path}: not a GGUF model file (it starts with {head!r}, expected b'GGUF')")
+        if expected_nbytes is not None and size != expected_nbytes:
+            raise ModelFileError(
+                f"{path}: {size} bytes, expected {expected_nbytes}; the file is truncated or corrupt, pull it again"
+            )
+        r = _Reader(f, path)
+        version = r.scalar("<I")
+        if version not in (2, 3):
+            raise ModelFileError(f"{path}: unsupported GGUF version {version}")
+        tensor_count, kv_count = r.scalar("<Q"), r.scalar("<Q")
+        if kv_count > 1 << 16:
+            raise ModelFileError(f"{path}: corrupt GGUF header ({kv_count} metadata entries)")
+        metadata: dict[str, Any] = {}
+        for _ in range(kv_count):
+            key = r.string()
+            metadata[key] = r.value(r.scalar("<I"))
+    return GGUFHeader(path=path, version=version, tensor_count=tensor_count, metadata=metadata)

