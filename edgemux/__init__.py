@@ -1,0 +1,65 @@
+"""edgemux: several small GGUF language models answering together by the SLM-MUX rule."""
+
+from __future__ import annotations
+
+from .catalog import Catalog
+from .errors import (
+    ChecksumError,
+    ConfigError,
+    EdgemuxError,
+    EngineError,
+    FetchError,
+    InvalidRequestError,
+    ModelFileError,
+    NotFoundError,
+    PromptTooLongError,
+)
+from .profiles import Profile, ProfileModel, list_profiles, load_profile
+from .runtime import LoadOptions, Mux
+from .types import (
+    DecisionMade,
+    Decision,
+    DecodeProgress,
+    ModelFinished,
+    ModelLoaded,
+    ModelLoading,
+    ModelSpec,
+    ModelVote,
+    MuxResult,
+    Sample,
+    SampleFinished,
+    Sampling,
+    SamplingStarted,
+)
+
+__all__ = [
+    "Catalog",
+    "ChecksumError",
+    "ConfigError",
+    "Decision",
+    "DecisionMade",
+    "DecodeProgress",
+    "EdgemuxError",
+    "EngineError",
+    "FetchError",
+    "InvalidRequestError",
+    "LoadOptions",
+    "ModelFileError",
+    "ModelFinished",
+    "ModelLoaded",
+    "ModelLoading",
+    "ModelSpec",
+    "ModelVote",
+    "Mux",
+    "MuxResult",
+    "NotFoundError",
+    "Profile",
+    "ProfileModel",
+    "PromptTooLongError",
+    "Sample",
+    "SampleFinished",
+    "Sampling",
+    "SamplingStarted",
+    "list_profiles",
+    "load_profile",
+]

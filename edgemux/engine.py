@@ -23,9 +23,9 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from .errors import EngineError, InvalidRequestError, PromptTooLongError
 from .gguf import read_header
-from .types import Sampling, StopReason
+from .types import BatchStep, FinishedSequence, Sampling, StopReason
 
-__all__ = ["BatchStep", "Engine", "FinishedSequence", "default_threads"]
+__all__ = ["Engine", "default_threads"]
 
 log = logging.getLogger("edgemux.engine")
 _llama_log = logging.getLogger("edgemux.llama")
@@ -51,25 +51,6 @@ llama_cpp.llama_backend_init()
 def default_threads() -> int:
     """Decode is compute-bound on CPUs: one thread per core, capped where more stop helping."""
     return max(1, min(os.cpu_count() or 1, 8))
-
-
-@dataclass(frozen=True)
-class FinishedSequence:
-    index: int
-    text: str
-    tokens: int
-    stop_reason: StopReason
-    seconds: float  # from the start of generate(), prompt evaluation included
-
-
-@dataclass(frozen=True)
-class BatchStep:
-    """What one decode step produced: tokens so far per sequence, and the sequences that just finished."""
-
-    tokens: tuple[int, ...]
-    finished: tuple[FinishedSequence, ...]
-    prompt_tokens: int
-    elapsed_s: float
 
 
 @dataclass

@@ -302,7 +302,11 @@ def _from_huggingface(spec: ModelSpec, source: HuggingFaceSource, stage: Path, p
     progress.start(f"downloading {spec.name} from {source.repo}", spec.file_nbytes)
     try:
         path = hf_hub_download(
-            repo_id=source.repo, filename=source.filename, revision=source.revision, local_dir=stage / "hf"
+            repo_id=source.repo,
+            filename=source.filename,
+            revision=source.revision,
+            local_dir=stage / "hf",
+            endpoint=os.environ.get("HF_ENDPOINT"),  # read per call: a mirror set after import still counts
         )
     except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as e:
         raise FetchError(f"{spec.name}: {source.repo}/{source.filename}@{source.revision} not found on the hub ({type(e).__name__})") from None

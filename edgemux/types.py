@@ -11,7 +11,9 @@ from .errors import InvalidRequestError
 
 __all__ = [
     "TASK_KINDS",
+    "BatchStep",
     "Decision",
+    "FinishedSequence",
     "DecodeProgress",
     "DecisionMade",
     "Event",
@@ -141,6 +143,26 @@ class Sampling:
 
 # ---------------------------------------------------------------------------------------------------------
 # Results
+
+
+@dataclass(frozen=True)
+class FinishedSequence:
+    index: int
+    text: str
+    tokens: int
+    stop_reason: StopReason
+    seconds: float  # from the start of generate(), prompt evaluation included
+
+
+@dataclass(frozen=True)
+class BatchStep:
+    """What one decode step produced: tokens so far per sequence, and the sequences that just finished."""
+
+    tokens: tuple[int, ...]
+    finished: tuple[FinishedSequence, ...]
+    prompt_tokens: int
+    elapsed_s: float
+
 
 
 @dataclass(frozen=True)

