@@ -188,7 +188,8 @@ def _log_event(event: Event, console: Console) -> None:
 def vote_table(result: MuxResult) -> Table:
     d = result.decision
     table = Table(title=f"SLM-MUX vote ({result.kind}, k={result.sampling.k})", header_style="bold")
-    for column in ("model", "answers (count)", "unparsable", "majority", "confidence", "val. acc.", ""):
+    table.add_column("model", no_wrap=True, min_width=max(len(v.model) for v in d.votes))
+    for column in ("answers (count)", "unparsable", "majority", "confidence", "val. acc.", ""):
         table.add_column(column)
     for v in d.votes:
         counts = ", ".join(f"{a} ({c})" for a, c in v.counts) or "—"
@@ -201,7 +202,9 @@ def vote_table(result: MuxResult) -> Table:
 
 def models_table(rows: list[tuple[ModelSpec, bool]]) -> Table:
     table = Table(header_style="bold")
-    for column in ("name", "params", "quant", "size", "source", "prompt", "cached"):
+    # Names are what users type next: never truncate them, let the other columns wrap instead.
+    table.add_column("name", no_wrap=True, min_width=max((len(spec.name) for spec, _ in rows), default=4))
+    for column in ("params", "quant", "size", "source", "prompt", "cached"):
         table.add_column(column)
     for spec, cached in rows:
         table.add_row(

@@ -1,0 +1,133 @@
+"""The CLI through click's CliRunner: the real SmolLM2 answering, and every bad input giving a one-line
+error and the documented exit code, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from edgemux.cli import cli
+
+QUESTION = "What is 12 + 30?"
+
+
+def invoke(*args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), input=input)
+
+
+def assert_clean_error(result: Result, code: int, message: str) -> None:
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.usefixtures("smollm2_in_home")
+def test_ask_json_with_the_real_model() -> None:
+    result = invoke("ask", "--profile", "tiny", "-k", "3", "--max-tokens", "48", "--seed", "1", "--json", QUESTION)
+    assert result.exit_code in (0, 8), result.stderr
+    data = json.loads(result.stdout)
+    assert data["question"] == QUESTION and data["sampling"]["k"] == 3 and data["sampling"]["seed"] == 1
+    [model] = data["models"]
+    assert model["name"] == "smollm2-135m" and len(model["samples"]) == 3
+    for sample in model["samples"]:
+        assert sample["text"] and 0 < sample["tokens"] <= 48
+        assert sample["stop_reason"] in ("eos", "length", "stop")
+    assert {"answer", "winner", "confidence", "tie_break", "reason"} <= data.keys()
+    assert sum(model["counts"].values()) + model["unparsable"] == 3
+    # the same seed gives the same samples
+    again = json.loads(invoke("ask", "--profile", "tiny", "-k", "3", "--max-tokens", "48", "--seed", "1", "--json", QUESTION).stdout)
+    assert [s["text"] for s in again["models"][0]["samples"]] == [s["text"] for s in model["samples"]]
+
+
+@pytest.mark.usefixtures("smollm2_in_home")
+def test_ask_prints_only_the_answer_on_stdout() -> None:
+    result = invoke("ask", "--models", "smollm2-135m", "-k", "2", "--max-tokens", "40", "--seed", "3", "--temperature", "0", "-")
+    assert result.exit_code == 2 and "empty" in result.stderr  # '-' with no stdin: an empty question
+    result = invoke("ask", "--models", "smollm2-135m", "-k", "2", "--max-tokens", "40", "--seed", "3",
+                    "--temperature", "0", "--explain", "-", input=QUESTION + "\n")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip().lstrip("-").replace(".", "").isdigit()  # one number, nothing else
+    assert "SLM-MUX vote" in result.stderr and "smollm2-135m" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("ask", ""), 2, "the question is empty"),
+        (("ask", "--profile", "tiny", "-k", "0", "q"), 2, "k must be between 1 and 64"),
+        (("ask", "--profile", "tiny", "-k", "100000", "q"), 2, "k must be between 1 and 64"),
+        (("ask", "--profile", "tiny", "--temperature", "-1", "q"), 2, "temperature must be between 0 and 5"),
+        (("ask", "--profile", "defualt", "q"), 3, "did you mean 'default'"),
+        (("ask", "--models", "smollm2-13m", "q"), 3, "did you mean 'smollm2-135m'"),
+        (("ask", "--models", "smollm2-135m,smollm2-135m", "q"), 2, "named twice"),
+        (("models", "pull", "qwen-giant"), 3, "unknown model 'qwen-giant'"),
+        (("models", "rm", "nope"), 3, "unknown model"),
+    ],
+)
+def test_bad_input(args: tuple[str, ...], code: int, message: str) -> None:
+    assert_clean_error(invoke(*args), code, message)
+
+
+def test_malformed_profile_file(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("name: broken\nmodels: [unclosed\n")
+    assert_clean_error(invoke("ask", "--profile", str(bad), "q"), 4, "malformed YAML")
+
+
+@pytest.mark.usefixtures("smollm2_in_home")
+def test_question_longer_than_the_context() -> None:
+    result = invoke("ask", "--profile", "tiny", "--max-tokens", "64", "count " * 9000)
+    assert_clean_error(result, 2, "trained for 8192 tokens")
+
+
+def test_models_list_json(smollm2_in_home: Path) -> None:
+    result = invoke("models", "list", "--json")
+    assert result.exit_code == 0
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["smollm2-135m"]["cached"] is True and rows["qwen2.5-coder-1.5b"]["cached"] is False
+    assert rows["gemma3-270m"]["prompt_style"] == "completion"
+    table = invoke("models", "list")
+    assert "smollm2-135m" in table.stdout and "Q4_1" in table.stdout
+
+
+def test_models_add_use_and_rm(smollm2_path: Path, home: Path) -> None:
+    result = invoke("models", "add", str(smollm2_path), "--name", "my-smol")
+    assert result.exit_code == 0, result.stderr
+    assert "llama, Q4_1, context 8192, prompt style chat" in result.stderr
+    listed = {r["name"]: r for r in json.loads(invoke("models", "list", "--json").stdout)}
+    assert listed["my-smol"]["cached"] is True and listed["my-smol"]["source"] == "local"
+    answer = invoke("ask", "--models", "my-smol", "-k", "1", "--max-tokens", "16", "--temperature", "0", "-q", QUESTION)
+    assert answer.exit_code in (0, 8), answer.stderr
+    assert_clean_error(invoke("models", "add", str(smollm2_path), "--name", "my-smol"), 2, "exists already")
+    removed = invoke("models", "rm", "my-smol")
+    assert removed.exit_code == 0 and "left in place" in removed.stderr
+    assert smollm2_path.exists()
+    assert "my-smol" not in invoke("models", "list").stdout
+
+
+def test_models_add_rejects_non_gguf(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.gguf"
+    junk.write_text("not a model")
+    assert_clean_error(invoke("models", "add", str(junk), "--name", "junk"), 6, "not a GGUF")
+    assert_clean_error(invoke("models", "add", str(tmp_path / "absent.gguf"), "--name", "x"), 6, "no such file")
+    assert_clean_error(invoke("models", "add", str(junk), "--name", "Bad Name"), 2, "not a valid model name")
+
+
+def test_models_rm_cached(smollm2_in_home: Path) -> None:
+    result = invoke("models", "rm", "smollm2-135m")
+    assert result.exit_code == 0 and "removed" in result.stderr
+    assert not smollm2_in_home.exists()
+
+
+def test_profiles_lists_shipped_profiles() -> None:
+    result = invoke("profiles")
+    assert result.exit_code == 0 and "default" in result.stdout and "qwen2.5-coder-1.5b" in result.stdout
+
+
+def test_help_teaches() -> None:
+    result = invoke("ask", "--help")
+    for flag in ("--profile", "--models", "-k", "--temperature", "--max-tokens", "--kind", "--seed", "--gpu-layers", "--threads", "--quiet", "--json", "--explain"):
+        assert flag in result.stdout
