@@ -17,8 +17,8 @@ from .errors import (
 from .profiles import Profile, ProfileModel, list_profiles, load_profile
 from .runtime import LoadOptions, Mux
 from .types import (
-    DecisionMade,
     Decision,
+    DecisionMade,
     DecodeProgress,
     ModelFinished,
     ModelLoaded,

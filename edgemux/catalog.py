@@ -17,8 +17,18 @@ __all__ = ["Catalog", "parse_manifest", "write_manifest"]
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _TOP_KEYS = frozenset(
     {
-        "name", "title", "family", "architecture", "params_billions", "quant", "context_length",
-        "license", "prompt_style", "file", "source", "notes",
+        "name",
+        "title",
+        "family",
+        "architecture",
+        "params_billions",
+        "quant",
+        "context_length",
+        "license",
+        "prompt_style",
+        "file",
+        "source",
+        "notes",
     }
 )
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

@@ -36,7 +36,9 @@ def sampling_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for f in reversed(dataclasses.fields(Sampling)):
         flags = [f.metadata.get("flag") or "--" + f.name.replace("_", "-")]
         kind = float if isinstance(f.default, float) else int
-        command = click.option(*flags, f.name, type=kind, default=None, help=f"{f.metadata['help']} [from the profile]")(command)
+        command = click.option(
+            *flags, f.name, type=kind, default=None, help=f"{f.metadata['help']} [from the profile]"
+        )(command)
     return command
 
 
@@ -70,8 +72,7 @@ def cli(verbose: int) -> None:
     """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(name)s: %(message)s", stream=sys.stderr)
-    if verbose < 2:
-        logging.getLogger("edgemux.llama").setLevel(logging.ERROR)
+    logging.getLogger("edgemux.llama").setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
 
 
 @cli.command()
@@ -80,7 +81,14 @@ def cli(verbose: int) -> None:
 @click.option("--models", "-m", help="comma-separated model names: an ad-hoc ensemble instead of the profile's")
 @click.option("--kind", type=click.Choice(TASK_KINDS), help="how answers are extracted and compared [profile's]")
 @sampling_options
-@click.option("--gpu-layers", "n_gpu_layers", type=int, default=0, show_default=True, help="layers to offload to the GPU (-1 = all)")
+@click.option(
+    "--gpu-layers",
+    "n_gpu_layers",
+    type=int,
+    default=0,
+    show_default=True,
+    help="layers to offload to the GPU (-1 = all)",
+)
 @click.option("--threads", "n_threads", type=int, default=None, help="CPU threads [one per core]")
 @click.option("--json", "as_json", is_flag=True, help="print the whole result as JSON on stdout")
 @click.option("--explain", is_flag=True, help="print the vote table on stderr after the answer")
@@ -98,7 +106,11 @@ def ask(question: str, profile: str, models: str | None, kind: str | None, n_gpu
 
     if question == "-":
         question = sys.stdin.read()
-    base = adhoc_profile([m.strip() for m in models.split(",") if m.strip()], kind or "number") if models else load_profile(profile)
+    base = (
+        adhoc_profile([m.strip() for m in models.split(",") if m.strip()], kind or "number")
+        if models
+        else load_profile(profile)
+    )
     chosen = base.with_overrides(sampling=sampling, kind=kind)
     if not question.strip():
         raise errors.InvalidRequestError("the question is empty; pass it as an argument or use - to read stdin")
@@ -180,7 +192,10 @@ def models_add(path: Path, name: str) -> None:
     from .register import register_local
 
     spec = register_local(path, name, Catalog())
-    click.echo(f"added {spec.name}: {spec.architecture}, {spec.quant}, context {spec.context_length}, prompt style {spec.prompt_style}", err=True)
+    click.echo(
+        f"added {spec.name}: {spec.architecture}, {spec.quant}, context {spec.context_length}, prompt style {spec.prompt_style}",
+        err=True,
+    )
 
 
 @cli.command("profiles")

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -29,12 +30,14 @@ __all__ = ["Engine", "default_threads"]
 
 log = logging.getLogger("edgemux.engine")
 _llama_log = logging.getLogger("edgemux.llama")
+if _llama_log.level == logging.NOTSET:  # llama.cpp warns about quirks of valid models; quiet unless asked
+    _llama_log.setLevel(logging.ERROR)
 # ggml.h: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (llama-cpp-python's own table is out of date).
 _LOG_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
 _last_level = logging.DEBUG
 
 
-@llama_cpp.llama_log_callback
+@llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
 def _forward_llama_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     # llama.cpp is chatty on stderr; route it to logging (shown with -v) instead. Level 5 continues a line.
     global _last_level
@@ -91,11 +94,14 @@ class Engine:
         self._batch_capacity = 0
         self._batch_seq_max = 0
         self._prompt_logits_pos = 0
+        self._eog: list[int] | None = None
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
         self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
         if not self._model:
-            raise EngineError(f"llama.cpp could not load {self.path}; run with -v to see why (corrupt file or unsupported architecture)")
+            raise EngineError(
+                f"llama.cpp could not load {self.path}; run with -v to see why (corrupt file or unsupported architecture)"
+            )
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
         self._chat_formatter = self._make_chat_formatter()
@@ -156,7 +162,9 @@ class Engine:
         params.no_perf = True
         self._ctx = llama_cpp.llama_init_from_model(self._model, params)
         if not self._ctx:
-            raise EngineError(f"llama.cpp could not create a context of {n_ctx} tokens for {self.path.name}; lower the context or -k")
+            raise EngineError(
+                f"llama.cpp could not create a context of {n_ctx} tokens for {self.path.name}; lower the context or -k"
+            )
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._ensure_batch(max(params.n_batch, n_seq_max), n_seq_max)
 
@@ -173,7 +181,7 @@ class Engine:
     def _token_text(self, token: int) -> str:
         if token < 0:
             return ""
-        return llama_cpp.llama_vocab_get_text(self._vocab, token).decode("utf-8", errors="replace")
+        return str(llama_cpp.llama_vocab_get_text(self._vocab, token).decode("utf-8", errors="replace"))
 
     def _make_chat_formatter(self) -> Jinja2ChatFormatter | None:
         template = llama_cpp.llama_model_chat_template(self._model, None)
@@ -193,7 +201,8 @@ class Engine:
         """Apply the GGUF's own chat template (rendered with Jinja, as transformers does)."""
         if self._chat_formatter is None:
             raise InvalidRequestError(f"{self.path.name} has no chat template; give it prompt_style: completion")
-        rendered = self._chat_formatter(messages=[{"role": r, "content": c} for r, c in messages])
+        chat: list[Any] = [{"role": r, "content": c} for r, c in messages]
+        rendered = self._chat_formatter(messages=chat)
         return rendered.prompt
 
     def tokenize(self, text: str) -> list[int]:
@@ -236,9 +245,12 @@ class Engine:
         sampling: Sampling,
         seeds: Sequence[int],
         stop: Sequence[str] = (),
+        *,
+        ignore_eos: bool = False,
     ) -> Iterator[BatchStep]:
         """Draw len(seeds) samples of ``prompt`` as one batch; yield after every decode step.
 
+        ``ignore_eos`` forbids end-of-generation tokens so every sample runs to max_tokens (benchmarks).
         Closing the generator early cancels the live sequences and frees their cells.
         """
         if self.closed:
@@ -253,7 +265,7 @@ class Engine:
             self._new_context(new_ctx, max(k, self.n_seq_max))
         start = time.perf_counter()
         llama_cpp.llama_memory_clear(self._memory, True)
-        seqs = [_Sequence(i, self._new_sampler(sampling, seed)) for i, seed in enumerate(seeds)]
+        seqs = [_Sequence(i, self._new_sampler(sampling, seed, ignore_eos)) for i, seed in enumerate(seeds)]
         try:
             self._eval_prompt(prompt, k)
             for s in seqs:
@@ -267,45 +279,66 @@ class Engine:
                     self._advance(s, token, sampling.max_tokens, stop)
                     if s.done is not None:
                         llama_cpp.llama_memory_seq_rm(self._memory, s.index, -1, -1)
-                        finished.append(FinishedSequence(s.index, s.text, s.tokens, s.done, time.perf_counter() - start))
+                        finished.append(
+                            FinishedSequence(s.index, s.text, s.tokens, s.done, time.perf_counter() - start)
+                        )
                 live = [s for s in live if s.done is None]
                 if live:
                     self._decode_step(live, pos)
                     pos += 1
-                yield BatchStep(tuple(s.tokens for s in seqs), tuple(finished), len(prompt), time.perf_counter() - start)
+                yield BatchStep(
+                    tuple(s.tokens for s in seqs), tuple(finished), len(prompt), time.perf_counter() - start
+                )
         finally:
             for s in seqs:
                 llama_cpp.llama_sampler_free(s.sampler)
             if self._ctx:
                 llama_cpp.llama_memory_clear(self._memory, True)
 
-    def _new_sampler(self, sampling: Sampling, seed: int) -> ctypes.c_void_p:
+    def _eog_tokens(self) -> list[int]:
+        if self._eog is None:
+            n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+            self._eog = [t for t in range(n_vocab) if llama_cpp.llama_vocab_is_eog(self._vocab, t)]
+        return self._eog
+
+    def _new_sampler(self, sampling: Sampling, seed: int, ignore_eos: bool = False) -> ctypes.c_void_p:
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        if ignore_eos:
+            eog = self._eog_tokens()
+            biases = (llama_cpp.llama_logit_bias * len(eog))(
+                *[llama_cpp.llama_logit_bias(t, float("-inf")) for t in eog]
+            )
+            n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(eog), biases))
         if sampling.temperature <= 0:
             llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
-            return chain
+            return chain  # type: ignore[no-any-return]
         if sampling.top_k > 0:
             llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_k(sampling.top_k))
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(sampling.top_p, 1))
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_min_p(sampling.min_p, 1))
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(sampling.temperature))
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(seed))
-        return chain
+        return chain  # type: ignore[no-any-return]
 
     def _set_token(self, i: int, token: int, pos: int, seq_ids: Sequence[int], logits: bool) -> None:
         b = self._batch
+        assert b is not None  # allocated with the context, freed only by close()
         b.token[i] = token
-        b.pos[i] = pos
+        b.pos[i] = pos  # type: ignore[call-overload]
         b.n_seq_id[i] = len(seq_ids)
         for j, seq in enumerate(seq_ids):
             b.seq_id[i][j] = seq
         b.logits[i] = logits
 
     def _decode(self, n_tokens: int) -> None:
+        assert self._batch is not None
         self._batch.n_tokens = n_tokens
         code = llama_cpp.llama_decode(self._ctx, self._batch)
         if code == 1:
-            raise EngineError(f"{self.path.name}: no room left in the KV cache ({self.n_ctx} cells); lower -k or --max-tokens")
+            raise EngineError(
+                f"{self.path.name}: no room left in the KV cache ({self.n_ctx} cells); lower -k or --max-tokens"
+            )
         if code != 0:
             raise EngineError(f"{self.path.name}: llama_decode failed with code {code}")
 

@@ -172,7 +172,7 @@ _CHOICE_PATTERNS = (
 def _extract_choice(text: str, n_choices: int | None = None) -> str | None:
     allowed = _LETTERS[: n_choices or len(_LETTERS)]
     for pattern in _CHOICE_PATTERNS:
-        found = [m.upper() for m in pattern.findall(text) if m.upper() in allowed]
+        found = [str(m).upper() for m in pattern.findall(text) if str(m).upper() in allowed]
         # "Answer: A" must be a letter, not the start of a word ("Answer: All of them").
         if found:
             return found[-1]

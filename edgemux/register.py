@@ -16,9 +16,28 @@ __all__ = ["register_local"]
 
 # llama.cpp's enum llama_ftype (the common ones): general.file_type -> quantisation name
 _FILE_TYPES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
-    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
-    19: "IQ2_XXS", 20: "IQ2_XS", 24: "IQ1_S", 25: "IQ4_NL", 30: "IQ4_XS", 32: "BF16",
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    19: "IQ2_XXS",
+    20: "IQ2_XS",
+    24: "IQ1_S",
+    25: "IQ4_NL",
+    30: "IQ4_XS",
+    32: "BF16",
 }
 
 
@@ -35,7 +54,9 @@ def register_local(path: Path, name: str, catalog: Catalog) -> ModelSpec:
     if not NAME_PATTERN.match(name):
         raise InvalidRequestError(f"{name!r} is not a valid model name: use lowercase letters, digits, '.', '_', '-'")
     if name in catalog.names():
-        raise InvalidRequestError(f"a model named {name!r} exists already: pick another --name, or `edgemux models rm {name}` first")
+        raise InvalidRequestError(
+            f"a model named {name!r} exists already: pick another --name, or `edgemux models rm {name}` first"
+        )
     path = path.expanduser().resolve()
     header = read_header(path)
     meta = header.metadata

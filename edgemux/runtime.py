@@ -42,12 +42,15 @@ __all__ = ["EngineLike", "LoadOptions", "Mux"]
 class EngineLike(Protocol):
     """What the runtime needs from an engine; ``engine.Engine`` and ``testing.FakeEngine`` provide it."""
 
-    has_chat_template: bool
+    @property
+    def has_chat_template(self) -> bool: ...
 
     def render_chat(self, messages: Sequence[tuple[str, str]]) -> str: ...
     def tokenize(self, text: str) -> list[int]: ...
     def check_fits(self, prompt_tokens: int, k: int, max_tokens: int) -> int: ...
-    def generate(self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = ()) -> Iterator[Any]: ...
+    def generate(
+        self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = ()
+    ) -> Iterator[Any]: ...
     def close(self) -> None: ...
 
 
@@ -100,7 +103,9 @@ class Mux:
         return cls(load_profile(name_or_path), **kwargs)
 
     @classmethod
-    def from_models(cls, models: list[str], kind: str = "number", sampling: Sampling | None = None, **kwargs: Any) -> Mux:
+    def from_models(
+        cls, models: list[str], kind: str = "number", sampling: Sampling | None = None, **kwargs: Any
+    ) -> Mux:
         return cls(adhoc_profile(models, kind, sampling), **kwargs)
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -210,7 +215,9 @@ class Mux:
         )
         yield DecisionMade(result)
 
-    def _prompt_tokens(self, spec: ModelSpec, question: str, profile: Profile, sampling: Sampling) -> tuple[list[int], tuple[str, ...]]:
+    def _prompt_tokens(
+        self, spec: ModelSpec, question: str, profile: Profile, sampling: Sampling
+    ) -> tuple[list[int], tuple[str, ...]]:
         engine = self._engines[spec.name]
         style = spec.prompt_style if engine.has_chat_template else "completion"
         prompt = build_prompt(question, profile.kind, style, profile.instruction, profile.system)

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from .errors import PromptTooLongError
-from .types import BatchStep, FinishedSequence, ModelSpec, Sampling
+from .types import BatchStep, FinishedSequence, ModelSpec, Sampling, StopReason
 
 __all__ = ["FakeEngine", "fake_engine_factory"]
 
@@ -35,7 +35,9 @@ class FakeEngine:
             raise PromptTooLongError(f"the prompt is {prompt_tokens} tokens; the fake context holds {self.n_ctx_train}")
         return prompt_tokens + k * max_tokens
 
-    def generate(self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = ()) -> Iterator[BatchStep]:
+    def generate(
+        self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = ()
+    ) -> Iterator[BatchStep]:
         self.prompts.append(list(prompt))
         words = [self.outputs[i % len(self.outputs)].split(" ") for i in range(len(seeds))]
         limits = [min(len(w), sampling.max_tokens) for w in words]
@@ -48,7 +50,7 @@ class FakeEngine:
                 for i, limit in enumerate(limits):
                     if not done[i] and step >= limit:
                         done[i] = True
-                        reason = "eos" if limit == len(words[i]) else "length"
+                        reason: StopReason = "eos" if limit == len(words[i]) else "length"
                         finished.append(FinishedSequence(i, " ".join(words[i][:limit]), limit, reason, step * 0.01))
                 tokens = tuple(min(step, limit) for limit in limits)
                 yield BatchStep(tokens, tuple(finished), len(prompt), step * 0.01)

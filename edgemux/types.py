@@ -164,7 +164,6 @@ class BatchStep:
     elapsed_s: float
 
 
-
 @dataclass(frozen=True)
 class Sample:
     """One finished answer of one model."""
@@ -310,6 +309,4 @@ class DecisionMade:
     result: MuxResult
 
 
-Event = (
-    ModelLoading | ModelLoaded | SamplingStarted | DecodeProgress | SampleFinished | ModelFinished | DecisionMade
-)
+Event = ModelLoading | ModelLoaded | SamplingStarted | DecodeProgress | SampleFinished | ModelFinished | DecisionMade

@@ -13,6 +13,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -53,7 +54,7 @@ class DownloadBar:
     def __init__(self, console: Console = stderr) -> None:
         self.console = console
         self._progress: Progress | None = None
-        self._task = 0
+        self._task = TaskID(0)
 
     def start(self, description: str, total_bytes: int | None) -> None:
         self._progress = Progress(
@@ -117,9 +118,10 @@ class LiveView:
         for column in ("model", "samples", "tok/s", "answers", "confidence"):
             table.add_column(column)
         for model, row in self.rows.items():
-            samples = " ".join(
-                f"[green]{t}✓[/]" if i in row.answers else str(t) for i, t in enumerate(row.tokens)
-            ) or row.state
+            samples = (
+                " ".join(f"[green]{t}✓[/]" if i in row.answers else str(t) for i, t in enumerate(row.tokens))
+                or row.state
+            )
             rate = f"{sum(row.tokens) / row.elapsed_s:.0f}" if row.elapsed_s > 0 else ""
             answers = " ".join("∅" if a is None else a for _, a in sorted(row.answers.items()))
             conf = _running_confidence(row)
@@ -154,7 +156,9 @@ def decision_line(result: MuxResult) -> Text:
     return text
 
 
-def follow(events: Iterator[Event], models: list[str], *, live: bool, quiet: bool, console: Console = stderr) -> MuxResult:
+def follow(
+    events: Iterator[Event], models: list[str], *, live: bool, quiet: bool, console: Console = stderr
+) -> MuxResult:
     """Drain the event stream, rendering it; return the final result."""
     view = LiveView(models)
     if live and not quiet:
@@ -177,7 +181,9 @@ def _log_event(event: Event, console: Console) -> None:
         console.print(f"{event.model}: loaded in {event.load_s:.2f} s")
     elif isinstance(event, SampleFinished):
         s = event.sample
-        console.print(f"{s.model}: sample {s.index + 1} → {s.answer or '∅'} ({s.tokens} tokens, {s.stop_reason}, {s.seconds:.1f} s)")
+        console.print(
+            f"{s.model}: sample {s.index + 1} → {s.answer or '∅'} ({s.tokens} tokens, {s.stop_reason}, {s.seconds:.1f} s)"
+        )
     elif isinstance(event, ModelFinished):
         v = event.vote
         console.print(f"{v.model}: majority {v.answer or '∅'}, confidence {v.confidence:.2f}")

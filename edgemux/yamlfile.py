@@ -60,9 +60,7 @@ class Section:
     def only(self, allowed: set[str] | frozenset[str]) -> Section:
         unknown = sorted(str(k) for k in self.data if k not in allowed)
         if unknown:
-            raise ConfigError(
-                f"{self.where(unknown[0])}: unknown key; allowed here: {', '.join(sorted(allowed))}"
-            )
+            raise ConfigError(f"{self.where(unknown[0])}: unknown key; allowed here: {', '.join(sorted(allowed))}")
         return self
 
     def get(self, key: str, typ: type[T] | tuple[type, ...], default: Any = _MISSING) -> T:

