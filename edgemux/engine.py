@@ -156,6 +156,9 @@ class Engine:
         params.n_batch = min(n_ctx, 512)
         params.n_ubatch = min(n_ctx, 512)
         params.n_seq_max = n_seq_max
+        # We never ask for more than one output per sequence per batch: reserving logits for a whole ubatch
+        # (llama.cpp's default) costs n_ubatch x n_vocab x 4 bytes, 300 MiB for Qwen2.5, for nothing.
+        params.n_outputs_max = n_seq_max
         params.n_threads = self.n_threads
         params.n_threads_batch = self.n_threads
         params.kv_unified = True  # one cache for all sequences, so the shared prompt is stored once
