@@ -29,8 +29,15 @@ _TOP_KEYS = frozenset(
         "file",
         "source",
         "notes",
+        "shape",
     }
 )
+SHAPE_KEYS = frozenset(
+    {
+        "n_layer", "n_embd", "n_ff", "n_head", "n_head_kv", "head_dim_k", "head_dim_v", "n_vocab",
+        "file_nbytes", "layers_nbytes", "repack_nbytes", "output_nbytes",
+    }
+)  # fmt: skip
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -80,6 +87,10 @@ def parse_manifest(path: Path) -> ModelSpec:
     if prompt_style not in ("chat", "completion"):
         raise ConfigError(f"{top.where('prompt_style')}: expected 'chat' or 'completion', got {prompt_style!r}")
     file = top.section("file").only({"nbytes", "sha256"}) if "file" in top.data else None
+    shape = None
+    if "shape" in top.data:
+        section = top.section("shape").only(SHAPE_KEYS)
+        shape = tuple((key, section.get(key, int)) for key in sorted(SHAPE_KEYS))
     return ModelSpec(
         name=name,
         title=top.get("title", str, name),
@@ -94,6 +105,7 @@ def parse_manifest(path: Path) -> ModelSpec:
         file_nbytes=file.get("nbytes", int, None) if file else None,
         file_sha256=_sha256(file, "sha256", required=False) if file else None,
         notes=top.get("notes", str, ""),
+        shape=shape,
         manifest=path,
     )
 
@@ -123,6 +135,8 @@ def manifest_dict(spec: ModelSpec) -> dict[str, Any]:
         data["file"] = {"nbytes": spec.file_nbytes, "sha256": spec.file_sha256}
     if spec.notes:
         data["notes"] = spec.notes
+    if spec.shape:
+        data["shape"] = dict(spec.shape)
     return data
 
 

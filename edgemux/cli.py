@@ -15,6 +15,7 @@ import click
 
 from . import errors, fetch
 from .catalog import Catalog
+from .profiles import Profile
 from .types import TASK_KINDS, Sampling
 
 EXIT_CODES: list[tuple[type[BaseException], int]] = [  # most specific first
@@ -26,6 +27,7 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [  # most specific first
     (errors.FetchError, 5),
     (errors.ModelFileError, 6),
     (errors.EngineError, 7),
+    (errors.BudgetError, 9),
     (errors.EdgemuxError, 1),
 ]
 NO_ANSWER_EXIT = 8
@@ -57,6 +59,30 @@ class _Edgemux(click.Group):
             raise click.exceptions.Exit(130) from None
 
 
+def profile_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--profile, --models, --kind, --n-ctx and the sampling flags: shared by every command that runs a profile."""
+    command = sampling_options(command)
+    for option in reversed([
+        click.option("--profile", "-p", default="default", show_default=True, help="profile name or path to a profile .yaml"),
+        click.option("--models", "-m", help="comma-separated model names: an ad-hoc ensemble instead of the profile's"),
+        click.option("--kind", type=click.Choice(TASK_KINDS), help="how answers are extracted and compared [from the profile]"),
+        click.option("--n-ctx", type=int, default=None, help="context of one sample, prompt + answer [from the profile]"),
+    ]):  # fmt: skip
+        command = option(command)
+    return command
+
+
+def chosen_profile(
+    profile: str, models: str | None, kind: str | None, n_ctx: int | None, sampling: dict[str, Any]
+) -> Profile:
+    """The profile a command runs: a named one, or an ad-hoc one from --models, with flags applied."""
+    from .profiles import adhoc_profile, load_profile
+
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    base = adhoc_profile(names, kind or "number") if names is not None else load_profile(profile)
+    return base.with_overrides(sampling=sampling, kind=kind, n_ctx=n_ctx)
+
+
 @click.group(cls=_Edgemux, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="log decisions (-v) and llama.cpp's own output (-vv) to stderr")
 @click.version_option(package_name="edgemux")
@@ -77,10 +103,7 @@ def cli(verbose: int) -> None:
 
 @cli.command()
 @click.argument("question")
-@click.option("--profile", "-p", default="default", show_default=True, help="profile name or path to a profile .yaml")
-@click.option("--models", "-m", help="comma-separated model names: an ad-hoc ensemble instead of the profile's")
-@click.option("--kind", type=click.Choice(TASK_KINDS), help="how answers are extracted and compared [profile's]")
-@sampling_options
+@profile_options
 @click.option(
     "--gpu-layers",
     "n_gpu_layers",
@@ -93,25 +116,19 @@ def cli(verbose: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the whole result as JSON on stdout")
 @click.option("--explain", is_flag=True, help="print the vote table on stderr after the answer")
 @click.option("--quiet", "-q", is_flag=True, help="no progress or live view; only the answer")
-def ask(question: str, profile: str, models: str | None, kind: str | None, n_gpu_layers: int, n_threads: int | None,
-        as_json: bool, explain: bool, quiet: bool, **sampling: Any) -> None:  # fmt: skip
+def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx: int | None, n_gpu_layers: int,
+        n_threads: int | None, as_json: bool, explain: bool, quiet: bool, **sampling: Any) -> None:  # fmt: skip
     """Answer QUESTION with the profile's models (use - to read it from stdin).
 
     Each model draws k samples; the model whose own samples agree most wins, and its majority answer is
     printed on stdout. The live view on stderr shows every model's samples as they finish.
     """
     from . import ui
-    from .profiles import adhoc_profile, load_profile
     from .runtime import LoadOptions, Mux
 
     if question == "-":
         question = sys.stdin.read()
-    base = (
-        adhoc_profile([m.strip() for m in models.split(",") if m.strip()], kind or "number")
-        if models
-        else load_profile(profile)
-    )
-    chosen = base.with_overrides(sampling=sampling, kind=kind)
+    chosen = chosen_profile(profile, models, kind, n_ctx, sampling)
     if not question.strip():
         raise errors.InvalidRequestError("the question is empty; pass it as an argument or use - to read stdin")
     progress = fetch.NullProgress if quiet else ui.DownloadBar
@@ -128,6 +145,41 @@ def ask(question: str, profile: str, models: str | None, kind: str | None, n_gpu
         if not as_json:
             click.echo(f"edgemux: {result.decision.reason}", err=True)
         sys.exit(NO_ANSWER_EXIT)
+
+
+@cli.command()
+@profile_options
+@click.option(
+    "--gpu-layers",
+    "n_gpu_layers",
+    type=int,
+    default=0,
+    show_default=True,
+    help="layers to offload to the GPU (-1 = all)",
+)
+@click.option(
+    "--budget", help="memory the models may hold, e.g. 3GiB [EDGEMUX_BUDGET, the profile's, or 80% of free memory]"
+)
+@click.option("--json", "as_json", is_flag=True, help="print the plan as JSON on stdout")
+def plan(profile: str, models: str | None, kind: str | None, n_ctx: int | None, n_gpu_layers: int, budget: str | None,
+         as_json: bool, **sampling: Any) -> None:  # fmt: skip
+    """Dry run: the memory each model will need (weights, KV cache for k samples, compute) against the budget.
+
+    Loads nothing; reads the cached GGUF headers (or the manifests, for models not yet pulled). Exits
+    non-zero with the cheapest fix when the models cannot all be resident at once.
+    """
+    from . import ui
+    from .planning import plan_profile, resolve_budget
+
+    chosen = chosen_profile(profile, models, kind, n_ctx, sampling)
+    budget_bytes, source = resolve_budget(budget, chosen)
+    result = plan_profile(chosen, budget_bytes, n_gpu_layers)
+    if as_json:
+        click.echo(json.dumps(ui.plan_dict(result, chosen, source), indent=2))
+    else:
+        ui.stdout.print(ui.plan_table(result, chosen, source))
+    if not result.fits:
+        raise errors.BudgetError(result.advice)
 
 
 @cli.group()

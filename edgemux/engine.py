@@ -24,6 +24,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from .errors import EngineError, InvalidRequestError, PromptTooLongError
 from .gguf import read_header
+from .memory import rss_bytes
 from .types import BatchStep, FinishedSequence, Sampling, StopReason
 
 __all__ = ["Engine", "default_threads"]
@@ -95,6 +96,7 @@ class Engine:
         self._batch_seq_max = 0
         self._prompt_logits_pos = 0
         self._eog: list[int] | None = None
+        rss_before = rss_bytes()
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
         self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
@@ -110,6 +112,9 @@ class Engine:
         except BaseException:
             self.close()
             raise
+        rss_after = rss_bytes()
+        # What loading really cost this process (llama.cpp populates the mapping, so the weights count).
+        self.measured_nbytes = rss_after - rss_before if rss_before is not None and rss_after is not None else None
 
     # -- lifecycle ------------------------------------------------------------------------------------
 

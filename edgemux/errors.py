@@ -6,6 +6,7 @@ to do next; the CLI maps the types to exit codes in one place (``cli.py``).
     ├── NotFoundError            unknown model or profile name (with the closest names)
     ├── InvalidRequestError      empty question, k out of range, negative temperature, ...
     │   └── PromptTooLongError   the prompt and the samples do not fit the context
+    ├── BudgetError              the models cannot fit the memory budget (the message names the fix)
     ├── FetchError               pip or Hugging Face download failed, network down
     │   └── ChecksumError        the assembled file's sha256 or size is wrong (the file is removed)
     ├── ModelFileError           the file is missing, truncated, or not a GGUF at all
@@ -18,6 +19,7 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = [
+    "BudgetError",
     "ChecksumError",
     "ConfigError",
     "EdgemuxError",
@@ -63,6 +65,10 @@ class InvalidRequestError(EdgemuxError):
 
 class PromptTooLongError(InvalidRequestError):
     """The prompt plus k × max_tokens does not fit the model's context."""
+
+
+class BudgetError(EdgemuxError):
+    """The requested models cannot be held within the memory budget."""
 
 
 class FetchError(EdgemuxError):

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 from .errors import ModelFileError
 
-__all__ = ["GGUFHeader", "read_header"]
+__all__ = ["GGUFHeader", "Skipped", "TensorInfo", "read_header"]
 
 MAGIC = b"GGUF"
 _SCALARS = {  # GGUF value type -> struct format
@@ -34,11 +34,28 @@ _MAX_ARRAY_KEEP = 64  # long arrays (token lists) are skipped, only their length
 
 
 @dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    ggml_type: int
+    shape: tuple[int, ...]
+    nbytes: int  # from the distance to the next tensor's data (alignment padding included)
+
+    @property
+    def layer(self) -> int | None:
+        """The block index of ``blk.N.*`` tensors; None for embeddings, output and norms outside blocks."""
+        if self.name.startswith("blk."):
+            return int(self.name.split(".")[1])
+        return None
+
+
+@dataclass(frozen=True)
 class GGUFHeader:
     path: Path
     version: int
     tensor_count: int
     metadata: dict[str, Any]
+    tensors: tuple[TensorInfo, ...] = ()
+    file_nbytes: int = 0
 
     @property
     def architecture(self) -> str:
@@ -92,14 +109,18 @@ class _Reader:
             item_type, count = self.scalar("<I"), self.scalar("<Q")
             if item_type in _SCALARS and count > _MAX_ARRAY_KEEP:
                 self.f.seek(struct.calcsize(_SCALARS[item_type]) * count, 1)
-                return _Skipped(count)
+                return Skipped(count)
+            if item_type == _STRING and count > _MAX_ARRAY_KEEP:  # the vocabulary: skip, keep its length
+                for _ in range(count):
+                    self.f.seek(self.scalar("<Q"), 1)
+                return Skipped(count)
             items = [self.value(item_type) for _ in range(count)]
-            return items if count <= _MAX_ARRAY_KEEP else _Skipped(count)
+            return items if count <= _MAX_ARRAY_KEEP else Skipped(count)
         raise ModelFileError(f"{self.path}: corrupt GGUF header (unknown value type {vtype})")
 
 
 @dataclass(frozen=True)
-class _Skipped:
+class Skipped:
     """A long array (e.g. the vocabulary) that was not kept; its length is."""
 
     length: int
@@ -136,4 +157,25 @@ def read_header(path: Path, expected_nbytes: int | None = None) -> GGUFHeader:
         for _ in range(kv_count):
             key = r.string()
             metadata[key] = r.value(r.scalar("<I"))
-    return GGUFHeader(path=path, version=version, tensor_count=tensor_count, metadata=metadata)
+        tensors = _read_tensor_infos(r, tensor_count, size, int(metadata.get("general.alignment", 32)))
+    return GGUFHeader(path, version, tensor_count, metadata, tensors, size)
+
+
+def _read_tensor_infos(r: _Reader, count: int, file_size: int, alignment: int) -> tuple[TensorInfo, ...]:
+    if count > 1 << 20:
+        raise ModelFileError(f"{r.path}: corrupt GGUF header ({count} tensors)")
+    raw = []
+    for _ in range(count):
+        name = r.string()
+        n_dims = r.scalar("<I")
+        if n_dims > 8:
+            raise ModelFileError(f"{r.path}: corrupt GGUF header (a {n_dims}-dimensional tensor)")
+        shape = tuple(r.scalar("<Q") for _ in range(n_dims))
+        ggml_type, offset = r.scalar("<I"), r.scalar("<Q")
+        raw.append((name, ggml_type, shape, offset))
+    header_end = r.f.tell()
+    data_start = header_end + (-header_end % alignment)
+    # Sizes come from the layout itself, so no table of quantisation block sizes is needed.
+    ends = sorted({offset for *_, offset in raw} | {file_size - data_start})
+    next_offset = {a: b for a, b in zip(ends, ends[1:], strict=False)}
+    return tuple(TensorInfo(n, t, shape, next_offset.get(off, 0) - off) for n, t, shape, off in raw)

@@ -14,7 +14,7 @@ from .yamlfile import Section, read_mapping
 
 __all__ = ["Profile", "ProfileModel", "list_profiles", "load_profile"]
 
-_TOP_KEYS = frozenset({"name", "description", "kind", "models", "sampling", "prompt", "n_ctx", "notes"})
+_TOP_KEYS = frozenset({"name", "description", "kind", "models", "sampling", "prompt", "n_ctx", "budget", "notes"})
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,8 @@ class Profile:
     sampling: Sampling = field(default_factory=Sampling)
     instruction: str | None = None  # the user turn for chat models, with {question}
     system: str | None = None
-    n_ctx: int = 4096
+    n_ctx: int = 4096  # context of one sample (prompt + answer); the k samples share the prompt's cells
+    budget: str | None = None  # e.g. "3GiB": the most memory the resident models may hold
     description: str = ""
     path: Path | None = None
 
@@ -46,13 +47,18 @@ class Profile:
     def validation_accuracy(self, model: str) -> float | None:
         return next((m.validation_accuracy for m in self.models if m.name == model), None)
 
-    def with_overrides(self, *, sampling: dict[str, Any] | None = None, kind: str | None = None) -> Profile:
-        """A copy with some sampling settings or the task kind replaced (CLI flags, API arguments)."""
+    def with_overrides(
+        self, *, sampling: dict[str, Any] | None = None, kind: str | None = None, n_ctx: int | None = None
+    ) -> Profile:
+        """A copy with some sampling settings, the task kind or the context replaced (CLI flags, API arguments)."""
         new_sampling = replace(self.sampling, **{k: v for k, v in (sampling or {}).items() if v is not None})
         new_kind = kind or self.kind
         if new_kind not in TASK_KINDS:
             raise InvalidRequestError(f"unknown task kind {new_kind!r}; use one of {', '.join(TASK_KINDS)}")
-        return replace(self, sampling=new_sampling.validated(), kind=new_kind)
+        new_ctx = n_ctx or self.n_ctx
+        if new_ctx < 16:
+            raise InvalidRequestError(f"n_ctx must be at least 16 tokens, got {new_ctx}")
+        return replace(self, sampling=new_sampling.validated(), kind=new_kind, n_ctx=new_ctx)
 
 
 def adhoc_profile(models: list[str], kind: str = "number", sampling: Sampling | None = None) -> Profile:
@@ -116,6 +122,7 @@ def parse_profile(path: Path) -> Profile:
         instruction=prompt.get("instruction", str, None) if prompt else None,
         system=prompt.get("system", str, None) if prompt else None,
         n_ctx=top.get("n_ctx", int, 4096),
+        budget=str(top.get("budget", (str, int), None)) if top.data.get("budget") is not None else None,
         description=top.get("description", str, ""),
         path=path,
     )

@@ -93,6 +93,7 @@ class ModelSpec:
     file_nbytes: int | None = None
     file_sha256: str | None = None
     notes: str = ""
+    shape: tuple[tuple[str, int], ...] | None = None  # header facts for planning before download (memory.ModelShape)
     manifest: Path | None = None
 
     @property

@@ -21,6 +21,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from .memory import Plan, format_bytes
+from .profiles import Profile
 from .types import (
     DecisionMade,
     DecodeProgress,
@@ -218,3 +220,45 @@ def models_table(rows: list[tuple[ModelSpec, bool]]) -> Table:
             spec.source_kind, spec.prompt_style, "[green]yes[/]" if cached else "no",
         )  # fmt: skip
     return table
+
+
+def plan_table(plan: Plan, profile: Profile, budget_source: str) -> Table:
+    s = profile.sampling
+    title = f"memory plan: {profile.name}, k={s.k}, n_ctx={profile.n_ctx}, max_tokens={s.max_tokens}"
+    table = Table(title=title, header_style="bold")
+    table.add_column("model", no_wrap=True, min_width=max(len(e.model) for e in plan.estimates))
+    gpu = any(e.gpu_bytes for e in plan.estimates)
+    for column in ("KV cells", "weights", "KV cache", "compute", "total") + (("GPU",) if gpu else ()):
+        table.add_column(column, justify="right", no_wrap=True)
+    for e in plan.estimates:
+        sizes = (e.weights_bytes, e.kv_bytes, e.compute_bytes + e.other_bytes, e.total_bytes) + (
+            (e.gpu_bytes,) if gpu else ()
+        )
+        table.add_row(e.model, str(e.cells), *(format_bytes(b) for b in sizes))
+    verdict = "[bold green]fits[/]" if plan.fits else f"[bold red]does not fit[/]: {plan.advice}"
+    spare = f", {format_bytes(plan.budget_bytes - plan.total_bytes)} to spare" if plan.fits else ""
+    table.caption = (
+        f"all resident: {format_bytes(plan.total_bytes)} of a {format_bytes(plan.budget_bytes)} budget "
+        f"({budget_source}){spare} — {verdict}"
+    )
+    return table
+
+
+def plan_dict(plan: Plan, profile: Profile, budget_source: str) -> dict[str, object]:
+    return {
+        "profile": profile.name,
+        "k": profile.sampling.k,
+        "n_ctx": profile.n_ctx,
+        "max_tokens": profile.sampling.max_tokens,
+        "budget_bytes": plan.budget_bytes,
+        "budget_source": budget_source,
+        "total_bytes": plan.total_bytes,
+        "fits": plan.fits,
+        "advice": plan.advice,
+        "models": [
+            {"name": e.model, "cells": e.cells, "weights_bytes": e.weights_bytes, "kv_bytes": e.kv_bytes,
+             "compute_bytes": e.compute_bytes, "other_bytes": e.other_bytes, "total_bytes": e.total_bytes,
+             "gpu_bytes": e.gpu_bytes}
+            for e in plan.estimates
+        ],
+    }  # fmt: skip

@@ -1,0 +1,64 @@
+"""Plans for real profiles: where each model's shape comes from (its cached GGUF header, else the
+manifest's ``shape:``), and which budget applies (--budget, then EDGEMUX_BUDGET, then the profile's
+``budget:``, then a safe share of free memory)."""
+
+from __future__ import annotations
+
+import os
+
+from . import fetch
+from .catalog import Catalog
+from .errors import ConfigError, InvalidRequestError
+from .gguf import read_header
+from .memory import ModelShape, Plan, default_budget_bytes, parse_bytes, plan
+from .profiles import Profile
+from .types import ModelSpec
+
+__all__ = ["BudgetSource", "plan_profile", "resolve_budget", "shape_of"]
+
+BudgetSource = str  # "--budget", "EDGEMUX_BUDGET", "profile", "default"
+
+
+def shape_of(spec: ModelSpec) -> ModelShape:
+    """The model's shape without loading it: exact from the cached file's header, else from the manifest."""
+    path = fetch.cached_path(spec)
+    if path.is_file():
+        return ModelShape.from_header(read_header(path))
+    if spec.shape:
+        return ModelShape.from_summary(dict(spec.shape))
+    raise InvalidRequestError(
+        f"{spec.name} is not cached and its manifest has no shape: run `edgemux models pull {spec.name}` to plan with it"
+    )
+
+
+def resolve_budget(cli_value: str | None, profile: Profile) -> tuple[int, BudgetSource]:
+    for value, source in (
+        (cli_value, "--budget"),
+        (os.environ.get("EDGEMUX_BUDGET"), "EDGEMUX_BUDGET"),
+        (profile.budget, "profile"),
+    ):
+        if value:
+            try:
+                budget = parse_bytes(value)
+            except InvalidRequestError as e:
+                if source == "profile":
+                    raise ConfigError(f"{profile.path}: budget: {e}") from None
+                raise InvalidRequestError(f"{source}: {e}") from None
+            if budget <= 0:
+                raise InvalidRequestError(f"{source}: the budget must be positive")
+            return budget, source
+    return default_budget_bytes(), "default"
+
+
+def plan_profile(profile: Profile, budget_bytes: int, n_gpu_layers: int = 0, catalog: Catalog | None = None) -> Plan:
+    catalog = catalog or Catalog()
+    models = [(name, shape_of(catalog.get(name))) for name in profile.model_names]
+    s = profile.sampling
+    return plan(
+        models,
+        budget_bytes=budget_bytes,
+        k=s.k,
+        n_ctx=profile.n_ctx,
+        max_tokens=s.max_tokens,
+        n_gpu_layers=n_gpu_layers,
+    )
