@@ -88,6 +88,8 @@ def outlook(progress: Mapping[str, ModelProgress], ranks: Mapping[str, int] | No
     names = list(progress)
     hopeless = frozenset(b for b in names if any(_surely_beats(a, b, progress, ranks) for a in names if a != b))
     for a in names:
-        if progress[a].fixed_answer() is not None and all(_surely_beats(a, b, progress, ranks) for b in names if b != a):
+        if progress[a].fixed_answer() is not None and all(
+            _surely_beats(a, b, progress, ranks) for b in names if b != a
+        ):
             return Outlook(a, hopeless)
     return Outlook(None, hopeless)

@@ -1,40 +1,48 @@
-"""Mux: ties the catalog, fetching, engines, extraction and the MUX rule together.
+"""Mux: ties the catalog, fetching, the resident set, the decode loop and the MUX rule together.
 
-``stream(question)`` yields typed events (model loaded, decode progress, sample finished, model finished,
-decision); ``ask(question)`` consumes that stream and returns the MuxResult. The live decode loop steps
-each model's batch in turn, so every model makes progress together. The rest goes to the MUX rule.
+``stream(question)`` yields typed events (model loaded, decode progress, sample finished, model stopped,
+model finished, decision); ``ask(question)`` consumes that stream and returns the MuxResult. Models are
+held through the resident set (within the memory budget) and decoded by ``scheduler.decode``; the rest
+goes to the MUX rule.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from . import fetch
 from .catalog import Catalog
+from .earlystop import tie_ranks
 from .errors import InvalidRequestError
 from .extract import extract
-from .mux import decide, tally
+from .memory import ModelShape, estimate, kv_cells
+from .mux import decide
+from .planning import resolve_budget, shape_of
 from .profiles import Profile, adhoc_profile, load_profile
 from .prompts import build_prompt, format_question
+from .resident import ResidentSet
+from .scheduler import POLICIES, decode
 from .types import (
+    BatchStep,
     DecisionMade,
-    DecodeProgress,
     Event,
-    ModelFinished,
+    FinishedSequence,
     ModelLoaded,
     ModelLoading,
     ModelSpec,
     MuxResult,
     Sample,
-    SampleFinished,
     Sampling,
     SamplingStarted,
 )
+
+log = logging.getLogger("edgemux.runtime")
 
 __all__ = ["EngineLike", "LoadOptions", "Mux"]
 
@@ -56,10 +64,14 @@ class EngineLike(Protocol):
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """How models are loaded: GPU layers (-1 = all), CPU threads (None = one per core)."""
+    """How models are loaded and scheduled: GPU layers (-1 = all), CPU threads (None = one per core), the
+    memory budget (None: --budget/EDGEMUX_BUDGET/profile/default), decode policy and early stop."""
 
     n_gpu_layers: int = 0
     n_threads: int | None = None
+    budget: str | None = None
+    policy: str = "priority"
+    early_stop: bool = True
 
 
 EngineFactory = Callable[[ModelSpec, Path, int, int, LoadOptions], EngineLike]
@@ -92,11 +104,15 @@ class Mux:
     ) -> None:
         self.profile = profile
         self.catalog = catalog or Catalog()
-        self.specs = [self.catalog.get(name) for name in profile.model_names]  # unknown names fail here
-        self.load_options = load or LoadOptions()
+        self.specs = {name: self.catalog.get(name) for name in profile.model_names}  # unknown names fail here
+        self.options = load or LoadOptions()
+        if self.options.policy not in POLICIES:
+            raise InvalidRequestError(f"unknown policy {self.options.policy!r}; use one of {', '.join(POLICIES)}")
         self._engine_factory = engine_factory or _llama_engine
         self._fetch_progress = fetch_progress or fetch.NullProgress
-        self._engines: dict[str, EngineLike] = {}
+        self._shapes: dict[str, ModelShape] = {}
+        self.budget_bytes, self.budget_source = resolve_budget(self.options.budget, profile)
+        self.resident = ResidentSet(self.budget_bytes, self._load, self._estimated_bytes)
 
     @classmethod
     def from_profile(cls, name_or_path: str = "default", **kwargs: Any) -> Mux:
@@ -117,27 +133,43 @@ class Mux:
         self.close()
 
     def close(self) -> None:
-        """Free every loaded model."""
-        engines, self._engines = self._engines, {}
-        for engine in engines.values():
-            engine.close()
+        """Unload every model."""
+        self.resident.close()
 
     def pull(self) -> list[Path]:
         """Fetch every model of the profile that is not cached yet."""
-        return [fetch.pull(spec, self._fetch_progress()) for spec in self.specs]
+        return [fetch.pull(spec, self._fetch_progress()) for spec in self.specs.values()]
 
     def preload(self) -> Iterator[Event]:
-        """Load every model of the profile now (so the first question pays no cold start)."""
-        for spec in self.specs:
-            if spec.name in self._engines:
+        """Load the profile's models now, in profile order, as many as the budget holds at once (so the
+        first question pays no silent cold start)."""
+        for name in self.profile.model_names:
+            if self.resident.is_resident(name) or not self.resident.can_acquire(name):
                 continue
-            yield ModelLoading(spec.name)
+            yield ModelLoading(name)
             start = time.perf_counter()
-            path = fetch.pull(spec, self._fetch_progress())
-            self._engines[spec.name] = self._engine_factory(
-                spec, path, self.profile.n_ctx, self.profile.sampling.k, self.load_options
-            )
-            yield ModelLoaded(spec.name, time.perf_counter() - start)
+            self.resident.acquire(name)
+            self.resident.release(name)
+            yield ModelLoaded(name, time.perf_counter() - start)
+
+    def _load(self, name: str) -> EngineLike:
+        spec = self.specs[name]
+        path = fetch.pull(spec, self._fetch_progress())
+        cells = kv_cells(self.profile.n_ctx, self.profile.sampling.k, self.profile.sampling.max_tokens)
+        return self._engine_factory(spec, path, cells, self.profile.sampling.k, self.options)
+
+    def _estimated_bytes(self, name: str) -> int:
+        if name not in self._shapes:
+            try:
+                self._shapes[name] = shape_of(self.specs[name])
+            except (InvalidRequestError, ValueError) as e:  # no shape known: it is measured once loaded
+                log.info("no memory estimate for %s (%s); it will be measured when it loads", name, e)
+                return 0
+        s = self.profile.sampling
+        cells = kv_cells(self.profile.n_ctx, s.k, s.max_tokens)
+        return estimate(
+            name, self._shapes[name], cells=cells, k=s.k, n_gpu_layers=self.options.n_gpu_layers
+        ).total_bytes
 
     # -- answering ----------------------------------------------------------------------------------
 
@@ -166,40 +198,45 @@ class Mux:
             sampling = replace(sampling, seed=random.randrange(2**31 - 1 - sampling.k))
         seeds = [sampling.seed + j for j in range(sampling.k)]  # type: ignore[operator]
         text = format_question(question, choices)
-        start = time.perf_counter()
-        yield from self.preload()
-        prompts = {spec.name: self._prompt_tokens(spec, text, profile, sampling) for spec in self.specs}
+        n_choices = len(choices) if choices else None
+        started = time.perf_counter()
+        ranks = tie_ranks(profile.model_names, {m.name: m.validation_accuracy for m in profile.models})
 
-        generators = {}
-        for spec in self.specs:
-            tokens, stop = prompts[spec.name]
-            generators[spec.name] = self._engines[spec.name].generate(tokens, sampling, seeds, stop)
-            yield SamplingStarted(spec.name, sampling.k, len(tokens))
-        samples: dict[str, list[Sample]] = {name: [] for name in generators}
-        votes = {}
-        try:
-            # Round-robin over the live models: one decode step each, so all of them make progress.
-            while generators:
-                for name in list(generators):
-                    step = next(generators[name], None)
-                    if step is None:
-                        del generators[name]
-                        votes[name] = tally(name, samples[name], profile.validation_accuracy(name))
-                        yield ModelFinished(votes[name])
-                        continue
-                    yield DecodeProgress(name, step.tokens, step.elapsed_s)
-                    for f in step.finished:
-                        sample = Sample(
-                            model=name, index=f.index, seed=seeds[f.index], text=f.text,
-                            answer=extract(profile.kind, f.text, n_choices=len(choices) if choices else None),
-                            tokens=f.tokens, stop_reason=f.stop_reason, seconds=f.seconds,
-                        )  # fmt: skip
-                        samples[name].append(sample)
-                        yield SampleFinished(sample)
-        finally:
-            for gen in generators.values():  # the caller stopped early: cancel what is still decoding
-                gen.close()  # type: ignore[attr-defined]
-        decision = decide([votes[spec.name] for spec in self.specs])
+        def start(name: str) -> Generator[Event, None, Iterator[BatchStep] | None]:
+            if not self.resident.is_resident(name):
+                if not self.resident.can_acquire(name):
+                    return None
+                yield ModelLoading(name)
+                t0 = time.perf_counter()
+                engine = self.resident.acquire(name)
+                yield ModelLoaded(name, time.perf_counter() - t0)
+            else:
+                engine = self.resident.acquire(name)
+            try:
+                tokens, stop = self._prompt_tokens(engine, self.specs[name], text, profile, sampling)
+            except BaseException:
+                self.resident.release(name)
+                raise
+            yield SamplingStarted(name, sampling.k, len(tokens))
+            generator: Iterator[BatchStep] = engine.generate(tokens, sampling, seeds, stop)
+            return generator
+
+        def make_sample(name: str, f: FinishedSequence) -> Sample:
+            answer = extract(profile.kind, f.text, n_choices=n_choices)
+            return Sample(name, f.index, seeds[f.index], f.text, answer, f.tokens, f.stop_reason, f.seconds)
+
+        votes = yield from decode(
+            self._order(profile, ranks),
+            k=sampling.k,
+            start=start,
+            finish=self.resident.release,
+            make_sample=make_sample,
+            validation_accuracy=profile.validation_accuracy,
+            ranks=ranks,
+            policy=self.options.policy,
+            early_stop=self.options.early_stop,
+        )
+        decision = decide([votes[name] for name in profile.model_names])
         winning_text = ""
         if decision.winner is not None:
             vote = decision.vote_of(decision.winner)
@@ -211,14 +248,22 @@ class Mux:
             sampling=sampling,
             decision=decision,
             text=winning_text,
-            seconds=time.perf_counter() - start,
+            seconds=time.perf_counter() - started,
+            policy=self.options.policy,
+            early_stop=self.options.early_stop,
         )
         yield DecisionMade(result)
 
+    def _order(self, profile: Profile, ranks: dict[str, int] | None) -> list[str]:
+        names = profile.model_names
+        if self.options.policy == "priority" and ranks is not None:
+            return sorted(names, key=ranks.__getitem__)  # the model that wins ties goes first
+        # Models already loaded go first, so a tight budget swaps each model in at most once per question.
+        return sorted(names, key=lambda n: not self.resident.is_resident(n))
+
     def _prompt_tokens(
-        self, spec: ModelSpec, question: str, profile: Profile, sampling: Sampling
+        self, engine: EngineLike, spec: ModelSpec, question: str, profile: Profile, sampling: Sampling
     ) -> tuple[list[int], tuple[str, ...]]:
-        engine = self._engines[spec.name]
         style = spec.prompt_style if engine.has_chat_template else "completion"
         prompt = build_prompt(question, profile.kind, style, profile.instruction, profile.system)
         text = engine.render_chat(prompt.messages) if prompt.messages else prompt.text

@@ -23,6 +23,7 @@ __all__ = [
     "ModelLoaded",
     "ModelLoading",
     "ModelSpec",
+    "ModelStopped",
     "ModelVote",
     "MuxResult",
     "PypiSource",
@@ -221,6 +222,17 @@ class MuxResult:
     decision: Decision
     text: str  # the winning model's earliest sample that gave the majority answer
     seconds: float
+    policy: str = "priority"
+    early_stop: bool = True
+
+    @property
+    def tokens(self) -> int:
+        """Tokens generated for this answer, by every sample (cancelled ones up to where they stopped)."""
+        return sum(s.tokens for v in self.decision.votes for s in v.samples)
+
+    @property
+    def stopped(self) -> list[Sample]:
+        return [s for v in self.decision.votes for s in v.samples if s.stop_reason == "cancelled"]
 
     @property
     def answer(self) -> str | None:
@@ -240,6 +252,14 @@ class MuxResult:
             "profile": self.profile,
             "sampling": asdict(self.sampling),
             "seconds": round(self.seconds, 3),
+            "tokens": self.tokens,
+            "policy": self.policy,
+            "early_stop": {
+                "enabled": self.early_stop,
+                "stopped_samples": [{"model": s.model, "index": s.index, "tokens": s.tokens} for s in self.stopped],
+                # each stopped sample could have run to max_tokens: the most the stop can have saved
+                "max_tokens_saved": sum(self.sampling.max_tokens - s.tokens for s in self.stopped),
+            },
             "models": [
                 {
                     "name": v.model,
@@ -301,6 +321,15 @@ class SampleFinished:
 
 
 @dataclass(frozen=True)
+class ModelStopped:
+    """Early stop cancelled some of a model's samples: they could no longer change the decision."""
+
+    model: str
+    reason: str
+    samples: tuple[int, ...]  # indices of the cancelled samples
+
+
+@dataclass(frozen=True)
 class ModelFinished:
     vote: ModelVote
 
@@ -310,4 +339,13 @@ class DecisionMade:
     result: MuxResult
 
 
-Event = ModelLoading | ModelLoaded | SamplingStarted | DecodeProgress | SampleFinished | ModelFinished | DecisionMade
+Event = (
+    ModelLoading
+    | ModelLoaded
+    | SamplingStarted
+    | DecodeProgress
+    | SampleFinished
+    | ModelStopped
+    | ModelFinished
+    | DecisionMade
+)

@@ -31,6 +31,7 @@ from .types import (
     ModelLoaded,
     ModelLoading,
     ModelSpec,
+    ModelStopped,
     MuxResult,
     SampleFinished,
     SamplingStarted,
@@ -86,6 +87,7 @@ class _Row:
     tokens: tuple[int, ...] = ()
     elapsed_s: float = 0.0
     answers: dict[int, str | None] = field(default_factory=dict)
+    stopped: set[int] = field(default_factory=set)
     confidence: float | None = None
 
 
@@ -109,6 +111,8 @@ class LiveView:
             row.tokens, row.elapsed_s = event.tokens, event.elapsed_s
         elif isinstance(event, SampleFinished):
             self.rows[event.sample.model].answers[event.sample.index] = event.sample.answer
+        elif isinstance(event, ModelStopped):
+            self.rows[event.model].stopped.update(event.samples)
         elif isinstance(event, ModelFinished):
             row = self.rows[event.vote.model]
             row.state, row.confidence = "done", event.vote.confidence
@@ -120,10 +124,9 @@ class LiveView:
         for column in ("model", "samples", "tok/s", "answers", "confidence"):
             table.add_column(column)
         for model, row in self.rows.items():
-            samples = (
-                " ".join(f"[green]{t}✓[/]" if i in row.answers else str(t) for i, t in enumerate(row.tokens))
-                or row.state
-            )
+            samples = " ".join(_sample_cell(i, t, row) for i, t in enumerate(row.tokens)) or row.state
+            if row.stopped and not any(row.tokens):
+                samples = "[dim]not needed[/]"  # early stop settled the answer before this model started
             rate = f"{sum(row.tokens) / row.elapsed_s:.0f}" if row.elapsed_s > 0 else ""
             answers = " ".join("∅" if a is None else a for _, a in sorted(row.answers.items()))
             conf = _running_confidence(row)
@@ -132,6 +135,12 @@ class LiveView:
         if self.result is not None:
             parts.append(decision_line(self.result))
         return Group(*parts)  # type: ignore[arg-type]
+
+
+def _sample_cell(index: int, tokens: int, row: _Row) -> str:
+    if index in row.stopped:
+        return f"[dim]{tokens}✗[/]"  # cancelled by early stop
+    return f"[green]{tokens}✓[/]" if index in row.answers else str(tokens)
 
 
 def _running_confidence(row: _Row) -> str:
@@ -186,6 +195,8 @@ def _log_event(event: Event, console: Console) -> None:
         console.print(
             f"{s.model}: sample {s.index + 1} → {s.answer or '∅'} ({s.tokens} tokens, {s.stop_reason}, {s.seconds:.1f} s)"
         )
+    elif isinstance(event, ModelStopped):
+        console.print(f"{event.model}: stopped {len(event.samples)} sample(s): {event.reason}")
     elif isinstance(event, ModelFinished):
         v = event.vote
         console.print(f"{v.model}: majority {v.answer or '∅'}, confidence {v.confidence:.2f}")

@@ -33,8 +33,11 @@ def test_ask_json_with_the_real_model() -> None:
     [model] = data["models"]
     assert model["name"] == "smollm2-135m" and len(model["samples"]) == 3
     for sample in model["samples"]:
-        assert sample["text"] and 0 < sample["tokens"] <= 48
-        assert sample["stop_reason"] in ("eos", "length", "stop")
+        assert sample["tokens"] <= 48
+        if sample["stop_reason"] == "cancelled":  # early stop: the other samples had settled the answer
+            assert sample["answer"] is None and sample["text"] == ""
+        else:
+            assert sample["text"] and sample["tokens"] > 0 and sample["stop_reason"] in ("eos", "length", "stop")
     assert {"answer", "winner", "confidence", "tie_break", "reason"} <= data.keys()
     assert sum(model["counts"].values()) + model["unparsable"] == 3
     # the same seed gives the same samples

@@ -24,7 +24,9 @@ def scenarios(draw):  # type: ignore[no-untyped-def]
     answers = {m: draw(st.lists(ANSWERS, min_size=k, max_size=k)) for m in models}
     accuracy_mode = draw(st.sampled_from(["none", "all", "mixed"]))
     accuracies = {
-        m: None if accuracy_mode == "none" or (accuracy_mode == "mixed" and i % 2) else draw(st.sampled_from([0.3, 0.5, 0.7]))
+        m: None
+        if accuracy_mode == "none" or (accuracy_mode == "mixed" and i % 2)
+        else draw(st.sampled_from([0.3, 0.5, 0.7]))
         for i, m in enumerate(models)
     }
     order = draw(st.permutations([(m, i) for m in models for i in range(k)]))

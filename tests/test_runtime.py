@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from edgemux import paths
-from edgemux.errors import InvalidRequestError, NotFoundError, PromptTooLongError
+from edgemux.errors import BudgetError, InvalidRequestError, NotFoundError, PromptTooLongError
 from edgemux.profiles import Profile, ProfileModel
-from edgemux.runtime import Mux
+from edgemux.runtime import LoadOptions, Mux
 from edgemux.testing import FakeEngine, fake_engine_factory
 from edgemux.types import (
     DecisionMade,
@@ -17,6 +17,7 @@ from edgemux.types import (
     ModelFinished,
     ModelLoaded,
     ModelLoading,
+    ModelStopped,
     SampleFinished,
     Sampling,
     SamplingStarted,
@@ -46,9 +47,15 @@ def profile(names: list[str], accuracies: list[float | None] | None = None, k: i
 
 
 def mux(
-    names: list[str], outputs: dict[str, list[str]], created: dict[str, FakeEngine] | None = None, **kw: object
+    names: list[str],
+    outputs: dict[str, list[str]],
+    created: dict[str, FakeEngine] | None = None,
+    options: LoadOptions | None = None,
+    **kw: object,
 ) -> Mux:
-    return Mux(profile(names, **kw), engine_factory=fake_engine_factory(outputs, created))  # type: ignore[arg-type]
+    # Without early stop and interleaved, every model draws all its samples: the plain MUX plumbing.
+    options = options or LoadOptions(policy="interleave", early_stop=False)
+    return Mux(profile(names, **kw), engine_factory=fake_engine_factory(outputs, created), load=options)  # type: ignore[arg-type]
 
 
 def test_event_stream_order_and_result(fake_models: list[str]) -> None:
@@ -59,7 +66,7 @@ def test_event_stream_order_and_result(fake_models: list[str]) -> None:
     with mux(fake_models, outputs) as m:
         events = list(m.stream("What is 2 + 2?"))
     kinds = [type(e) for e in events]
-    assert kinds[:4] == [ModelLoading, ModelLoaded, ModelLoading, ModelLoaded]
+    assert kinds[:3] == [ModelLoading, ModelLoaded, SamplingStarted]
     assert kinds.count(SamplingStarted) == 2 and kinds.count(SampleFinished) == 6
     assert kinds.count(ModelFinished) == 2 and kinds[-1] is DecisionMade
     assert DecodeProgress in kinds
@@ -137,7 +144,7 @@ def test_prompt_too_long_is_raised_before_any_decoding(fake_models: list[str]) -
     with mux(fake_models, {"alpha": ["#### 1"], "beta": ["#### 1"]}, created) as m:
         with pytest.raises(PromptTooLongError):
             m.ask("word " * 5000)
-        assert not created["alpha"].prompts and not created["beta"].prompts
+        assert created and all(not e.prompts for e in created.values())
 
 
 def test_unknown_model_in_profile(home: Path) -> None:
@@ -157,3 +164,62 @@ def test_completion_style_without_template(fake_models: list[str], tmp_path: Pat
         created["beta"].has_chat_template = False  # a base model: few-shot raw completion
         m.ask("How many?")
     assert len(created["beta"].prompts[0]) > len(created["alpha"].prompts[0])  # the few-shot examples
+
+
+# -- scheduling policies, early stop, the resident set -------------------------------------------------
+
+
+def test_priority_with_a_unanimous_favourite_never_runs_the_others(fake_models: list[str]) -> None:
+    created: dict[str, FakeEngine] = {}
+    outputs = {"alpha": ["#### 7"], "beta": ["#### 8"]}
+    with mux(fake_models, outputs, created, LoadOptions(policy="priority", early_stop=True)) as m:
+        events = list(m.stream("q"))
+    result = events[-1].result  # type: ignore[attr-defined]
+    assert (result.answer, result.decision.winner) == ("7", "alpha")
+    stopped = [e for e in events if isinstance(e, ModelStopped)]
+    assert [(e.model, e.samples) for e in stopped] == [("beta", (0, 1, 2))]
+    assert "beta" not in created  # never even loaded
+    assert result.to_dict()["early_stop"]["stopped_samples"] == [
+        {"model": "beta", "index": i, "tokens": 0} for i in range(3)
+    ]
+
+
+def test_early_stop_agrees_with_full_sampling(fake_models: list[str]) -> None:
+    # alpha is split three ways (at most 1/3); beta has 2/3 for sure after two samples: its long third
+    # sample cannot change anything, and early stop must cancel it.
+    outputs = {"alpha": ["#### 1", "#### 2", "#### 3"], "beta": ["#### 3", "#### 3", "w " * 30 + "#### 3"]}
+    answers = {}
+    for policy in ("interleave", "priority"):
+        for early in (False, True):
+            with mux(fake_models, outputs, options=LoadOptions(policy=policy, early_stop=early)) as m:
+                r = m.ask("q")
+                answers[(policy, early)] = (r.answer, r.decision.winner, r.tokens)
+    full = answers[("interleave", False)]
+    assert all(a[:2] == full[:2] for a in answers.values())
+    assert answers[("interleave", True)][2] < full[2]  # beta's long third sample was not needed
+
+
+def test_tight_budget_takes_turns(fake_models: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    created: dict[str, FakeEngine] = {}
+    options = LoadOptions(policy="interleave", early_stop=False, budget="1000")
+    m = mux(fake_models, {"alpha": ["#### 1"], "beta": ["#### 2"]}, created, options)
+    monkeypatch.setattr(m.resident, "_size_of", lambda name: 600)  # room for one model at a time
+    with m:
+        result = m.ask("q")
+        assert m.resident.peak_bytes <= 1000 and m.resident.loads == ["alpha", "beta"]
+        m.ask("q")  # beta is resident now: it goes first, then alpha swaps in
+        assert m.resident.loads == ["alpha", "beta", "alpha"]
+    assert {v.model for v in result.decision.votes} == {"alpha", "beta"}
+    assert created["alpha"].closed and created["beta"].closed
+
+
+def test_model_alone_over_budget(fake_models: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    m = mux(fake_models, {"alpha": ["#### 1"], "beta": ["#### 2"]}, options=LoadOptions(budget="1000"))
+    monkeypatch.setattr(m.resident, "_size_of", lambda name: 5000)
+    with m, pytest.raises(BudgetError, match="alpha alone needs"):
+        m.ask("q")
+
+
+def test_unknown_policy(fake_models: list[str]) -> None:
+    with pytest.raises(InvalidRequestError, match="unknown policy"):
+        mux(fake_models, {"alpha": ["x"], "beta": ["x"]}, options=LoadOptions(policy="random"))

@@ -1,0 +1,96 @@
+"""Early stop on GSM8K: tokens, accuracy and time against full sampling and the best single model
+(issue: memory budget and scheduler).
+
+For every question, with the same seeds, four runs of the default profile (k = 3):
+  full        interleave, no early stop: every model draws all k samples;
+  priority    one model at a time, favourite first, exact early stop (edgemux's default);
+  interleave  all models round-robin, exact early stop;
+  single      the best single model (the profile's first) drawing its k samples alone.
+Same seeds give the same samples, so the answers of the early-stop runs can be checked against the full
+run question by question. Results are appended to a JSONL file as they come (resumable: questions already
+there are skipped), and the summary prints the ratios the issue asks for.
+
+    python bench/early_stop.py --limit 100 --out bench/runs/early_stop.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from edgemux.extract import extract
+from edgemux.profiles import load_profile
+from edgemux.runtime import LoadOptions, Mux
+
+HERE = Path(__file__).parent
+METHODS = {
+    "full": LoadOptions(policy="interleave", early_stop=False),
+    "priority": LoadOptions(policy="priority", early_stop=True),
+    "interleave": LoadOptions(policy="interleave", early_stop=True),
+}
+
+
+def run_question(mux: Mux, single: Mux, task: dict[str, str], seed: int) -> dict[str, object]:
+    row: dict[str, object] = {"id": task["id"], "reference": task["answer"], "seed": seed}
+    reference = extract("number", f"#### {task['answer']}")
+    for method, options in [*METHODS.items(), ("single", None)]:
+        target = single if options is None else mux
+        if options is not None:
+            target.options = options
+        sampling = dataclasses.replace(target.profile.sampling, seed=seed)
+        start = time.perf_counter()
+        result = target.ask(task["question"], sampling=sampling)
+        row[method] = {
+            "answer": result.answer, "winner": result.decision.winner, "correct": result.answer == reference,
+            "tokens": result.tokens, "seconds": time.perf_counter() - start, "stopped": len(result.stopped),
+        }  # fmt: skip
+    return row
+
+
+def summarize(rows: list[dict]) -> dict[str, object]:  # type: ignore[type-arg]
+    def mean(method: str, key: str) -> float:
+        return statistics.mean(float(r[method][key]) for r in rows)
+
+    out: dict[str, object] = {"questions": len(rows)}
+    for method in (*METHODS, "single"):
+        out[method] = {"accuracy": mean(method, "correct"), "tokens": mean(method, "tokens"), "seconds": mean(method, "seconds")}
+    for method in ("priority", "interleave"):
+        out[f"{method}_tokens_saved"] = 1 - mean(method, "tokens") / mean("full", "tokens")
+        out[f"{method}_accuracy_delta_points"] = 100 * (mean(method, "correct") - mean("full", "correct"))
+        out[f"{method}_same_answer_as_full"] = sum(r[method]["answer"] == r["full"]["answer"] for r in rows) / len(rows)
+        out[f"{method}_time_vs_single"] = mean(method, "seconds") / mean("single", "seconds")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", default=str(HERE / "tasks" / "gsm8k-dev.jsonl"))
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--out", default=str(HERE / "runs" / "early_stop.jsonl"))
+    args = parser.parse_args()
+    tasks = [json.loads(line) for line in Path(args.tasks).read_text().splitlines() if line.strip()][: args.limit]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = {json.loads(line)["id"] for line in out.read_text().splitlines()} if out.exists() else set()
+    profile = load_profile(args.profile)
+    with Mux(profile) as mux, Mux(dataclasses.replace(profile, models=profile.models[:1]), load=LoadOptions(early_stop=False)) as single:
+        for i, task in enumerate(tasks):
+            if task["id"] in done:
+                continue
+            row = run_question(mux, single, task, seed=1000 + i)
+            with out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(f"[{i + 1}/{len(tasks)}] {task['id']}: " + ", ".join(f"{m} {row[m]['answer']} ({row[m]['tokens']} tok, {row[m]['seconds']:.0f} s)" for m in (*METHODS, "single")), file=sys.stderr)  # type: ignore[index]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = [r for r in rows if r["id"] in {t["id"] for t in tasks}]
+    print(json.dumps(summarize(rows), indent=2))
+
+
+if __name__ == "__main__":
+    main()

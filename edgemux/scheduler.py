@@ -1,0 +1,131 @@
+"""The decode loop: one loop owns every model's batch for a question and steps them in turn.
+
+Policies decide the order: ``interleave`` starts every model that fits and steps them round-robin (so
+the live view moves for all of them); ``priority`` runs one model at a time, best tie rank first, so that
+a confident favourite can settle the decision before the others start. With early stop on, after every
+finished sample the loop asks ``earlystop.outlook`` which models can no longer matter and cancels them
+(freeing their sequences), and stops everything once the decision is settled.
+Models are started through an injected ``start`` (which leases and loads) and released through ``finish``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import Literal
+
+from .earlystop import ModelProgress, outlook
+from .errors import BudgetError
+from .mux import tally
+from .types import (
+    BatchStep,
+    DecodeProgress,
+    Event,
+    FinishedSequence,
+    ModelFinished,
+    ModelStopped,
+    ModelVote,
+    Sample,
+    SampleFinished,
+)
+
+__all__ = ["POLICIES", "Policy", "decode"]
+
+log = logging.getLogger("edgemux.scheduler")
+
+Policy = Literal["interleave", "priority"]
+POLICIES: tuple[str, ...] = ("priority", "interleave")
+
+Starter = Callable[[str], Generator[Event, None, "Iterator[BatchStep] | None"]]
+
+
+def decode(
+    order: Sequence[str],
+    *,
+    k: int,
+    start: Starter,
+    finish: Callable[[str], None],
+    make_sample: Callable[[str, FinishedSequence], Sample],
+    validation_accuracy: Callable[[str], float | None],
+    ranks: dict[str, int] | None,
+    policy: str = "priority",
+    early_stop: bool = True,
+) -> Generator[Event, None, dict[str, ModelVote]]:
+    """Yield events while the models in ``order`` draw k samples each; return every model's vote."""
+    pending = list(order)
+    running: dict[str, Iterator[BatchStep]] = {}
+    progress = {m: ModelProgress(k, running=k) for m in order}
+    samples: dict[str, list[Sample]] = {m: [] for m in order}
+    tokens_now: dict[str, tuple[int, ...]] = {m: (0,) * k for m in order}
+    votes: dict[str, ModelVote] = {}
+
+    def stop(model: str, reason: str) -> Iterator[Event]:
+        done = {s.index for s in samples[model]}
+        cancelled = [
+            Sample(model, i, -1, "", None, tokens_now[model][i], "cancelled", 0.0) for i in range(k) if i not in done
+        ]
+        if model in running:
+            running.pop(model).close()  # type: ignore[attr-defined]  # frees the sequences in the engine
+            finish(model)
+        elif model in pending:
+            pending.remove(model)
+        progress[model].running = 0
+        if cancelled:  # a model whose samples all finished in this very step was not stopped
+            log.info("stopping %s (%d samples): %s", model, len(cancelled), reason)
+            yield ModelStopped(model, reason, tuple(s.index for s in cancelled))
+        votes[model] = tally(model, samples[model] + cancelled, validation_accuracy(model))
+        yield ModelFinished(votes[model])
+
+    try:
+        while pending or running:
+            while pending and (policy == "interleave" or not running):
+                generator = yield from start(pending[0])
+                if generator is None:
+                    if not running:  # nothing to wait for: it would never fit
+                        raise BudgetError(f"{pending[0]} cannot be loaded: the budget is held by pinned models")
+                    break
+                running[pending.pop(0)] = generator
+            for model in list(running):
+                if model not in running:  # stopped earlier in this round
+                    continue
+                step = next(running[model], None)
+                if step is None:
+                    del running[model]
+                    finish(model)
+                    votes[model] = tally(model, samples[model], validation_accuracy(model))
+                    yield ModelFinished(votes[model])
+                    continue
+                tokens_now[model] = step.tokens
+                yield DecodeProgress(model, step.tokens, step.elapsed_s)
+                for f in step.finished:
+                    sample = make_sample(model, f)
+                    samples[model].append(sample)
+                    progress[model].answers.append(sample.answer)
+                    progress[model].running -= 1
+                    yield SampleFinished(sample)
+                if early_stop and step.finished:
+                    yield from _apply_outlook(progress, ranks, votes, stop)
+    finally:
+        for model, generator in running.items():  # the caller walked away: cancel what still decodes
+            generator.close()  # type: ignore[attr-defined]
+            finish(model)
+    return votes
+
+
+def _apply_outlook(
+    progress: dict[str, ModelProgress],
+    ranks: dict[str, int] | None,
+    votes: dict[str, ModelVote],
+    stop: Callable[[str, str], Iterator[Event]],
+) -> Iterator[Event]:
+    view = outlook(progress, ranks)
+    live = [m for m in progress if m not in votes]
+    if view.settled is not None:
+        w = progress[view.settled]
+        reason = f"decision settled: {view.settled} has at least {w.floor()} and its answer is fixed"
+        for m in live:
+            yield from stop(m, reason)
+        return
+    for m in live:
+        if m in view.hopeless:
+            yield from stop(m, f"cannot win: at most {progress[m].ceiling()} while another model has more for sure")
