@@ -58,7 +58,11 @@ def summarize(rows: list[dict]) -> dict[str, object]:  # type: ignore[type-arg]
 
     out: dict[str, object] = {"questions": len(rows)}
     for method in (*METHODS, "single"):
-        out[method] = {"accuracy": mean(method, "correct"), "tokens": mean(method, "tokens"), "seconds": mean(method, "seconds")}
+        out[method] = {
+            "accuracy": mean(method, "correct"),
+            "tokens": mean(method, "tokens"),
+            "seconds": mean(method, "seconds"),
+        }
     for method in ("priority", "interleave"):
         out[f"{method}_tokens_saved"] = 1 - mean(method, "tokens") / mean("full", "tokens")
         out[f"{method}_accuracy_delta_points"] = 100 * (mean(method, "correct") - mean("full", "correct"))
@@ -73,20 +77,37 @@ def main() -> None:
     parser.add_argument("--profile", default="default")
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--out", default=str(HERE / "runs" / "early_stop.jsonl"))
+    parser.add_argument("--summarize", action="store_true", help="only summarize the questions already in --out")
     args = parser.parse_args()
     tasks = [json.loads(line) for line in Path(args.tasks).read_text().splitlines() if line.strip()][: args.limit]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = {json.loads(line)["id"] for line in out.read_text().splitlines()} if out.exists() else set()
     profile = load_profile(args.profile)
-    with Mux(profile) as mux, Mux(dataclasses.replace(profile, models=profile.models[:1]), load=LoadOptions(early_stop=False)) as single:
+    if args.summarize:
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        print(json.dumps(summarize(rows), indent=2))
+        return
+    with (
+        Mux(profile) as mux,
+        Mux(dataclasses.replace(profile, models=profile.models[:1]), load=LoadOptions(early_stop=False)) as single,
+    ):
+        for _ in (*mux.preload(), *single.preload()):  # load before timing: no method pays the cold start
+            pass
         for i, task in enumerate(tasks):
             if task["id"] in done:
                 continue
             row = run_question(mux, single, task, seed=1000 + i)
             with out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-            print(f"[{i + 1}/{len(tasks)}] {task['id']}: " + ", ".join(f"{m} {row[m]['answer']} ({row[m]['tokens']} tok, {row[m]['seconds']:.0f} s)" for m in (*METHODS, "single")), file=sys.stderr)  # type: ignore[index]
+            print(
+                f"[{i + 1}/{len(tasks)}] {task['id']}: "
+                + ", ".join(
+                    f"{m} {row[m]['answer']} ({row[m]['tokens']} tok, {row[m]['seconds']:.0f} s)"
+                    for m in (*METHODS, "single")
+                ),
+                file=sys.stderr,
+            )  # type: ignore[index]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     rows = [r for r in rows if r["id"] in {t["id"] for t in tasks}]
     print(json.dumps(summarize(rows), indent=2))

@@ -60,6 +60,20 @@ class _Edgemux(click.Group):
             raise click.exceptions.Exit(130) from None
 
 
+gpu_layers_option = click.option(
+    "--gpu-layers",
+    "n_gpu_layers",
+    type=int,
+    default=0,
+    show_default=True,
+    help="layers to offload to the GPU (-1 = all)",
+)
+budget_option = click.option(
+    "--budget",
+    help="memory the loaded models may hold, e.g. 3GiB [EDGEMUX_BUDGET, the profile's, or 80% of free memory]",
+)
+
+
 def profile_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """--profile, --models, --kind, --n-ctx and the sampling flags: shared by every command that runs a profile."""
     command = sampling_options(command)
@@ -105,16 +119,9 @@ def cli(verbose: int) -> None:
 @cli.command()
 @click.argument("question")
 @profile_options
-@click.option(
-    "--gpu-layers",
-    "n_gpu_layers",
-    type=int,
-    default=0,
-    show_default=True,
-    help="layers to offload to the GPU (-1 = all)",
-)
+@gpu_layers_option
 @click.option("--threads", "n_threads", type=int, default=None, help="CPU threads [one per core]")
-@click.option("--budget", help="memory the loaded models may hold, e.g. 3GiB [EDGEMUX_BUDGET, the profile's, or 80% of free]")
+@budget_option
 @click.option("--policy", type=click.Choice(POLICIES), default="priority", show_default=True,
               help="priority: one model at a time, the tie-break favourite first; interleave: all at once, round-robin")  # fmt: skip
 @click.option("--early-stop/--no-early-stop", default=True, show_default=True,
@@ -157,17 +164,8 @@ def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx
 
 @cli.command()
 @profile_options
-@click.option(
-    "--gpu-layers",
-    "n_gpu_layers",
-    type=int,
-    default=0,
-    show_default=True,
-    help="layers to offload to the GPU (-1 = all)",
-)
-@click.option(
-    "--budget", help="memory the models may hold, e.g. 3GiB [EDGEMUX_BUDGET, the profile's, or 80% of free memory]"
-)
+@gpu_layers_option
+@budget_option
 @click.option("--json", "as_json", is_flag=True, help="print the plan as JSON on stdout")
 def plan(profile: str, models: str | None, kind: str | None, n_ctx: int | None, n_gpu_layers: int, budget: str | None,
          as_json: bool, **sampling: Any) -> None:  # fmt: skip

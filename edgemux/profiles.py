@@ -21,6 +21,7 @@ _TOP_KEYS = frozenset({"name", "description", "kind", "models", "sampling", "pro
 class ProfileModel:
     name: str
     validation_accuracy: float | None = None  # measured on validation data; breaks ties between models
+    resident: bool = False  # keep loaded (never evicted) once preloaded
 
 
 @dataclass(frozen=True)
@@ -91,11 +92,11 @@ def parse_profile(path: Path) -> Profile:
             continue
         if not isinstance(item, dict):
             raise ConfigError(f"{top.where(f'models[{i}]')}: expected a model name or a mapping")
-        entry = Section(item, path, f"models[{i}].").only({"name", "validation_accuracy"})
+        entry = Section(item, path, f"models[{i}].").only({"name", "validation_accuracy", "resident"})
         accuracy = entry.get("validation_accuracy", float, None)
         if accuracy is not None and not 0.0 <= accuracy <= 1.0:
             raise ConfigError(f"{entry.where('validation_accuracy')}: expected a share between 0 and 1, got {accuracy}")
-        models.append(ProfileModel(entry.get("name", str), accuracy))
+        models.append(ProfileModel(entry.get("name", str), accuracy, entry.get("resident", bool, False)))
     if not models:
         raise ConfigError(f"{top.where('models')}: a profile needs at least one model")
     try:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from . import fetch
 from .catalog import Catalog
 from .earlystop import tie_ranks
-from .errors import InvalidRequestError
+from .errors import BudgetError, InvalidRequestError
 from .extract import extract
 from .memory import ModelShape, estimate, kv_cells
 from .mux import decide
@@ -112,7 +112,7 @@ class Mux:
         self._fetch_progress = fetch_progress or fetch.NullProgress
         self._shapes: dict[str, ModelShape] = {}
         self.budget_bytes, self.budget_source = resolve_budget(self.options.budget, profile)
-        self.resident = ResidentSet(self.budget_bytes, self._load, self._estimated_bytes)
+        self.resident = ResidentSet(self.budget_bytes, self._load, self.estimated_bytes)
 
     @classmethod
     def from_profile(cls, name_or_path: str = "default", **kwargs: Any) -> Mux:
@@ -141,16 +141,24 @@ class Mux:
         return [fetch.pull(spec, self._fetch_progress()) for spec in self.specs.values()]
 
     def preload(self) -> Iterator[Event]:
-        """Load the profile's models now, in profile order, as many as the budget holds at once (so the
-        first question pays no silent cold start)."""
-        for name in self.profile.model_names:
-            if self.resident.is_resident(name) or not self.resident.can_acquire(name):
-                continue
-            yield ModelLoading(name)
-            start = time.perf_counter()
-            self.resident.acquire(name)
-            self.resident.release(name)
-            yield ModelLoaded(name, time.perf_counter() - start)
+        """Load the profile's models now, those marked ``resident`` first (and pinned), then the others in
+        profile order while the budget holds them, so the first question pays no silent cold start."""
+        for model in sorted(self.profile.models, key=lambda m: not m.resident):
+            name = model.name
+            if not self.resident.is_resident(name):
+                if not self.resident.can_acquire(name):
+                    if model.resident:
+                        raise BudgetError(
+                            f"{name} is marked resident but does not fit next to the other resident models"
+                        )
+                    continue
+                yield ModelLoading(name)
+                start = time.perf_counter()
+                self.resident.acquire(name)
+                self.resident.release(name)
+                yield ModelLoaded(name, time.perf_counter() - start)
+            if model.resident:
+                self.resident.pin(name)
 
     def _load(self, name: str) -> EngineLike:
         spec = self.specs[name]
@@ -158,7 +166,7 @@ class Mux:
         cells = kv_cells(self.profile.n_ctx, self.profile.sampling.k, self.profile.sampling.max_tokens)
         return self._engine_factory(spec, path, cells, self.profile.sampling.k, self.options)
 
-    def _estimated_bytes(self, name: str) -> int:
+    def estimated_bytes(self, name: str) -> int:
         if name not in self._shapes:
             try:
                 self._shapes[name] = shape_of(self.specs[name])

@@ -151,3 +151,52 @@ def test_help_teaches() -> None:
         "--explain",
     ):
         assert flag in result.stdout
+
+
+@pytest.mark.usefixtures("smollm2_in_home")
+def test_ask_refuses_a_budget_the_model_cannot_fit() -> None:
+    result = invoke("ask", "--models", "smollm2-135m", "--budget", "50MiB", "q")
+    assert_clean_error(result, 9, "smollm2-135m alone needs")
+    assert_clean_error(
+        invoke("ask", "--models", "smollm2-135m", "--budget", "lots", "q"), 2, "cannot read 'lots' as a size"
+    )
+
+
+@pytest.mark.usefixtures("smollm2_in_home")
+def test_early_stop_keeps_the_answer_of_full_sampling() -> None:
+    # Short, consistent answers that finish at different steps: three agree before the rest are done.
+    question = "What is 2 + 2? Reply with just the number."
+    common = ("ask", "--models", "smollm2-135m", "-k", "5", "--max-tokens", "48", "--seed", "2", "--json", question)
+    early = json.loads(invoke(*common).stdout)
+    full = json.loads(invoke(*common, "--no-early-stop").stdout)
+    assert (early["answer"], early["winner"]) == (full["answer"], full["winner"])
+    assert early["early_stop"]["stopped_samples"] and full["early_stop"]["stopped_samples"] == []
+    assert early["tokens"] < full["tokens"]
+    for sample in early["models"][0]["samples"]:  # samples that ran are the same samples (same seeds)
+        if sample["stop_reason"] != "cancelled":
+            twin = full["models"][0]["samples"][sample["index"]]
+            assert {**sample, "seconds": 0} == {**twin, "seconds": 0}
+
+
+def test_ctrl_c_during_decoding_stops_cleanly(smollm2_in_home: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgemux", "ask", "--models", "smollm2-135m", "-k", "3", "--max-tokens", "2000",
+         "--temperature", "0.8", "Write a very long story about a lighthouse keeper."],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:  # wait until the model is loaded and decoding has begun
+        seen.append(line)
+        if "loaded in" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (seen, err)
+    assert "interrupted" in err and "Traceback" not in err
+    assert out == ""

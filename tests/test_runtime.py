@@ -223,3 +223,17 @@ def test_model_alone_over_budget(fake_models: list[str], monkeypatch: pytest.Mon
 def test_unknown_policy(fake_models: list[str]) -> None:
     with pytest.raises(InvalidRequestError, match="unknown policy"):
         mux(fake_models, {"alpha": ["x"], "beta": ["x"]}, options=LoadOptions(policy="random"))
+
+
+def test_resident_models_are_preloaded_and_pinned(fake_models: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    created: dict[str, FakeEngine] = {}
+    models = (ProfileModel("alpha"), ProfileModel("beta", resident=True))
+    p = Profile(name="pinned", kind="number", models=models, sampling=Sampling(k=1, max_tokens=10, seed=1))
+    m = Mux(p, engine_factory=fake_engine_factory({"alpha": ["#### 1"], "beta": ["#### 2"]}, created),
+            load=LoadOptions(policy="interleave", early_stop=False, budget="1000"))  # fmt: skip
+    monkeypatch.setattr(m.resident, "_size_of", lambda name: 600)  # one at a time
+    with m:
+        assert [type(e) for e in m.preload()] == [ModelLoading, ModelLoaded]  # beta, pinned; alpha no room
+        assert m.resident.names() == ["beta"]
+        with pytest.raises(BudgetError, match="held by pinned models"):
+            m.ask("q")  # alpha can never load: the budget is held by a pinned model

@@ -1,0 +1,5 @@
+"""``python -m edgemux`` runs the CLI."""
+
+from .cli import main
+
+main()
