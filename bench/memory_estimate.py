@@ -23,10 +23,8 @@ from edgemux.memory import ModelShape, estimate, format_bytes, kv_cells
 CHILD = r"""
 import json, os, sys
 from edgemux.engine import Engine
+from edgemux.memory import rss_bytes as rss
 from edgemux.types import Sampling
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 path, cells, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 before = rss()
 with Engine(path, n_ctx=cells, n_seq_max=k, n_threads=2) as e:

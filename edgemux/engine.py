@@ -23,7 +23,7 @@ import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from .errors import EngineError, InvalidRequestError, PromptTooLongError
-from .gguf import read_header
+from .gguf import check_file
 from .memory import rss_bytes
 from .types import BatchStep, FinishedSequence, Sampling, StopReason
 
@@ -86,7 +86,7 @@ class Engine:
         expected_nbytes: int | None = None,
     ) -> None:
         self.path = Path(path)
-        read_header(self.path, expected_nbytes)  # a clear error for a missing, foreign or truncated file
+        check_file(self.path, expected_nbytes)  # a clear error for a missing, foreign or truncated file
         self.n_threads = n_threads or default_threads()
         self.n_gpu_layers = n_gpu_layers
         self._model: ctypes.c_void_p | None = None

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 from .errors import ModelFileError
 
-__all__ = ["GGUFHeader", "Skipped", "TensorInfo", "read_header"]
+__all__ = ["GGUFHeader", "Skipped", "TensorInfo", "check_file", "read_header"]
 
 MAGIC = b"GGUF"
 _SCALARS = {  # GGUF value type -> struct format
@@ -126,11 +126,8 @@ class Skipped:
     length: int
 
 
-def read_header(path: Path, expected_nbytes: int | None = None) -> GGUFHeader:
-    """Validate that ``path`` is a complete GGUF file and return its metadata.
-
-    Raises ModelFileError for a missing file, a file that is not a GGUF, or one shorter than expected.
-    """
+def _open_checked(path: Path, expected_nbytes: int | None) -> tuple[BinaryIO, int, int]:
+    """Open a GGUF file positioned after its version; return (file, size, version) or raise ModelFileError."""
     try:
         size = path.stat().st_size
         f = path.open("rb")
@@ -138,7 +135,7 @@ def read_header(path: Path, expected_nbytes: int | None = None) -> GGUFHeader:
         raise ModelFileError(f"{path}: no such file") from None
     except OSError as e:
         raise ModelFileError(f"{path}: cannot read: {e.strerror}") from None
-    with f:
+    try:
         head = f.read(4)
         if head != MAGIC:
             raise ModelFileError(f"{path}: not a GGUF model file (it starts with {head!r}, expected b'GGUF')")
@@ -146,10 +143,29 @@ def read_header(path: Path, expected_nbytes: int | None = None) -> GGUFHeader:
             raise ModelFileError(
                 f"{path}: {size} bytes, expected {expected_nbytes}; the file is truncated or corrupt: `edgemux models pull` fetches it again"
             )
-        r = _Reader(f, path)
-        version = r.scalar("<I")
+        version = _Reader(f, path).scalar("<I")
         if version not in (2, 3):
             raise ModelFileError(f"{path}: unsupported GGUF version {version}")
+    except BaseException:
+        f.close()
+        raise
+    return f, size, version
+
+
+def check_file(path: Path, expected_nbytes: int | None = None) -> None:
+    """The cheap part of read_header: the file exists, is a GGUF, and has the expected size."""
+    f, _, _ = _open_checked(path, expected_nbytes)
+    f.close()
+
+
+def read_header(path: Path, expected_nbytes: int | None = None) -> GGUFHeader:
+    """Validate that ``path`` is a complete GGUF file and return its metadata.
+
+    Raises ModelFileError for a missing file, a file that is not a GGUF, or one shorter than expected.
+    """
+    f, size, version = _open_checked(path, expected_nbytes)
+    with f:
+        r = _Reader(f, path)
         tensor_count, kv_count = r.scalar("<Q"), r.scalar("<Q")
         if kv_count > 1 << 16:
             raise ModelFileError(f"{path}: corrupt GGUF header ({kv_count} metadata entries)")

@@ -152,19 +152,32 @@ class Mux:
                             f"{name} is marked resident but does not fit next to the other resident models"
                         )
                     continue
-                yield ModelLoading(name)
-                start = time.perf_counter()
-                self.resident.acquire(name)
+                yield from self._hold(name)
                 self.resident.release(name)
-                yield ModelLoaded(name, time.perf_counter() - start)
             if model.resident:
                 self.resident.pin(name)
+
+    def _hold(self, name: str) -> Generator[Event, None, EngineLike]:
+        """Acquire ``name`` from the resident set, announcing the load when it is not loaded yet."""
+        if self.resident.is_resident(name):
+            engine: EngineLike = self.resident.acquire(name)
+            return engine
+        yield ModelLoading(name)
+        start = time.perf_counter()
+        engine = self.resident.acquire(name)
+        yield ModelLoaded(name, time.perf_counter() - start)
+        return engine
+
+    @property
+    def _cells(self) -> int:
+        """KV cells each model's context gets: its k samples share the prompt (memory.kv_cells)."""
+        s = self.profile.sampling
+        return kv_cells(self.profile.n_ctx, s.k, s.max_tokens)
 
     def _load(self, name: str) -> EngineLike:
         spec = self.specs[name]
         path = fetch.pull(spec, self._fetch_progress())
-        cells = kv_cells(self.profile.n_ctx, self.profile.sampling.k, self.profile.sampling.max_tokens)
-        return self._engine_factory(spec, path, cells, self.profile.sampling.k, self.options)
+        return self._engine_factory(spec, path, self._cells, self.profile.sampling.k, self.options)
 
     def estimated_bytes(self, name: str) -> int:
         if name not in self._shapes:
@@ -173,11 +186,8 @@ class Mux:
             except (InvalidRequestError, ValueError) as e:  # no shape known: it is measured once loaded
                 log.info("no memory estimate for %s (%s); it will be measured when it loads", name, e)
                 return 0
-        s = self.profile.sampling
-        cells = kv_cells(self.profile.n_ctx, s.k, s.max_tokens)
-        return estimate(
-            name, self._shapes[name], cells=cells, k=s.k, n_gpu_layers=self.options.n_gpu_layers
-        ).total_bytes
+        shape, k = self._shapes[name], self.profile.sampling.k
+        return estimate(name, shape, cells=self._cells, k=k, n_gpu_layers=self.options.n_gpu_layers).total_bytes
 
     # -- answering ----------------------------------------------------------------------------------
 
@@ -211,15 +221,9 @@ class Mux:
         ranks = tie_ranks(profile.model_names, {m.name: m.validation_accuracy for m in profile.models})
 
         def start(name: str) -> Generator[Event, None, Iterator[BatchStep] | None]:
-            if not self.resident.is_resident(name):
-                if not self.resident.can_acquire(name):
-                    return None
-                yield ModelLoading(name)
-                t0 = time.perf_counter()
-                engine = self.resident.acquire(name)
-                yield ModelLoaded(name, time.perf_counter() - t0)
-            else:
-                engine = self.resident.acquire(name)
+            if not self.resident.can_acquire(name):
+                return None
+            engine = yield from self._hold(name)
             try:
                 tokens, stop = self._prompt_tokens(engine, self.specs[name], text, profile, sampling)
             except BaseException:

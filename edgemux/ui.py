@@ -41,16 +41,6 @@ stderr = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False, soft_wrap=True)
 
 
-def human_bytes(n: int | float | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
 class DownloadBar:
     """fetch.Progress drawn as a rich bar: bytes, speed, ETA."""
 
@@ -227,7 +217,7 @@ def models_table(rows: list[tuple[ModelSpec, bool]]) -> Table:
         table.add_column(column)
     for spec, cached in rows:
         table.add_row(
-            spec.name, f"{spec.params_billions:g} B", spec.quant, human_bytes(spec.file_nbytes),
+            spec.name, f"{spec.params_billions:g} B", spec.quant, format_bytes(spec.file_nbytes) if spec.file_nbytes else "?",
             spec.source_kind, spec.prompt_style, "[green]yes[/]" if cached else "no",
         )  # fmt: skip
     return table

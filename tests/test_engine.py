@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from edgemux.engine import Engine
 from edgemux.errors import EngineError, ModelFileError, PromptTooLongError
+from edgemux.memory import rss_bytes
 from edgemux.types import FinishedSequence, Sampling
 
 QUESTION = "What is 12 + 30? Answer with the number."
@@ -130,24 +130,19 @@ def test_truncated_file(smollm2_path: Path, tmp_path: Path) -> None:
         Engine(truncated)
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="RSS is read from /proc (Linux)")
 def test_close_releases_the_memory(smollm2_path: Path, tmp_path: Path) -> None:
     # A private copy, so pages of the shared test model mapped by other tests do not blur the measure.
     path = tmp_path / "copy.gguf"
     shutil.copyfile(smollm2_path, path)
     gc.collect()
-    before = rss_bytes()
+    before = rss_bytes() or 0
     e = Engine(path, n_ctx=2048, n_seq_max=4, n_threads=2)
     run(e, Sampling(temperature=0.0, max_tokens=8), seeds=[0, 1, 2, 3])
-    loaded = rss_bytes()
+    loaded = rss_bytes() or 0
     e.close()
     gc.collect()
-    after = rss_bytes()
+    after = rss_bytes() or 0
     gained = loaded - before
     assert gained > 50 * 2**20  # the weights (94 MiB file) were really resident
     assert after - before < 0.25 * gained, (before, loaded, after)

