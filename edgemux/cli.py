@@ -188,6 +188,71 @@ def plan(profile: str, models: str | None, kind: str | None, n_ctx: int | None, 
         raise errors.BudgetError(result.advice)
 
 
+@cli.command()
+@click.option(
+    "--tasks",
+    "tasks_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="JSONL task file: id, question, answer and optional choices per line",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="runs file to append to (JSONL); an existing one is resumed",
+)
+@profile_options
+@click.option("--limit", type=int, default=None, help="only the first N tasks (after --shuffle-seed)")
+@click.option("--shuffle-seed", type=int, default=None, help="shuffle the tasks with this seed before --limit")
+@gpu_layers_option
+@click.option("--threads", "n_threads", type=int, default=None, help="CPU threads [one per core]")
+@budget_option
+@click.option("--quiet", "-q", is_flag=True, help="no progress; only the summary")
+def collect(tasks_path: Path, out: Path, profile: str, models: str | None, kind: str | None, n_ctx: int | None,
+            limit: int | None, shuffle_seed: int | None, n_gpu_layers: int, n_threads: int | None,
+            budget: str | None, quiet: bool, **sampling: Any) -> None:  # fmt: skip
+    """Run every model k times on every task and record each sample (text, answer, tokens, seconds, seed).
+
+    The runs file is what `edgemux search` and `edgemux profile build` read. It is appended one
+    (task, model) line at a time, so a killed run resumes where it stopped with the same command; seeds
+    come from the task ids, so the resumed samples are the ones a straight run would have drawn. The kind
+    of answer is taken from --kind, else the profile (choice when the tasks have choices).
+
+    \b
+    Example:
+      edgemux collect --tasks gsm8k-dev.jsonl --models qwen2.5-coder-1.5b,qwen2.5-coder-0.5b -k 5 \\
+          --limit 100 --out runs/gsm8k.jsonl
+    """
+    from . import ui
+    from .collect import plan_collection, run_collection
+    from .runtime import LoadOptions, Mux
+    from .tasks import guess_kind, load_tasks
+
+    if limit is not None and limit < 1:
+        raise errors.InvalidRequestError("--limit must be at least 1")
+    tasks = load_tasks(tasks_path, limit=limit, shuffle_seed=shuffle_seed)
+    if kind is None and any(t.choices for t in tasks):
+        kind = guess_kind(tasks)
+    chosen = chosen_profile(profile, models, kind, n_ctx, sampling)
+    seed = chosen.sampling.seed or 0
+    options = LoadOptions(n_gpu_layers, n_threads, budget, policy="interleave", early_stop=False)
+    with Mux(chosen, load=options, fetch_progress=fetch.NullProgress if quiet else ui.DownloadBar) as mux:
+        collection = plan_collection(mux, tasks, out, seed)
+        total = len(tasks) * len(collection.models)
+        if not quiet:
+            ui.stderr.print(
+                f"{len(tasks)} tasks × {len(collection.models)} models, k={chosen.sampling.k}, {chosen.kind}: "
+                f"{collection.done} of {total} already in {out}"
+            )
+        if collection.todo:
+            mux.pull()
+            ui.follow_loads(mux.preload(), quiet=quiet)
+            ui.track_collection(run_collection(mux, collection), total=total, done=collection.done, quiet=quiet)
+    if not quiet:
+        ui.stderr.print(f"done: {total} records in {out}; next: edgemux search --runs {out}")
+
+
 @cli.group()
 def models() -> None:
     """List, fetch, remove and register GGUF models."""

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from fractions import Fraction
 
-__all__ = ["extract", "last_boxed", "normalize_math", "normalize_number"]
+__all__ = ["canonical_reference", "extract", "last_boxed", "normalize_math", "normalize_number"]
 
 _NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?|-?\.\d+")
 _HASHES = re.compile(r"####\s*\$?\s*(-?[\d,]*\.?\d+)")
@@ -204,3 +204,16 @@ def extract(kind: str, text: str, *, n_choices: int | None = None) -> str | None
         return _EXTRACTORS[kind](text)
     except KeyError:
         raise ValueError(f"unknown task kind {kind!r}") from None
+
+
+def canonical_reference(kind: str, answer: str) -> str | None:
+    """A dataset's reference answer in the same canonical form as ``extract`` gives model answers, so the
+    two compare by equality (a MATH reference is LaTeX, a GSM8K one a plain number, ARC's a letter)."""
+    if kind == "number":
+        return normalize_number(answer)
+    if kind == "math":
+        return _extract_math(f"\\boxed{{{answer}}}")
+    if kind == "choice":
+        letter = answer.strip().upper()
+        return letter if len(letter) == 1 and letter.isalpha() else None
+    return extract(kind, f"Answer: {answer}")

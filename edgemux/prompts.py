@@ -13,7 +13,11 @@ from dataclasses import dataclass
 __all__ = ["DEFAULT_INSTRUCTIONS", "Prompt", "build_prompt", "format_question"]
 
 DEFAULT_INSTRUCTIONS = {
-    "number": "Solve the problem step by step. Give the final answer as a number in \\boxed{}.\n\n{question}",
+    # "in plain words; no code": the Qwen coders otherwise answer word problems with Python they cannot run
+    "number": (
+        "Solve the problem step by step in plain words; do not write any code. "
+        "End with the final answer as a number in \\boxed{}.\n\n{question}"
+    ),
     "math": "Solve the problem step by step. Put the final answer in \\boxed{}.\n\n{question}",
     "choice": (
         "Answer the multiple-choice question. Think briefly, then end with a line of the form "

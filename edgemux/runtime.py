@@ -234,8 +234,7 @@ class Mux:
             return generator
 
         def make_sample(name: str, f: FinishedSequence) -> Sample:
-            answer = extract(profile.kind, f.text, n_choices=n_choices)
-            return Sample(name, f.index, seeds[f.index], f.text, answer, f.tokens, f.stop_reason, f.seconds)
+            return _sample(name, f, seeds, profile.kind, n_choices)
 
         votes = yield from decode(
             self._order(profile, ranks),
@@ -266,6 +265,29 @@ class Mux:
         )
         yield DecisionMade(result)
 
+    def draw(
+        self, name: str, question: str, *, sampling: Sampling, choices: Sequence[str] | None = None
+    ) -> tuple[list[Sample], int]:
+        """All k samples of one model, each decoded to its end (no early stop, no vote), and the prompt's
+        length in tokens: what ``edgemux collect`` records. ``sampling.seed`` must be set."""
+        if sampling.seed is None:
+            raise InvalidRequestError("draw() needs a seed, so that the samples can be drawn again")
+        seeds = [sampling.seed + j for j in range(sampling.k)]
+        n_choices = len(choices) if choices else None
+        engine = self.resident.acquire(name)
+        try:
+            tokens, stop = self._prompt_tokens(
+                engine, self.specs[name], format_question(question, choices), self.profile, sampling
+            )
+            samples = [
+                _sample(name, f, seeds, self.profile.kind, n_choices)
+                for step in engine.generate(tokens, sampling, seeds, stop)
+                for f in step.finished
+            ]
+        finally:
+            self.resident.release(name)
+        return sorted(samples, key=lambda s: s.index), len(tokens)
+
     def _order(self, profile: Profile, ranks: dict[str, int] | None) -> list[str]:
         names = profile.model_names
         if self.options.policy == "priority" and ranks is not None:
@@ -282,3 +304,8 @@ class Mux:
         tokens = engine.tokenize(text)
         engine.check_fits(len(tokens), sampling.k, sampling.max_tokens)
         return tokens, prompt.stop
+
+
+def _sample(name: str, f: FinishedSequence, seeds: Sequence[int], kind: str, n_choices: int | None) -> Sample:
+    answer = extract(kind, f.text, n_choices=n_choices)
+    return Sample(name, f.index, seeds[f.index], f.text, answer, f.tokens, f.stop_reason, f.seconds)

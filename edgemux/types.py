@@ -115,7 +115,9 @@ class Sampling:
     """How each model draws its samples. Field names are the profile keys; CLI flags derive from them."""
 
     k: int = field(default=3, metadata=_option("samples per model", flag="-k"))
-    temperature: float = field(default=0.7, metadata=_option("sampling temperature; 0 = greedy"))
+    temperature: float = field(
+        default=0.3, metadata=_option("sampling temperature; 0 = greedy (0.3 is the SLM-MUX paper's)")
+    )
     top_p: float = field(default=0.95, metadata=_option("nucleus sampling: keep the top tokens up to this mass"))
     top_k: int = field(default=40, metadata=_option("keep only the k most likely tokens; 0 = off"))
     min_p: float = field(default=0.05, metadata=_option("drop tokens below this share of the best one"))

@@ -4,6 +4,7 @@ command was asked for."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -12,17 +13,21 @@ from rich.live import Live
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
 from rich.table import Table
 from rich.text import Text
 
+from .extract import canonical_reference
 from .memory import Plan, format_bytes
 from .profiles import Profile
+from .runs import Record
 from .types import (
     DecisionMade,
     DecodeProgress,
@@ -263,3 +268,51 @@ def plan_dict(plan: Plan, profile: Profile, budget_source: str) -> dict[str, obj
             for e in plan.estimates
         ],
     }  # fmt: skip
+
+
+# -- collect ----------------------------------------------------------------------------------------------
+
+
+def _record_line(record: Record, reference: str | None) -> str:
+    answers = " ".join(s.answer or "∅" for s in record.samples)
+    tail = ""
+    if reference is not None:
+        right = sum(s.answer == reference for s in record.samples)
+        tail = f"  {right}/{record.k} right"
+    return f"{record.task} {record.model}: {answers}{tail}"
+
+
+def track_collection(
+    records: Iterator[Record], *, total: int, done: int, quiet: bool, console: Console = stderr
+) -> list[Record]:
+    """Drain a collect run with a progress bar and ETA (a terminal) or one line per record (a log file)."""
+    out: list[Record] = []
+    if quiet:
+        return list(records)
+    if console.is_terminal:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn(), TextColumn("{task.fields[last]}"))  # fmt: skip
+        with Progress(*columns, console=console) as progress:
+            bar = progress.add_task("collecting", total=total, completed=done, last="")
+            for record in records:
+                out.append(record)
+                progress.update(bar, advance=1, last=_record_line(record, _reference(record)))
+        return out
+    start = time.monotonic()
+    for record in records:
+        out.append(record)
+        n = done + len(out)
+        remaining = (time.monotonic() - start) / len(out) * (total - n)
+        console.print(f"[{n}/{total}, {remaining / 60:.0f} min left] {_record_line(record, _reference(record))}")
+    return out
+
+
+def _reference(record: Record) -> str | None:
+    return canonical_reference(record.kind, record.reference) if record.reference is not None else None
+
+
+def follow_loads(events: Iterator[Event], *, quiet: bool, console: Console = stderr) -> None:
+    """Drain preload events, one line per model loaded."""
+    for event in events:
+        if not quiet and isinstance(event, ModelLoaded):
+            console.print(f"{event.model}: loaded in {event.load_s:.2f} s")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgemux import fetch
+from edgemux import fetch, paths
 from edgemux.catalog import Catalog
 
 TEST_MODEL = "smollm2-135m"
@@ -43,3 +43,17 @@ def write_minimal_gguf(path: Path) -> Path:
     """A header-only GGUF (no tensors, no metadata): valid for the header reader, not for llama.cpp."""
     path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 0))
     return path
+
+
+@pytest.fixture
+def fake_models(home: Path, tmp_path: Path) -> list[str]:
+    """Two user-registered models whose files are header-only GGUFs (the fake engine never reads them)."""
+    names = ["alpha", "beta"]
+    paths.user_manifests().mkdir(parents=True)
+    for name in names:
+        gguf = write_minimal_gguf(tmp_path / f"{name}.gguf")
+        (paths.user_manifests() / f"{name}.yaml").write_text(
+            f"name: {name}\nfamily: f\narchitecture: llama\nparams_billions: 0.1\nquant: Q4_0\n"
+            f"context_length: 2048\nprompt_style: chat\nsource: {{path: {gguf}}}\n"
+        )
+    return names

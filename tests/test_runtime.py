@@ -23,22 +23,6 @@ from edgemux.types import (
     SamplingStarted,
 )
 
-from .conftest import write_minimal_gguf
-
-
-@pytest.fixture
-def fake_models(home: Path, tmp_path: Path) -> list[str]:
-    """Two user-registered models whose files are header-only GGUFs (the fake engine never reads them)."""
-    names = ["alpha", "beta"]
-    paths.user_manifests().mkdir(parents=True)
-    for name in names:
-        gguf = write_minimal_gguf(tmp_path / f"{name}.gguf")
-        (paths.user_manifests() / f"{name}.yaml").write_text(
-            f"name: {name}\nfamily: f\narchitecture: llama\nparams_billions: 0.1\nquant: Q4_0\n"
-            f"context_length: 2048\nprompt_style: chat\nsource: {{path: {gguf}}}\n"
-        )
-    return names
-
 
 def profile(names: list[str], accuracies: list[float | None] | None = None, k: int = 3) -> Profile:
     accuracies = accuracies or [None] * len(names)

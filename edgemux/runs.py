@@ -1,0 +1,164 @@
+"""Runs files: what ``edgemux collect`` recorded, one JSON line per (task, model) with all k samples.
+
+Append-only and resumable: every line is written whole and flushed to disk before the next task starts;
+a line cut off by a kill is dropped (and reported) when the file is opened again, and a task whose line
+is there is never run twice. ``.jsonl.gz`` files (the shipped runs) are read the same way.
+
+    {"task": "gsm8k-test-0013", "model": "qwen2.5-coder-1.5b", "kind": "number", "reference": "18",
+     "n_choices": null, "settings": {"k": 5, "temperature": 0.3, ..., "instruction": "..."},
+     "prompt_tokens": 96, "samples": [{"index": 0, "seed": 1234, "text": "...", "answer": "18",
+     "tokens": 212, "stop": "eos", "seconds": 9.8}, ...]}
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import InvalidRequestError
+from .types import TASK_KINDS, Sample
+
+log = logging.getLogger("edgemux.runs")
+
+__all__ = ["Record", "RunWriter", "read_runs"]
+
+_SAMPLE_KEYS = ("index", "seed", "text", "answer", "tokens", "stop", "seconds")
+
+
+@dataclass(frozen=True)
+class Record:
+    """All k samples one model drew for one task."""
+
+    task: str
+    model: str
+    kind: str
+    reference: str | None  # as the task file wrote it; canonicalised by whoever scores
+    n_choices: int | None
+    settings: dict[str, Any]  # sampling settings, instruction and n_ctx: equal across a runs file
+    prompt_tokens: int
+    samples: tuple[Sample, ...]
+
+    @property
+    def k(self) -> int:
+        return len(self.samples)
+
+    def to_json(self) -> str:
+        row = {
+            "task": self.task, "model": self.model, "kind": self.kind, "reference": self.reference,
+            "n_choices": self.n_choices, "settings": self.settings, "prompt_tokens": self.prompt_tokens,
+            "samples": [
+                {"index": s.index, "seed": s.seed, "text": s.text, "answer": s.answer, "tokens": s.tokens,
+                 "stop": s.stop_reason, "seconds": round(s.seconds, 3)}
+                for s in self.samples
+            ],
+        }  # fmt: skip
+        return json.dumps(row, ensure_ascii=False)
+
+
+def _record(row: Any, where: str) -> Record:
+    if not isinstance(row, dict):
+        raise InvalidRequestError(f"{where}: expected a JSON object")
+    missing = [k for k in ("task", "model", "kind", "settings", "samples") if k not in row]
+    if missing:
+        raise InvalidRequestError(f"{where}: missing {', '.join(missing)} (is this a file from `edgemux collect`?)")
+    if row["kind"] not in TASK_KINDS:
+        raise InvalidRequestError(f"{where}: unknown task kind {row['kind']!r}")
+    if not isinstance(row["samples"], list) or not row["samples"]:
+        raise InvalidRequestError(f"{where}: 'samples' should be a non-empty list")
+    samples = []
+    for j, s in enumerate(row["samples"]):
+        if not isinstance(s, dict) or any(k not in s for k in _SAMPLE_KEYS):
+            raise InvalidRequestError(f"{where}: sample {j} lacks one of {', '.join(_SAMPLE_KEYS)}")
+        samples.append(
+            Sample(row["model"], s["index"], s["seed"], s["text"], s["answer"], s["tokens"], s["stop"], s["seconds"])
+        )
+    return Record(
+        str(row["task"]), str(row["model"]), row["kind"], row.get("reference"), row.get("n_choices"),
+        dict(row["settings"]), int(row.get("prompt_tokens", 0)), tuple(samples),
+    )  # fmt: skip
+
+
+def _open_text(path: Path) -> TextIO:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str, bool]]:
+    """(line number, text, whether the line ended with a newline)."""
+    with _open_text(path) as f:
+        for n, line in enumerate(f, 1):
+            yield n, line, line.endswith("\n")
+
+
+def read_runs(path: Path) -> list[Record]:
+    """Every record in a runs file. A last line without its newline (a run killed while writing) is left
+    out with a warning; any other bad line is an error naming the line."""
+    if not path.is_file():
+        raise InvalidRequestError(f"{path}: no such runs file (make one with `edgemux collect`)")
+    records: list[Record] = []
+    seen: set[tuple[str, str]] = set()
+    try:
+        for n, line, complete in _lines(path):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                if not complete:
+                    log.warning("%s:%d: the last line was cut off (a killed run?); it is left out", path, n)
+                    break
+                raise InvalidRequestError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            record = _record(row, f"{path}:{n}")
+            key = (record.task, record.model)
+            if key in seen:
+                raise InvalidRequestError(f"{path}:{n}: task {record.task!r} for {record.model} appears twice")
+            seen.add(key)
+            records.append(record)
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise InvalidRequestError(f"{path}: cannot read the runs file ({e})") from None
+    return records
+
+
+class RunWriter:
+    """Appends records to a runs file, one whole line at a time, each on disk before the next is made."""
+
+    def __init__(self, path: Path) -> None:
+        if path.suffix == ".gz":
+            raise InvalidRequestError(f"{path}: collect writes plain .jsonl (compress it when it is done)")
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._drop_cut_line()
+        self._file = path.open("a", encoding="utf-8")
+
+    def _drop_cut_line(self) -> None:
+        """Truncate a trailing line without its newline, so the next record starts on a line of its own."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with self.path.open("rb+") as f:
+            data = f.read()
+            if data.endswith(b"\n"):
+                return
+            keep = data.rfind(b"\n") + 1
+            log.warning("%s: dropping a cut-off last line (%d bytes) from a killed run", self.path, len(data) - keep)
+            f.truncate(keep)
+
+    def append(self, record: Record) -> None:
+        self._file.write(record.to_json() + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
