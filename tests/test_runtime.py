@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from edgemux import paths
 from edgemux.errors import BudgetError, InvalidRequestError, NotFoundError, PromptTooLongError
 from edgemux.profiles import Profile, ProfileModel
 from edgemux.runtime import LoadOptions, Mux
