@@ -253,6 +253,55 @@ def collect(tasks_path: Path, out: Path, profile: str, models: str | None, kind:
         ui.stderr.print(f"done: {total} records in {out}; next: edgemux search --runs {out}")
 
 
+@cli.command()
+@click.option(
+    "--runs",
+    "runs_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="a runs file from `edgemux collect` (.jsonl or .jsonl.gz)",
+)
+@click.option(
+    "--max-models", type=int, default=3, show_default=True, help="largest subset tried (every subset of 2..N models)"
+)
+@click.option(
+    "--lambda", "lam", type=float, default=1.0, show_default=True, help="weight of Contradiction in the objective"
+)
+@click.option(
+    "--repeats", type=int, default=20, show_default=True, help="draws of k' of the k samples, for each smaller k'"
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of those draws")
+@click.option("--top", type=int, default=3, show_default=True, help="subsets shown in the scaling table")
+@click.option("--no-rescore", is_flag=True, help="use the answers as collected instead of extracting them again")
+@click.option("--json", "as_json", is_flag=True, help="print everything as JSON on stdout")
+def search(runs_path: Path, max_models: int, lam: float, repeats: int, seed: int, top: int, no_rescore: bool,
+           as_json: bool) -> None:  # fmt: skip
+    """Which models to combine and with how many samples, judged on collected runs (no generation).
+
+    Per model: accuracy of one sample, of its majority vote, how often it is confidently wrong. Per subset
+    of 2..--max-models models: UnionAcc, Contradiction and the objective (the SLM-MUX paper's search),
+    next to the simulated MUX accuracy on the same samples for every k up to the collected one, the pooled
+    vote (Agent Forest) and the oracle. Accuracies are percentages.
+    """
+    from . import ui
+    from .runs import read_runs
+    from .search import build_table
+    from .search import search as run_search
+
+    if repeats < 1:
+        raise errors.InvalidRequestError("--repeats must be at least 1")
+    table = build_table(read_runs(runs_path), rescore=not no_rescore)
+    result = run_search(table, max_models=max_models, lam=lam, repeats=repeats, seed=seed)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(result), indent=2))
+        return
+    for why, n in table.left_out.items():
+        ui.stderr.print(f"left out: {n} {why}")
+    console = ui.wide_stdout()
+    for t in ui.search_tables(result, top):
+        console.print(t)
+
+
 @cli.group()
 def models() -> None:
     """List, fetch, remove and register GGUF models."""

@@ -28,6 +28,7 @@ from .extract import canonical_reference
 from .memory import Plan, format_bytes
 from .profiles import Profile
 from .runs import Record
+from .search import SearchResult, Spread
 from .types import (
     DecisionMade,
     DecodeProgress,
@@ -44,6 +45,11 @@ from .types import (
 
 stderr = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False, soft_wrap=True)
+
+
+def wide_stdout() -> Console:
+    """stdout for wide tables: the terminal's width, or 160 columns when piped (files have no width)."""
+    return stdout if stdout.is_terminal else Console(highlight=False, width=160)
 
 
 class DownloadBar:
@@ -316,3 +322,51 @@ def follow_loads(events: Iterator[Event], *, quiet: bool, console: Console = std
     for event in events:
         if not quiet and isinstance(event, ModelLoaded):
             console.print(f"{event.model}: loaded in {event.load_s:.2f} s")
+
+
+# -- search ----------------------------------------------------------------------------------------------
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _spread(s: Spread) -> str:
+    return f"{100 * s.mean:.1f}" if s.std == 0 else f"{100 * s.mean:.1f} ±{100 * s.std:.1f}"
+
+
+def search_tables(result: SearchResult, top: int = 3) -> list[Table]:
+    """Per model, per subset (by the objective) and, for the best subsets, per k. Accuracies in %."""
+    k = result.k
+    models = Table(title=f"models ({result.tasks} tasks, {result.kind}, k={k})", header_style="bold")
+    for name in ("model", "1 sample", f"majority@{k}", "conf. wrong", "no answer", "tokens/sample", "ms/token"):
+        models.add_column(name, justify="left" if name == "model" else "right", no_wrap=name == "model")
+    for m in sorted(result.models, key=lambda m: -m.accuracy):
+        models.add_row(
+            m.model, _pct(m.accuracy), _spread(m.self_consistency[k]), _pct(m.confidently_wrong), _pct(m.unparsable),
+            f"{m.tokens_per_sample:.0f}", f"{1000 * m.seconds_per_token:.0f}",
+        )  # fmt: skip
+
+    subsets = Table(
+        title=f"subsets, best objective first (O = UnionAcc − {result.lam:g}·Contradiction)", header_style="bold"
+    )
+    for name in ("models", "UnionAcc", "Contra.", "O", f"MUX@{k}", f"pooled@{k}", f"best single@{k}", "tokens/answer"):
+        subsets.add_column(name, justify="left" if name == "models" else "right", no_wrap=name == "models")
+    for s in result.subsets:
+        at = s.by_k[k]
+        subsets.add_row(
+            " + ".join(s.models), _pct(s.union_accuracy), _pct(s.contradiction), _pct(s.objective),
+            _spread(at.mux), _spread(at.pooled), _spread(at.best_single), f"{at.tokens:.0f}",
+        )  # fmt: skip
+
+    scaling = Table(title=f"test-time scaling, top {min(top, len(result.subsets))} subsets (k' < {k}: mean ±std over {result.repeats} draws)", header_style="bold")  # fmt: skip
+    for name in ("models", "k", "MUX", "pooled", "best single", "oracle", "tokens/answer", "est. s/answer"):
+        scaling.add_column(name, justify="left" if name == "models" else "right", no_wrap=name == "models")
+    for s in result.subsets[:top]:
+        for kk, at in s.by_k.items():
+            scaling.add_row(
+                " + ".join(s.models) if kk == 1 else "", str(kk), _spread(at.mux), _spread(at.pooled),
+                _spread(at.best_single), _pct(at.oracle), f"{at.tokens:.0f}", f"{at.seconds:.1f}",
+                end_section=kk == k,
+            )  # fmt: skip
+    return [models, subsets, scaling]
