@@ -302,6 +302,84 @@ def search(runs_path: Path, max_models: int, lam: float, repeats: int, seed: int
         console.print(t)
 
 
+@cli.group("profile")
+def profile_group() -> None:
+    """Build a selection profile from collected runs, or show one."""
+
+
+@profile_group.command("build")
+@click.option(
+    "--runs", "runs_path", required=True, type=click.Path(path_type=Path), help="a runs file from `edgemux collect`"
+)
+@click.option("--name", required=True, help="the profile's name (what --profile takes)")
+@budget_option
+@click.option("--max-models", type=int, default=3, show_default=True, help="largest subset considered")
+@click.option("--tolerance", type=float, default=1.0, show_default=True,
+              help="take the cheapest setup within this many accuracy points of the best")  # fmt: skip
+@click.option("--allow-single", is_flag=True, help="let a single model with self-consistency be chosen")
+@click.option(
+    "--lambda", "lam", type=float, default=1.0, show_default=True, help="weight of Contradiction in the objective"
+)
+@click.option("--repeats", type=int, default=20, show_default=True, help="draws of k' of the k samples for smaller k'")
+@click.option("--description", help="one line saying what the profile is for")
+@click.option("--out", type=click.Path(path_type=Path), help="where to write it [$EDGEMUX_HOME/profiles/NAME.yaml]")
+@click.option("--force", is_flag=True, help="replace an existing profile file")
+def profile_build(runs_path: Path, name: str, budget: str | None, max_models: int, tolerance: float, allow_single: bool,
+                  lam: float, repeats: int, description: str | None, out: Path | None, force: bool) -> None:  # fmt: skip
+    """Pick the models and k from collected runs and write a profile `edgemux ask --profile NAME` uses.
+
+    Every (subset, k) the search scores is a candidate; those that do not fit the memory budget are
+    dropped, and the cheapest one within --tolerance points of the most accurate is chosen. The profile
+    records the models with their measured accuracies (the tie-break order), k, the sampling settings and
+    prompt of the runs, and what was measured, including how it compares with the best single model and
+    the pooled vote.
+    """
+    from . import paths
+    from .build import candidates, choose, profile_document, write_profile
+    from .memory import default_budget_bytes, parse_bytes
+    from .runs import read_runs
+    from .search import build_table
+    from .search import search as run_search
+
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise errors.InvalidRequestError(f"{name!r} is not a valid profile name (letters, digits, '-', '_', '.')")
+    budget_bytes = parse_bytes(budget) if budget else default_budget_bytes()
+    target = out or paths.user_profiles() / f"{name}.yaml"
+    if target.exists() and not force:
+        raise errors.InvalidRequestError(f"{target} exists already; pass --force to replace it")
+    result = run_search(build_table(read_runs(runs_path)), max_models=max_models, lam=lam, repeats=repeats)
+    found = candidates(result, budget_bytes, allow_single=allow_single)
+    chosen, why = choose(found, tolerance)
+    text = profile_document(
+        name, chosen, why, result, found, runs=runs_path.name, budget=budget, description=description
+    )
+    write_profile(target, text, force=force)
+    click.echo(f"wrote {target}\n{why}", err=True)
+
+
+@profile_group.command("show")
+@click.argument("name")
+@click.option(
+    "--plot", "plot_path", type=click.Path(path_type=Path), help="save accuracy vs tokens per answer as a PNG"
+)
+@click.option("--json", "as_json", is_flag=True, help="print the profile as JSON on stdout")
+def profile_show(name: str, plot_path: Path | None, as_json: bool) -> None:
+    """Show a profile: its models (tie-break order), sampling, prompt, and what was measured."""
+    from . import ui
+    from .profiles import load_profile
+
+    chosen = load_profile(name)
+    if plot_path is not None:
+        from .plot import plot_curve
+
+        plot_curve(chosen, plot_path)
+        click.echo(f"wrote {plot_path}", err=True)
+    if as_json:
+        click.echo(json.dumps(ui.profile_dict(chosen), indent=2, ensure_ascii=False))
+    else:
+        ui.stdout.print(ui.profile_view(chosen))
+
+
 @cli.group()
 def models() -> None:
     """List, fetch, remove and register GGUF models."""

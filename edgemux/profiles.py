@@ -14,7 +14,9 @@ from .yamlfile import Section, read_mapping
 
 __all__ = ["Profile", "ProfileModel", "list_profiles", "load_profile"]
 
-_TOP_KEYS = frozenset({"name", "description", "kind", "models", "sampling", "prompt", "n_ctx", "budget", "notes"})
+_TOP_KEYS = frozenset(
+    {"name", "description", "kind", "models", "sampling", "prompt", "n_ctx", "budget", "notes", "measured"}
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Profile:
     budget: str | None = None  # e.g. "3GiB": the most memory the resident models may hold
     description: str = ""
     path: Path | None = None
+    measured: dict[str, Any] = field(default_factory=dict)  # what `profile build` measured (informational)
 
     @property
     def model_names(self) -> list[str]:
@@ -126,6 +129,7 @@ def parse_profile(path: Path) -> Profile:
         budget=str(top.get("budget", (str, int), None)) if top.data.get("budget") is not None else None,
         description=top.get("description", str, ""),
         path=path,
+        measured=top.get("measured", dict, {}),
     )
 
 

@@ -370,3 +370,57 @@ def search_tables(result: SearchResult, top: int = 3) -> list[Table]:
                 end_section=kk == k,
             )  # fmt: skip
     return [models, subsets, scaling]
+
+
+# -- profiles ----------------------------------------------------------------------------------------------
+
+
+def profile_dict(profile: Profile) -> dict[str, object]:
+    return {
+        "name": profile.name,
+        "kind": profile.kind,
+        "description": profile.description,
+        "models": [
+            {"name": m.name, "validation_accuracy": m.validation_accuracy, "resident": m.resident}
+            for m in profile.models
+        ],
+        "sampling": {f: getattr(profile.sampling, f) for f in profile.sampling.field_names()},
+        "instruction": profile.instruction,
+        "system": profile.system,
+        "n_ctx": profile.n_ctx,
+        "budget": profile.budget,
+        "measured": profile.measured,
+        "path": str(profile.path) if profile.path else None,
+    }
+
+
+def profile_view(profile: Profile) -> Group:
+    s = profile.sampling
+    models = Table(title=f"profile {profile.name} ({profile.kind})", header_style="bold", caption=profile.description)
+    for name in ("model", "validation accuracy", "resident"):
+        models.add_column(name, justify="left" if name == "model" else "right")
+    for model in profile.models:
+        accuracy = "—" if model.validation_accuracy is None else f"{100 * model.validation_accuracy:.1f}%"
+        models.add_row(model.name, accuracy, "pinned" if model.resident else "")
+    lines = [
+        Text(f"k={s.k}, temperature {s.temperature}, top_p {s.top_p}, top_k {s.top_k}, min_p {s.min_p}, "
+             f"max {s.max_tokens} tokens, context {profile.n_ctx}" + (f", budget {profile.budget}" if profile.budget else "")),
+        Text("prompt: " + (profile.instruction or "the default for the kind").replace("\n", "⏎ ")),
+    ]  # fmt: skip
+    measured = profile.measured
+    if measured:
+        lines.append(
+            Text(
+                f"measured on {measured.get('tasks')} tasks of {measured.get('runs')} ({measured.get('date')}):",
+                style="bold",
+            )
+        )
+        lines.append(Text(f"  simulated MUX accuracy {_pct(measured.get('mux_accuracy', 0.0))}% (±{_pct(measured.get('mux_accuracy_std', 0.0))}), "
+                          f"best single {measured.get('best_single', {}).get('model')} {_pct(measured.get('best_single', {}).get('self_consistency', 0.0))}%, "
+                          f"pooled vote {_pct(measured.get('pooled_vote_accuracy', 0.0))}%"))  # fmt: skip
+        lines.append(Text(f"  {measured.get('tokens_per_answer')} tokens and ~{measured.get('seconds_per_answer')} s per answer, "
+                          f"{format_bytes(measured.get('resident_bytes', 0))} resident"))  # fmt: skip
+        for key in ("why", "verdict"):
+            if measured.get(key):
+                lines.append(Text(f"  {key}: {measured[key]}"))
+    return Group(models, *lines)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from edgemux.cli import cli
 from edgemux.errors import InvalidRequestError
 from edgemux.mux import decide, tally
 from edgemux.runs import Record
@@ -113,3 +117,16 @@ def test_bad_runs_say_what_cannot_be_scored() -> None:
     )
     with pytest.raises(InvalidRequestError, match="no records"):
         build_table([])
+
+
+def test_search_command_tables_and_json(tmp_path: Path) -> None:
+    runs = tmp_path / "runs.jsonl"
+    runs.write_text("".join(r.to_json() + "\n" for r in random_runs(3, 20, 4, seed=5)))
+    text = CliRunner().invoke(cli, ["search", "--runs", str(runs), "--max-models", "2"])
+    assert text.exit_code == 0, text.output
+    assert "m2 + m1" not in text.stdout and "m0 + m1" in text.stdout and "test-time scaling" in text.stdout
+    out = CliRunner().invoke(cli, ["search", "--runs", str(runs), "--json", "--max-models", "3"])
+    data = json.loads(out.stdout)
+    assert data["tasks"] == 20 and data["k"] == 4 and len(data["subsets"]) == 4
+    bad = CliRunner().invoke(cli, ["search", "--runs", str(tmp_path / "absent.jsonl")])
+    assert bad.exit_code == 2 and "no such runs file" in bad.output

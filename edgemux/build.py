@@ -1,0 +1,213 @@
+"""``edgemux profile build``: turn a search over collected runs into a selection profile.
+
+Every (subset, k) the search scored is a candidate; those whose resident set does not fit the budget (the
+memory estimate from the GGUF headers) are dropped. Of the rest, the most accurate is the reference, and
+the profile takes the *cheapest* candidate (estimated seconds per answer on the machine that collected)
+whose simulated MUX accuracy is within ``tolerance`` points of it: accuracy per unit of compute, without
+chasing differences smaller than one or two questions. The profile records the models with their measured
+accuracies (the tie-break order), k and the sampling settings the runs used, the prompt, and what was
+measured, including where a single model's self-consistency or the pooled vote does as well.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .catalog import Catalog
+from .errors import BudgetError, InvalidRequestError
+from .memory import format_bytes, plan
+from .planning import shape_of
+from .search import SearchResult, Spread
+from .types import Sampling
+
+__all__ = ["Candidate", "candidates", "choose", "profile_document", "write_profile"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    models: tuple[str, ...]
+    k: int
+    mux: Spread  # simulated accuracy of exactly this setup
+    pooled: Spread  # the pooled vote of the same samples
+    best_single: Spread  # the best of these models alone, self-consistency at this k
+    best_single_model: str
+    tokens: float  # per answer
+    seconds: float  # per answer, estimated from the measured seconds per token
+    resident_bytes: int  # memory estimate with k samples
+    fits: bool
+
+    @property
+    def label(self) -> str:
+        return f"{' + '.join(self.models)} at k={self.k}"
+
+
+def candidates(
+    result: SearchResult, budget_bytes: int, *, allow_single: bool = False, catalog: Catalog | None = None
+) -> list[Candidate]:
+    catalog = catalog or Catalog()
+    shapes = {m.model: shape_of(catalog.get(m.model)) for m in result.models}  # unknown models fail here
+    settings = result.settings
+    n_ctx, max_tokens = int(settings.get("n_ctx", 4096)), int(settings.get("max_tokens", Sampling().max_tokens))
+    stats = {m.model: m for m in result.models}
+
+    def memory(models: tuple[str, ...], k: int) -> tuple[int, bool]:
+        p = plan([(m, shapes[m]) for m in models], budget_bytes=budget_bytes, k=k, n_ctx=n_ctx, max_tokens=max_tokens)
+        return p.total_bytes, p.fits
+
+    out = []
+    for s in result.subsets:
+        for k, at in s.by_k.items():
+            best = max(s.models, key=lambda m: stats[m].self_consistency[k].mean)
+            out.append(
+                Candidate(
+                    s.models, k, at.mux, at.pooled, at.best_single, best, at.tokens, at.seconds, *memory(s.models, k)
+                )
+            )
+    if allow_single:
+        for m in result.models:
+            for k, sc in m.self_consistency.items():
+                tokens = m.tokens_per_sample * k
+                out.append(
+                    Candidate(
+                        (m.model,), k, sc, sc, sc, m.model, tokens, tokens * m.seconds_per_token, *memory((m.model,), k)
+                    )
+                )
+    return out
+
+
+def choose(found: list[Candidate], tolerance_points: float = 1.0) -> tuple[Candidate, str]:
+    """The cheapest candidate within ``tolerance_points`` of the most accurate one that fits, and why."""
+    fitting = [c for c in found if c.fits]
+    if not fitting:
+        smallest = min(found, key=lambda c: c.resident_bytes)
+        raise BudgetError(
+            f"no subset fits the budget: the smallest, {smallest.label}, needs {format_bytes(smallest.resident_bytes)}; "
+            "raise --budget or collect runs with a shorter max_tokens"
+        )
+    top = max(fitting, key=lambda c: (c.mux.mean, -c.seconds))
+    near = [c for c in fitting if c.mux.mean >= top.mux.mean - tolerance_points / 100]
+    chosen = min(near, key=lambda c: (c.seconds, -c.mux.mean))
+    why = f"{chosen.label}: simulated MUX accuracy {100 * chosen.mux.mean:.1f}% at ~{chosen.seconds:.0f} s per answer"
+    if chosen is top:
+        why += "; the most accurate setup that fits the budget"
+    else:
+        why += (
+            f"; the most accurate that fits, {top.label} ({100 * top.mux.mean:.1f}%), costs "
+            f"{top.seconds / max(chosen.seconds, 1e-9):.1f}× as much for {100 * (top.mux.mean - chosen.mux.mean):.1f} points"
+        )
+    return chosen, why
+
+
+def _verdict(c: Candidate, best_ensemble_vs_single: tuple[float, float]) -> str:
+    lines = []
+    gap_single = 100 * (c.mux.mean - c.best_single.mean)
+    gap_pooled = 100 * (c.mux.mean - c.pooled.mean)
+    if len(c.models) > 1:
+        lines.append(
+            f"MUX {'≥' if gap_single >= 0 else '<'} the best single model ({c.best_single_model}) with self-consistency "
+            f"at k={c.k}: {gap_single:+.1f} points"
+        )
+        lines.append(
+            f"MUX {'>' if gap_pooled > 0 else '≤'} the pooled vote of the same samples: {gap_pooled:+.1f} points"
+        )
+    best_ensemble, best_single = best_ensemble_vs_single
+    if best_single > best_ensemble:
+        lines.append(
+            f"on these runs no ensemble beats the best single model with self-consistency "
+            f"({100 * best_single:.1f}% vs {100 * best_ensemble:.1f}% at best)"
+        )
+    return "; ".join(lines)
+
+
+def profile_document(
+    name: str,
+    chosen: Candidate,
+    why: str,
+    result: SearchResult,
+    found: list[Candidate],
+    *,
+    runs: str,
+    budget: str | None,
+    description: str | None,
+) -> str:
+    settings = result.settings
+    accuracy = {m.model: m.accuracy for m in result.models}
+    # Models in tie-break order (best measured accuracy first); the best one stays resident.
+    ordered = sorted(chosen.models, key=lambda m: -accuracy[m])
+    ensembles = [c.mux.mean for c in found if len(c.models) > 1]
+    singles = [m.self_consistency[k].mean for m in result.models for k in m.self_consistency]
+    doc: dict[str, Any] = {
+        "name": name,
+        "description": description or f"{', '.join(ordered)} at k={chosen.k}, chosen by `edgemux profile build`",
+        "kind": result.kind,
+        "models": [
+            {"name": m, "validation_accuracy": round(accuracy[m], 4), **({"resident": True} if i == 0 else {})}
+            for i, m in enumerate(ordered)
+        ],
+        "sampling": {
+            "k": chosen.k,
+            **{f: settings[f] for f in Sampling.field_names() if f not in ("k", "seed") and f in settings},
+        },
+        "prompt": {"instruction": settings.get("instruction")}
+        | ({"system": settings["system"]} if settings.get("system") else {}),
+        "n_ctx": settings.get("n_ctx", 4096),
+        **({"budget": budget} if budget else {}),
+        "measured": {
+            "runs": runs,
+            "tasks": result.tasks,
+            "collected_k": result.k,
+            "date": datetime.date.today().isoformat(),
+            "why": why,
+            "verdict": _verdict(chosen, (max(ensembles, default=0.0), max(singles, default=0.0))),
+            "mux_accuracy": round(chosen.mux.mean, 4),
+            "mux_accuracy_std": round(chosen.mux.std, 4),
+            "best_single": {"model": chosen.best_single_model, "self_consistency": round(chosen.best_single.mean, 4)},
+            "pooled_vote_accuracy": round(chosen.pooled.mean, 4),
+            "tokens_per_answer": round(chosen.tokens),
+            "seconds_per_answer": round(chosen.seconds, 1),
+            "resident_bytes": chosen.resident_bytes,
+        },
+    }
+    # Every (subset, k) scored, one flow-style line each: what `profile show --plot` draws.
+    curve = [
+        {"models": " + ".join(c.models), "k": c.k, "accuracy": round(c.mux.mean, 4), "tokens": round(c.tokens)}
+        for c in found
+    ]
+    curve_text: str = yaml.safe_dump({"curve": curve}, sort_keys=False, default_flow_style=None, width=200)
+    header = f"# Built by `edgemux profile build` from {runs} ({result.tasks} tasks, k={result.k}).\n# {why}.\n"
+    body: str = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
+    return header + body + "".join(f"  {line}\n" for line in curve_text.splitlines())
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the prompt) as literal blocks, readable and editable as written."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def write_profile(path: Path, text: str, *, force: bool) -> None:
+    """Write atomically (a crash leaves the old file or none, never half a profile)."""
+    if path.exists() and not force:
+        raise InvalidRequestError(f"{path} exists already; pass --force to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
