@@ -186,7 +186,7 @@ def profile_document(
     return header + body + "".join(f"  {line}\n" for line in curve_text.splitlines())
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(yaml.SafeDumper):  # type: ignore[misc]
     """Multi-line strings (the prompt) as literal blocks, readable and editable as written."""
 
 

@@ -176,7 +176,10 @@ class Mux:
 
     def _load(self, name: str) -> EngineLike:
         spec = self.specs[name]
-        path = fetch.pull(spec, self._fetch_progress())
+        # llama.cpp needs the file; an injected engine (tests, replays of recorded runs) gets the path where
+        # the file would be and fetches nothing.
+        real = self._engine_factory is _llama_engine
+        path = fetch.pull(spec, self._fetch_progress()) if real else fetch.cached_path(spec)
         return self._engine_factory(spec, path, self._cells, self.profile.sampling.k, self.options)
 
     def estimated_bytes(self, name: str) -> int:

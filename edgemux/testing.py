@@ -9,7 +9,7 @@ from pathlib import Path
 from .errors import PromptTooLongError
 from .types import BatchStep, FinishedSequence, ModelSpec, Sampling, StopReason
 
-__all__ = ["FakeEngine", "fake_engine_factory"]
+__all__ = ["FakeEngine", "ReplayEngine", "fake_engine_factory"]
 
 
 class FakeEngine:
@@ -72,3 +72,37 @@ def fake_engine_factory(outputs: Mapping[str, Sequence[str]], created: dict[str,
         return engine
 
     return factory
+
+
+class ReplayEngine(FakeEngine):
+    """Plays recorded samples (a runs file's texts and token counts) through the real scheduler: sample i
+    finishes at step ``tokens[i]`` with ``texts[i]``. Call ``play`` before each question. For measuring
+    what early stop saves on many recorded questions without generating them again."""
+
+    def __init__(self) -> None:
+        super().__init__([""])
+        self._texts: list[str] = []
+        self._tokens: list[int] = []
+
+    def play(self, texts: Sequence[str], tokens: Sequence[int]) -> None:
+        self._texts, self._tokens = list(texts), list(tokens)
+
+    def generate(
+        self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = ()
+    ) -> Iterator[BatchStep]:
+        if len(seeds) > len(self._texts):
+            raise ValueError(f"{len(seeds)} samples asked, {len(self._texts)} recorded")
+        limits = [max(1, min(t, sampling.max_tokens)) for t in self._tokens[: len(seeds)]]
+        step = 0
+        try:
+            while step < max(limits):
+                step += 1
+                finished = tuple(
+                    FinishedSequence(i, self._texts[i], n, "eos", float(step))
+                    for i, n in enumerate(limits)
+                    if n == step
+                )
+                yield BatchStep(tuple(min(step, n) for n in limits), finished, len(prompt), float(step))
+        except GeneratorExit:
+            self.cancelled += 1
+            raise

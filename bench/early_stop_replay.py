@@ -1,0 +1,108 @@
+"""Early stop replayed on recorded runs: the real scheduler and MUX rule, driven by samples that
+`edgemux collect` recorded, so the token savings can be measured on every collected question in seconds
+(issue: memory budget and scheduler). The live benchmark (bench/early_stop.py) measures time on fewer
+questions; this one measures tokens and answers on all of them.
+
+For every task that all the profile's models ran, each model's first k recorded samples are played back
+(sample i finishes after its recorded number of tokens, with its recorded text) under three settings:
+full (no early stop), priority and interleave (both with exact early stop). It checks that early stop gave
+the same answer as full sampling on every question and prints the share of tokens saved.
+
+    python bench/early_stop_replay.py --runs bench/runs/gsm8k-dev-k5.jsonl.gz --profile default -k 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from edgemux.extract import canonical_reference
+from edgemux.profiles import ProfileModel, load_profile
+from edgemux.runs import read_runs
+from edgemux.runtime import LoadOptions, Mux
+from edgemux.search import build_table
+from edgemux.testing import ReplayEngine
+
+HERE = Path(__file__).parent
+SETTINGS = {
+    "full": LoadOptions(policy="interleave", early_stop=False),
+    "priority": LoadOptions(policy="priority", early_stop=True),
+    "interleave": LoadOptions(policy="interleave", early_stop=True),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", default=str(HERE / "runs" / "gsm8k-dev-k5.jsonl.gz"))
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("-k", type=int, default=None, help="samples per model [the profile's]")
+    parser.add_argument("--measured-ties", action="store_true",
+                        help="break ties by each model's accuracy on these runs (what `profile build` writes)")  # fmt: skip
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    profile = load_profile(args.profile)
+    k = args.k or profile.sampling.k
+    records = read_runs(Path(args.runs))
+    if args.measured_ties:
+        table = build_table(records)
+        accuracy = {m: float(table.correct[i].mean()) for i, m in enumerate(table.models)}
+        profile = dataclasses.replace(
+            profile, models=tuple(ProfileModel(m.name, accuracy[m.name]) for m in profile.models)
+        )
+    profile = profile.with_overrides(sampling={"k": k, "seed": 1})
+    by_task: dict[str, dict[str, object]] = {}
+    for r in records:
+        by_task.setdefault(r.task, {})[r.model] = r
+    tasks = [t for t, per in by_task.items() if all(m in per for m in profile.model_names)]
+    if not tasks:
+        sys.exit(f"no task in {args.runs} was run by all of {', '.join(profile.model_names)}")
+
+    engines: dict[str, ReplayEngine] = {}
+
+    def factory(spec, path, n_ctx, n_seq_max, options):  # type: ignore[no-untyped-def]
+        return engines.setdefault(spec.name, ReplayEngine())
+
+    totals = {name: {"tokens": 0, "correct": 0, "same": 0} for name in SETTINGS}
+    for task in tasks:
+        per = by_task[task]
+        first = next(iter(per.values()))
+        reference = canonical_reference(first.kind, first.reference) if first.reference else None  # type: ignore[attr-defined]
+        answers = {}
+        for name, options in SETTINGS.items():
+            with Mux(profile, load=options, engine_factory=factory) as mux:
+                for model in profile.model_names:
+                    samples = sorted(per[model].samples, key=lambda s: s.index)[:k]  # type: ignore[attr-defined]
+                    engines.setdefault(model, ReplayEngine()).play(
+                        [s.text for s in samples], [s.tokens for s in samples]
+                    )
+                result = mux.ask(f"replay of {task}", kind=first.kind)  # type: ignore[attr-defined]
+            answers[name] = result.answer
+            totals[name]["tokens"] += result.tokens
+            totals[name]["correct"] += result.answer is not None and result.answer == reference
+            totals[name]["same"] += result.answer == answers["full"]
+    n = len(tasks)
+    out = {
+        "runs": args.runs, "profile": profile.name, "models": profile.model_names, "k": k, "questions": n,
+        "tie_break": "measured accuracy" if args.measured_ties else "profile",
+        **{name: {"tokens_per_question": t["tokens"] / n, "accuracy": t["correct"] / n, "same_answer_as_full": t["same"] / n}
+           for name, t in totals.items()},
+        **{f"{name}_tokens_saved": 1 - totals[name]["tokens"] / totals["full"]["tokens"] for name in ("priority", "interleave")},
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    print(f"{n} questions, {' + '.join(profile.model_names)}, k={k}, ties by {out['tie_break']}")
+    for name in SETTINGS:
+        r = out[name]
+        print(f"  {name:<10} {r['tokens_per_question']:7.0f} tokens/question  accuracy {100 * r['accuracy']:5.1f}%  "
+              f"same answer as full {100 * r['same_answer_as_full']:5.1f}%")  # fmt: skip
+    for name in ("priority", "interleave"):
+        print(f"  {name} early stop saves {100 * out[f'{name}_tokens_saved']:.1f}% of the tokens")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""ReplayEngine drives the real scheduler with recorded samples: early stop never changes the answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgemux.profiles import Profile, ProfileModel
+from edgemux.runtime import LoadOptions, Mux
+from edgemux.testing import ReplayEngine
+from edgemux.types import Sampling
+
+
+def test_replay_plays_recorded_lengths_and_early_stop_saves_tokens(fake_models: list[str], home: Path) -> None:
+    engines = {name: ReplayEngine() for name in fake_models}
+    recorded = {
+        "alpha": (["\\boxed{4}", "\\boxed{4}", "\\boxed{4}"], [30, 40, 50]),  # unanimous favourite
+        "beta": (["\\boxed{5}", "\\boxed{5}", "\\boxed{5}"], [100, 100, 100]),
+    }
+    profile = Profile("r", "number", tuple(ProfileModel(n) for n in fake_models), Sampling(k=3, max_tokens=500, seed=1))
+
+    def ask(options: LoadOptions) -> tuple[str | None, int]:
+        with Mux(profile, load=options, engine_factory=lambda spec, *_: engines[spec.name]) as mux:  # type: ignore[arg-type, return-value]
+            for name, (texts, tokens) in recorded.items():
+                engines[name].play(texts, tokens)
+            result = mux.ask("q")
+        return result.answer, result.tokens
+
+    full = ask(LoadOptions(policy="interleave", early_stop=False))
+    assert full == ("4", 30 + 40 + 50 + 300)  # a tie at 3/3 goes to alpha (profile order)
+    priority = ask(LoadOptions(policy="priority", early_stop=True))
+    assert priority == ("4", 120)  # alpha 3/3 cannot be beaten: beta never starts
