@@ -7,7 +7,7 @@ import dataclasses
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +300,120 @@ def search(runs_path: Path, max_models: int, lam: float, repeats: int, seed: int
     console = ui.wide_stdout()
     for t in ui.search_tables(result, top):
         console.print(t)
+
+
+@cli.command("eval")
+@click.option("--tasks", "tasks_path", type=click.Path(path_type=Path), help="run live on this JSONL task file")
+@click.option(
+    "--runs", "runs_path", type=click.Path(path_type=Path), help="or re-score samples collected before (offline)"
+)
+@profile_options
+@click.option("--limit", type=int, default=None, help="only the first N tasks (live)")
+@click.option("--shuffle-seed", type=int, default=None, help="shuffle the tasks with this seed before --limit (live)")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="directory for runs, report.md, report.json and the plot [eval/PROFILE-TASKS]",
+)
+@gpu_layers_option
+@click.option("--threads", "n_threads", type=int, default=None, help="CPU threads [one per core]")
+@budget_option
+@click.option("--no-rescore", is_flag=True, help="use the answers as recorded instead of extracting them again")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON on stdout")
+@click.option("--quiet", "-q", is_flag=True, help="no progress")
+def eval_cmd(tasks_path: Path | None, runs_path: Path | None, profile: str, models: str | None, kind: str | None,
+             n_ctx: int | None, limit: int | None, shuffle_seed: int | None, out: Path | None, n_gpu_layers: int,
+             n_threads: int | None, budget: str | None, no_rescore: bool, as_json: bool, quiet: bool,
+             **sampling: Any) -> None:  # fmt: skip
+    """Accuracy of a profile against every baseline, on the same questions and the same samples.
+
+    Each model alone (one sample) and with self-consistency, the pooled vote (Agent Forest), SLM-MUX with
+    and (live) without early stop, and the oracle; with 95% intervals, tokens and seconds per question and
+    resident memory. Live (--tasks) draws every model's k samples and then asks with early stop; both are
+    recorded under --out and resumable. Offline (--runs) re-scores a runs file from `edgemux collect`.
+
+    \b
+    Examples:
+      edgemux eval --tasks gsm8k-dev.jsonl --profile default --limit 50
+      edgemux eval --runs bench/runs/gsm8k-dev-k5.jsonl.gz --profile gsm8k -k 3
+    """
+    from . import plot, ui
+    from .evaluate import MUX_EARLY, MethodScore, score_runs
+    from .live_eval import read_early_stop, run_live
+    from .report import eval_markdown
+    from .runs import read_runs
+    from .runtime import LoadOptions, Mux
+    from .tasks import guess_kind, load_tasks
+
+    if (tasks_path is None) == (runs_path is None):
+        raise errors.InvalidRequestError("give either --tasks (run live) or --runs (re-score offline)")
+    if kind is None and tasks_path is not None:
+        tasks = load_tasks(tasks_path, limit=limit, shuffle_seed=shuffle_seed)
+        kind = guess_kind(tasks) if any(t.choices for t in tasks) else None
+    chosen = chosen_profile(profile, models, kind, n_ctx, sampling)
+    source = str(tasks_path or runs_path)
+    if tasks_path is None:
+        assert runs_path is not None
+        report = score_runs(read_runs(runs_path), chosen, k=sampling.get("k"), rescore=not no_rescore,
+                            resident_bytes=_estimated_bytes(chosen))  # fmt: skip
+    else:
+        tasks = load_tasks(tasks_path, limit=limit, shuffle_seed=shuffle_seed)
+        out = out or Path("eval") / f"{chosen.name}-{tasks_path.name.split('.')[0]}"
+        seed = chosen.sampling.seed or 0
+        options = LoadOptions(n_gpu_layers, n_threads, budget)
+        with Mux(chosen, load=options, fetch_progress=fetch.NullProgress if quiet else ui.DownloadBar) as mux:
+            mux.pull()
+            ui.follow_loads(mux.preload(), quiet=quiet)
+            for line in run_live(mux, tasks, out, seed):
+                if not quiet:
+                    ui.stderr.print(line)
+            measured = {
+                name: mux.resident.nbytes(name) if mux.resident.is_resident(name) else 0 for name in chosen.model_names
+            }
+        ids = {t.id for t in tasks}
+        records = [r for r in read_runs(out / "runs.jsonl") if r.task in ids]
+        report = score_runs(records, chosen, rescore=not no_rescore,
+                            resident_bytes=lambda names: sum(measured[n] for n in names) or None)  # fmt: skip
+        early = read_early_stop(out / "early_stop.jsonl")
+        score = MethodScore(MUX_EARLY, resident_bytes=report.method("SLM-MUX").resident_bytes)
+        for q in report.questions:
+            row = early[q.task]
+            score.add(row.answer == q.reference, row.tokens, row.seconds)
+            q.answers[MUX_EARLY] = row.answer
+        report.methods.insert(report.methods.index(report.method("SLM-MUX")) + 1, score)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        png = out / "accuracy_vs_tokens.png" if plot.available() else None
+        if png is not None:
+            plot.plot_eval(report, png)
+        (out / "report.md").write_text(eval_markdown(report, source=source, plot=png), encoding="utf-8")
+        (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for why, n in report.left_out.items():
+            ui.stderr.print(f"left out: {n} {why}")
+        ui.wide_stdout().print(ui.eval_table(report))
+        if out is not None:
+            ui.stderr.print(f"report: {out / 'report.md'}")
+
+
+def _estimated_bytes(profile: Profile) -> Callable[[Sequence[str]], int | None]:
+    """Resident bytes of some of the profile's models, from the memory estimate (None when unknown)."""
+    from .catalog import Catalog
+    from .memory import estimate, kv_cells
+    from .planning import shape_of
+
+    catalog, s = Catalog(), profile.sampling
+    cells = kv_cells(profile.n_ctx, s.k, s.max_tokens)
+
+    def size(names: Sequence[str]) -> int | None:
+        try:
+            return sum(estimate(n, shape_of(catalog.get(n)), cells=cells, k=s.k).total_bytes for n in names)
+        except errors.EdgemuxError:
+            return None
+
+    return size
 
 
 @cli.group("profile")

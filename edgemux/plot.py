@@ -4,11 +4,42 @@ search scored, one line per subset, the chosen setup marked. matplotlib is optio
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .errors import InvalidRequestError
+from .evaluate import EvalReport
 from .profiles import Profile
 
-__all__ = ["plot_curve"]
+__all__ = ["available", "plot_curve", "plot_eval"]
+
+
+def available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InvalidRequestError("plotting needs matplotlib: pip install 'edgemux[plot]'") from None
+    return plt
+
+
+def _save(fig: Any, path: Path, plt: Any) -> None:
+    fig.tight_layout()
+    try:
+        fig.savefig(path, format="png")
+    except OSError as e:
+        raise InvalidRequestError(f"cannot write {path}: {e}") from None
+    finally:
+        plt.close(fig)
 
 
 def plot_curve(profile: Profile, path: Path) -> None:
@@ -17,13 +48,7 @@ def plot_curve(profile: Profile, path: Path) -> None:
         raise InvalidRequestError(
             f"profile {profile.name} has no measured curve (only `edgemux profile build` writes one)"
         )
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only: no display needed
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise InvalidRequestError("plotting needs matplotlib: pip install 'edgemux[plot]'") from None
+    plt = _pyplot()
 
     lines: dict[str, list[tuple[float, float, int]]] = {}
     for point in curve:
@@ -46,10 +71,22 @@ def plot_curve(profile: Profile, path: Path) -> None:
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    try:
-        fig.savefig(path, format="png")
-    except OSError as e:
-        raise InvalidRequestError(f"cannot write {path}: {e}") from None
-    finally:
-        plt.close(fig)
+    _save(fig, path, plt)
+
+
+def plot_eval(report: EvalReport, path: Path) -> None:
+    """Accuracy (with its 95 % interval) against tokens per question, one point per method."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    for m in report.methods:
+        d = m.to_dict()
+        low, high = m.interval
+        tokens = float(d["tokens_per_question"])  # type: ignore[arg-type]
+        ax.errorbar([tokens], [100 * m.accuracy], yerr=[[100 * (m.accuracy - low)], [100 * (high - m.accuracy)]],
+                    fmt="o", capsize=3, label=m.method)  # fmt: skip
+    ax.set_xlabel("generated tokens per question")
+    ax.set_ylabel("accuracy (%), 95 % interval")
+    ax.set_title(f"profile {report.profile}: {len(report.questions)} questions, k = {report.k}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    _save(fig, path, plt)

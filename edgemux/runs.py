@@ -26,7 +26,7 @@ from .types import TASK_KINDS, Sample
 
 log = logging.getLogger("edgemux.runs")
 
-__all__ = ["Record", "RunWriter", "read_runs"]
+__all__ = ["Record", "RunWriter", "drop_cut_line", "read_runs"]
 
 _SAMPLE_KEYS = ("index", "seed", "text", "answer", "tokens", "stop", "seconds")
 
@@ -126,6 +126,19 @@ def read_runs(path: Path) -> list[Record]:
     return records
 
 
+def drop_cut_line(path: Path) -> None:
+    """Truncate a trailing line without its newline (a kill while writing), so appends start clean."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as f:
+        data = f.read()
+        if data.endswith(b"\n"):
+            return
+        keep = data.rfind(b"\n") + 1
+        log.warning("%s: dropping a cut-off last line (%d bytes) from a killed run", path, len(data) - keep)
+        f.truncate(keep)
+
+
 class RunWriter:
     """Appends records to a runs file, one whole line at a time, each on disk before the next is made."""
 
@@ -134,20 +147,8 @@ class RunWriter:
             raise InvalidRequestError(f"{path}: collect writes plain .jsonl (compress it when it is done)")
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._drop_cut_line()
+        drop_cut_line(path)
         self._file = path.open("a", encoding="utf-8")
-
-    def _drop_cut_line(self) -> None:
-        """Truncate a trailing line without its newline, so the next record starts on a line of its own."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return
-        with self.path.open("rb+") as f:
-            data = f.read()
-            if data.endswith(b"\n"):
-                return
-            keep = data.rfind(b"\n") + 1
-            log.warning("%s: dropping a cut-off last line (%d bytes) from a killed run", self.path, len(data) - keep)
-            f.truncate(keep)
 
     def append(self, record: Record) -> None:
         self._file.write(record.to_json() + "\n")

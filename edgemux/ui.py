@@ -24,6 +24,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from .evaluate import EvalReport
 from .extract import canonical_reference
 from .memory import Plan, format_bytes
 from .profiles import Profile
@@ -424,3 +425,25 @@ def profile_view(profile: Profile) -> Group:
             if measured.get(key):
                 lines.append(Text(f"  {key}: {measured[key]}"))
     return Group(models, *lines)
+
+
+# -- eval --------------------------------------------------------------------------------------------------
+
+
+def eval_table(report: EvalReport) -> Table:
+    table = Table(
+        title=f"profile {report.profile}: {len(report.questions)} questions, {report.kind}, k={report.k}",
+        header_style="bold",
+    )
+    for name in ("method", "accuracy", "95% CI", "tokens/q", "s/q", "resident"):
+        table.add_column(name, justify="left" if name == "method" else "right", no_wrap=name == "method")
+    best = max(m.accuracy for m in report.methods if m.method != "oracle")
+    for m in report.methods:
+        low, high = m.interval
+        d = m.to_dict()
+        style = "bold green" if m.accuracy == best and m.method != "oracle" else "dim" if m.method == "oracle" else None
+        table.add_row(
+            m.method, f"{100 * m.accuracy:.1f}%", f"{100 * low:.1f}–{100 * high:.1f}", f"{d['tokens_per_question']:.0f}",
+            f"{d['seconds_per_question']:.1f}", format_bytes(m.resident_bytes) if m.resident_bytes else "—", style=style,
+        )  # fmt: skip
+    return table

@@ -1,0 +1,218 @@
+"""``edgemux eval``: a profile's accuracy against every baseline on the same questions and samples.
+
+Scoring works on recorded samples (a runs file from ``collect``, or the one a live eval writes), so every
+method sees exactly the same samples:
+
+- ``<model>, 1 sample``: each model alone, its first sample;
+- ``<model>, majority of k``: self-consistency;
+- ``pooled vote``: one majority over all the models' samples (Agent Forest);
+- ``SLM-MUX``: the profile's rule (``mux.tally``/``mux.decide``, the code ``ask`` runs);
+- ``SLM-MUX + early stop``: live runs only — what ``ask`` decoded and how long it took;
+- ``oracle``: some model's majority is right.
+
+Each with accuracy and a 95 % Wilson interval, tokens and seconds per question, and resident memory.
+Seconds of recorded samples are those of the batch they were drawn in (the k samples of one model decode
+together); a method that uses several models adds their batches up, as the priority scheduler runs them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .errors import InvalidRequestError
+from .extract import canonical_reference, extract
+from .mux import decide, tally
+from .profiles import Profile
+from .runs import Record
+from .types import Sample
+
+__all__ = ["EvalReport", "MethodScore", "QuestionOutcome", "score_runs", "wilson"]
+
+
+def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval for a share (well-behaved at 0, at n and for small n)."""
+    if n == 0:
+        return 0.0, 0.0
+    p = correct / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class MethodScore:
+    method: str
+    correct: int = 0
+    n: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    resident_bytes: int | None = None  # of the models the method needs (measured live, else estimated)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson(self.correct, self.n)
+
+    def add(self, right: bool, tokens: int, seconds: float) -> None:
+        self.n += 1
+        self.correct += right
+        self.tokens += tokens
+        self.seconds += seconds
+
+    def to_dict(self) -> dict[str, object]:
+        low, high = self.interval
+        return {
+            "method": self.method, "accuracy": self.accuracy, "ci95": [low, high], "correct": self.correct,
+            "questions": self.n, "tokens_per_question": self.tokens / self.n if self.n else 0.0,
+            "seconds_per_question": self.seconds / self.n if self.n else 0.0, "resident_bytes": self.resident_bytes,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class QuestionOutcome:
+    """Per question: each method's answer (for reports and for checking one question by hand)."""
+
+    task: str
+    reference: str
+    answers: dict[str, str | None]
+
+
+@dataclass
+class EvalReport:
+    profile: str
+    kind: str
+    k: int
+    models: list[str]
+    methods: list[MethodScore]
+    questions: list[QuestionOutcome] = field(default_factory=list)
+    left_out: dict[str, int] = field(default_factory=dict)
+
+    def method(self, name: str) -> MethodScore:
+        return next(m for m in self.methods if m.method == name)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "profile": self.profile, "kind": self.kind, "k": self.k, "models": self.models,
+            "questions": len(self.questions), "left_out": self.left_out,
+            "methods": [m.to_dict() for m in self.methods],
+        }  # fmt: skip
+
+
+def single_name(model: str) -> str:
+    return f"{model}, 1 sample"
+
+
+def consistency_name(model: str, k: int) -> str:
+    return f"{model}, majority of {k}"
+
+
+POOLED, MUX, MUX_EARLY, ORACLE = "pooled vote", "SLM-MUX", "SLM-MUX + early stop", "oracle"
+
+
+def pooled_answer(samples: Sequence[Sample]) -> str | None:
+    """One majority over every sample given (in the order given); ties to the answer seen first."""
+    counts: dict[str, int] = {}
+    for s in samples:
+        if s.answer is not None:
+            counts[s.answer] = counts.get(s.answer, 0) + 1
+    return max(counts, key=lambda a: counts[a]) if counts else None  # max keeps the first of equal counts
+
+
+def score_runs(
+    records: Sequence[Record],
+    profile: Profile,
+    *,
+    k: int | None = None,
+    rescore: bool = True,
+    resident_bytes: Callable[[Sequence[str]], int | None] | None = None,
+) -> EvalReport:
+    """Score the profile's models on recorded samples: every method on the same questions."""
+    models = profile.model_names
+    by_task: dict[str, dict[str, Record]] = {}
+    for r in records:
+        if r.model in models:
+            by_task.setdefault(r.task, {})[r.model] = r
+    missing = sorted(set(models) - {r.model for r in records})
+    if missing:
+        raise InvalidRequestError(f"the runs have no samples of {', '.join(missing)} (profile {profile.name})")
+    kinds = {r.kind for per in by_task.values() for r in per.values()}
+    if len(kinds) > 1:
+        raise InvalidRequestError(f"the runs mix task kinds ({', '.join(sorted(kinds))})")
+    kind = kinds.pop()
+    collected = min(r.k for per in by_task.values() for r in per.values())
+    k = k or min(profile.sampling.k, collected)
+    if k > collected:
+        raise InvalidRequestError(f"k={k} asked, but some records hold only {collected} samples")
+    accuracy = {m.name: m.validation_accuracy for m in profile.models}
+
+    scores: dict[str, MethodScore] = {}
+    for m in models:
+        scores[single_name(m)] = MethodScore(single_name(m))
+    for m in models:
+        scores[consistency_name(m, k)] = MethodScore(consistency_name(m, k))
+    for name in (POOLED, MUX, ORACLE):
+        scores[name] = MethodScore(name)
+    if resident_bytes is not None:
+        for m in models:
+            scores[single_name(m)].resident_bytes = resident_bytes([m])
+            scores[consistency_name(m, k)].resident_bytes = resident_bytes([m])
+        for name in (POOLED, MUX, ORACLE):
+            scores[name].resident_bytes = resident_bytes(models)
+
+    left_out: dict[str, int] = {}
+    outcomes = []
+    for task, per in by_task.items():
+        if len(per) < len(models):
+            left_out["tasks not run by every model of the profile"] = (
+                left_out.get("tasks not run by every model of the profile", 0) + 1
+            )
+            continue
+        first = per[models[0]]
+        reference = canonical_reference(kind, first.reference) if first.reference is not None else None
+        if reference is None:
+            left_out["tasks without a usable reference answer"] = (
+                left_out.get("tasks without a usable reference answer", 0) + 1
+            )
+            continue
+        samples = {m: _first_k(per[m], k, kind, rescore) for m in models}
+        batch_seconds = {m: max(s.seconds for s in samples[m]) for m in models}
+        batch_tokens = {m: sum(s.tokens for s in samples[m]) for m in models}
+        answers: dict[str, str | None] = {}
+        for m in models:
+            one = samples[m][0]
+            answers[single_name(m)] = one.answer
+            scores[single_name(m)].add(one.answer == reference, one.tokens, one.seconds)
+            vote = tally(m, samples[m], accuracy[m])
+            answers[consistency_name(m, k)] = vote.answer
+            scores[consistency_name(m, k)].add(vote.answer == reference, batch_tokens[m], batch_seconds[m])
+        all_tokens, all_seconds = sum(batch_tokens.values()), sum(batch_seconds.values())
+        pooled = pooled_answer([s for m in models for s in samples[m]])
+        decision = decide([tally(m, samples[m], accuracy[m]) for m in models])
+        answers[POOLED], answers[MUX] = pooled, decision.answer
+        scores[POOLED].add(pooled == reference, all_tokens, all_seconds)
+        scores[MUX].add(decision.answer == reference, all_tokens, all_seconds)
+        oracle_right = any(answers[consistency_name(m, k)] == reference for m in models)
+        answers[ORACLE] = reference if oracle_right else None
+        scores[ORACLE].add(oracle_right, all_tokens, all_seconds)
+        outcomes.append(QuestionOutcome(task, reference, answers))
+    if not outcomes:
+        reasons = "; ".join(f"{n} {why}" for why, n in left_out.items()) or "no tasks"
+        raise InvalidRequestError(f"nothing to score: {reasons}")
+    return EvalReport(profile.name, kind, k, models, list(scores.values()), outcomes, left_out)
+
+
+def _first_k(record: Record, k: int, kind: str, rescore: bool) -> list[Sample]:
+    ordered = sorted(record.samples, key=lambda s: s.index)[:k]
+    if not rescore:
+        return ordered
+    return [
+        Sample(s.model, s.index, s.seed, s.text, extract(kind, s.text, n_choices=record.n_choices), s.tokens,
+               s.stop_reason, s.seconds)
+        for s in ordered
+    ]  # fmt: skip

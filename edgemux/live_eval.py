@@ -1,0 +1,75 @@
+"""The live half of ``edgemux eval``: draw every model's k samples for each task (into ``DIR/runs.jsonl``,
+as ``collect`` does, so the baselines score on them), then ask the profile with early stop on
+(``DIR/early_stop.jsonl``: answer, tokens, seconds). Both files are resumable, one line per task; the
+early-stop run uses the same seeds as the recorded samples."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .collect import plan_collection, run_collection, task_seed
+from .errors import InvalidRequestError
+from .extract import canonical_reference
+from .runs import drop_cut_line
+from .runtime import Mux
+from .tasks import Task
+
+__all__ = ["EarlyStopRow", "read_early_stop", "run_live"]
+
+
+@dataclass(frozen=True)
+class EarlyStopRow:
+    task: str
+    answer: str | None
+    tokens: int
+    seconds: float
+    stopped: int  # samples cancelled by early stop
+
+
+def read_early_stop(path: Path) -> dict[str, EarlyStopRow]:
+    rows: dict[str, EarlyStopRow] = {}
+    if not path.exists():
+        return rows
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.endswith("\n"):
+                break  # cut off by a kill: run again
+            try:
+                row = json.loads(line)
+                rows[row["task"]] = EarlyStopRow(
+                    row["task"], row["answer"], row["tokens"], row["seconds"], row["stopped"]
+                )
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise InvalidRequestError(f"{path}:{n}: not an early-stop row ({e})") from None
+    return rows
+
+
+def run_live(mux: Mux, tasks: list[Task], out: Path, seed: int) -> Iterator[str]:
+    """Yield one line of progress per step done."""
+    out.mkdir(parents=True, exist_ok=True)
+    collection = plan_collection(mux, tasks, out / "runs.jsonl", seed)
+    for record in run_collection(mux, collection):
+        yield f"{record.task} {record.model}: {' '.join(s.answer or '∅' for s in record.samples)}"
+    path = out / "early_stop.jsonl"
+    done = read_early_stop(path)
+    drop_cut_line(path)
+    with path.open("a", encoding="utf-8") as f:
+        for task in tasks:
+            if task.id in done:
+                continue
+            sampling = dataclasses.replace(mux.profile.sampling, seed=task_seed(seed, task.id))
+            start = time.perf_counter()
+            result = mux.ask(task.question, sampling=sampling, choices=task.choices)
+            row = EarlyStopRow(task.id, result.answer, result.tokens, time.perf_counter() - start, len(result.stopped))
+            f.write(json.dumps(dataclasses.asdict(row)) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            reference = canonical_reference(mux.profile.kind, task.answer) if task.answer else None
+            mark = "" if reference is None else " ✓" if result.answer == reference else " ✗"
+            yield f"{task.id} early stop: {result.answer or '∅'}{mark} ({result.tokens} tokens, {len(result.stopped)} stopped)"
