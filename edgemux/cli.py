@@ -416,6 +416,94 @@ def _estimated_bytes(profile: Profile) -> Callable[[Sequence[str]], int | None]:
     return size
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise click.BadParameter(f"expected positive integers, got {text!r}")
+    return values
+
+
+@cli.command()
+@click.option("--models", "-m", help="comma-separated model names [the default profile's models]")
+@click.option(
+    "-p", "--prompt-tokens", type=int, default=512, show_default=True, help="prompt length for pp and k-scaling"
+)
+@click.option(
+    "-n",
+    "--gen-tokens",
+    type=int,
+    default=128,
+    show_default=True,
+    help="tokens generated per sequence for tg and k-scaling",
+)
+@click.option("-k", "ks", default="1,2,4,8", show_default=True, help="parallel sequences for the k-scaling table")
+@click.option("-r", "--repeats", type=int, default=5, show_default=True, help="timed repetitions (after one warm-up)")
+@click.option("--no-scaling", is_flag=True, help="skip the k-scaling table")
+@click.option(
+    "--profile", "-P", "ensemble_profile", help="also time this profile answering fixed questions (the ensemble row)"
+)
+@click.option("--questions", type=int, default=3, show_default=True, help="questions for the ensemble row (1-5)")
+@gpu_layers_option
+@click.option("--threads", "n_threads", type=int, default=None, help="CPU threads [one per core]")
+@click.option("--json", "as_json", is_flag=True, help="print the results with build and hardware info as JSON")
+def bench(models: str | None, prompt_tokens: int, gen_tokens: int, ks: str, repeats: int, no_scaling: bool,
+          ensemble_profile: str | None, questions: int, n_gpu_layers: int, n_threads: int | None,
+          as_json: bool) -> None:  # fmt: skip
+    """Measure throughput on this machine, in llama-bench's form: pp and tg rows per model (mean ± std over
+    repetitions), tokens/s for k parallel sequences over one shared prompt, and (with --profile) answers
+    per minute of an ensemble.
+
+    \b
+    Examples:
+      edgemux bench --models smollm2-135m -r 3
+      edgemux bench --gpu-layers -1 -k 1,4,16 --profile default --json > bench.json
+    """
+    from . import ui
+    from .benchmark import hardware, run_ensemble, run_scaling, run_throughput
+    from .engine import Engine
+    from .profiles import load_profile
+    from .runtime import LoadOptions, Mux
+
+    k_list = [] if no_scaling else _int_list(ks)
+    if repeats < 1 or prompt_tokens < 1 or gen_tokens < 2:
+        raise errors.InvalidRequestError("-r and -p must be at least 1 and -n at least 2")
+    if not 1 <= questions <= 5:
+        raise errors.InvalidRequestError("--questions must be between 1 and 5")
+    catalog = Catalog()
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else load_profile("default").model_names
+    specs = [catalog.get(name) for name in names]  # every name is checked before anything runs
+    paths = [fetch.pull(spec, ui.DownloadBar()) for spec in specs]
+    steps = len(specs) * repeats * (2 + len(k_list)) + (questions if ensemble_profile else 0)
+    rows, scaling, ensemble = [], [], None
+    with ui.steps_bar("benchmarking", steps, quiet=as_json and not ui.stderr.is_terminal) as tick:
+        for spec, path in zip(specs, paths, strict=True):
+            n_ctx = prompt_tokens + max([1, *k_list]) * gen_tokens + 8
+            with Engine(path, n_ctx=n_ctx, n_seq_max=max([1, *k_list]), n_gpu_layers=n_gpu_layers, n_threads=n_threads,
+                        expected_nbytes=spec.file_nbytes) as engine:  # fmt: skip
+                rows += run_throughput(
+                    engine, spec, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, repeats=repeats, tick=tick
+                )
+                if k_list:
+                    scaling += list(run_scaling(engine, spec, ks=k_list, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens,
+                                                repeats=repeats, tick=tick))  # fmt: skip
+        if ensemble_profile:
+            with Mux(
+                load_profile(ensemble_profile), load=LoadOptions(n_gpu_layers, n_threads), fetch_progress=ui.DownloadBar
+            ) as mux:
+                ensemble = run_ensemble(mux, questions, tick)
+    if as_json:
+        out = {"hardware": hardware(), "throughput": [dataclasses.asdict(r) for r in rows],
+               "scaling": [dataclasses.asdict(r) for r in scaling], "ensemble": dataclasses.asdict(ensemble) if ensemble else None}  # fmt: skip
+        click.echo(json.dumps(out, indent=2))
+        return
+    console = ui.wide_stdout()
+    for table in ui.bench_tables(rows, scaling, ensemble):
+        console.print(table)
+
+
 @cli.group("profile")
 def profile_group() -> None:
     """Build a selection profile from collected runs, or show one."""

@@ -27,7 +27,7 @@ from .gguf import check_file
 from .memory import rss_bytes
 from .types import BatchStep, FinishedSequence, Sampling, StopReason
 
-__all__ = ["Engine", "default_threads"]
+__all__ = ["Engine", "default_threads", "system_info"]
 
 log = logging.getLogger("edgemux.engine")
 _llama_log = logging.getLogger("edgemux.llama")
@@ -50,6 +50,15 @@ def _forward_llama_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> N
 
 llama_cpp.llama_log_set(_forward_llama_log, ctypes.c_void_p(0))
 llama_cpp.llama_backend_init()
+
+
+def system_info() -> dict[str, object]:
+    """What llama.cpp was built with and can use here (for benchmark reports)."""
+    return {
+        "llama_cpp_python": getattr(llama_cpp, "__version__", "unknown"),
+        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+        "system_info": llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip(),
+    }
 
 
 def default_threads() -> int:
@@ -234,6 +243,27 @@ class Engine:
             buf = ctypes.create_string_buffer(-n)
             n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
         return buf.raw[:n]
+
+    # -- benchmarking -----------------------------------------------------------------------------
+
+    @property
+    def n_vocab(self) -> int:
+        return int(llama_cpp.llama_vocab_n_tokens(self._vocab))
+
+    def time_prompt(self, tokens: Sequence[int]) -> float:
+        """Seconds to evaluate ``tokens`` as one sequence's prompt from an empty cache (llama-bench's pp)."""
+        if self.closed:
+            raise EngineError("the engine is closed")
+        if len(tokens) > self.n_ctx:
+            self._new_context(len(tokens), max(1, self.n_seq_max))
+        llama_cpp.llama_memory_clear(self._memory, True)
+        start = time.perf_counter()
+        try:
+            self._eval_prompt(tokens, 1)
+            llama_cpp.llama_synchronize(self._ctx)
+            return time.perf_counter() - start
+        finally:
+            llama_cpp.llama_memory_clear(self._memory, True)
 
     # -- generation ---------------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ command was asked for."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rich.console import Console, Group
@@ -24,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from .benchmark import EnsembleRow, ScalingRow, ThroughputRow
 from .evaluate import EvalReport
 from .extract import canonical_reference
 from .memory import Plan, format_bytes
@@ -447,3 +449,65 @@ def eval_table(report: EvalReport) -> Table:
             f"{d['seconds_per_question']:.1f}", format_bytes(m.resident_bytes) if m.resident_bytes else "—", style=style,
         )  # fmt: skip
     return table
+
+
+# -- bench -------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def steps_bar(
+    description: str, total: int, *, quiet: bool = False, console: Console = stderr
+) -> Iterator[Callable[[], None]]:
+    """A progress bar over ``total`` steps; yields the function that advances it by one."""
+    if quiet:
+        yield lambda: None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda: progress.advance(task)
+
+
+def bench_tables(rows: list[ThroughputRow], scaling: list[ScalingRow], ensemble: EnsembleRow | None) -> list[Table]:
+    tables = []
+    main = Table(header_style="bold")
+    for name in ("model", "size", "params", "backend", "ngl", "threads", "test", "t/s"):
+        main.add_column(name, justify="left" if name in ("model", "backend", "test") else "right")
+    for r in rows:
+        params = f"{r.params_billions:.2f} B" if r.params_billions else "—"
+        main.add_row(
+            r.model,
+            format_bytes(r.nbytes),
+            params,
+            r.backend,
+            str(r.n_gpu_layers),
+            str(r.threads),
+            r.test,
+            str(r.tokens_per_s),
+        )
+    tables.append(main)
+    if scaling:
+        t = Table(title="k parallel sequences over one shared prompt (llama-batched-bench form)", header_style="bold")
+        for name in ("model", "PP", "TG", "B", "T_PP s", "T_TG s", "S_TG t/s", "S t/s"):
+            t.add_column(name, justify="left" if name == "model" else "right")
+        for s in scaling:
+            t.add_row(s.model, str(s.prompt_tokens), str(s.tokens_per_sequence), str(s.k), f"{s.prompt_s.mean:.3f}",
+                      f"{s.generation_s.mean:.3f}", str(s.generation_tokens_per_s), str(s.total_tokens_per_s))  # fmt: skip
+        tables.append(t)
+    if ensemble:
+        t = Table(
+            title=f"ensemble: profile {ensemble.profile}, k={ensemble.k}, {ensemble.questions} fixed questions",
+            header_style="bold",
+        )
+        for name in ("models", "answers/min", "tokens/answer", "s/answer", "peak RSS"):
+            t.add_column(name, justify="left" if name == "models" else "right")
+        t.add_row(" + ".join(ensemble.models), f"{ensemble.answers_per_minute:.2f}", f"{ensemble.tokens_per_answer:.0f}",
+                  f"{ensemble.seconds_per_answer:.1f}", format_bytes(ensemble.peak_rss_bytes))  # fmt: skip
+        tables.append(t)
+    return tables
