@@ -325,7 +325,11 @@ class Engine:
                     self._decode_step(live, pos)
                     pos += 1
                 yield BatchStep(
-                    tuple(s.tokens for s in seqs), tuple(finished), len(prompt), time.perf_counter() - start
+                    tuple(s.tokens for s in seqs),
+                    tuple(finished),
+                    len(prompt),
+                    time.perf_counter() - start,
+                    tuple(s.text for s in seqs),
                 )
         finally:
             for s in seqs:

@@ -101,6 +101,7 @@ class Mux:
         load: LoadOptions | None = None,
         engine_factory: EngineFactory | None = None,
         fetch_progress: Callable[[], fetch.Progress] | None = None,
+        resident: ResidentSet | None = None,
     ) -> None:
         self.profile = profile
         self.catalog = catalog or Catalog()
@@ -112,7 +113,10 @@ class Mux:
         self._fetch_progress = fetch_progress or fetch.NullProgress
         self._shapes: dict[str, ModelShape] = {}
         self.budget_bytes, self.budget_source = resolve_budget(self.options.budget, profile)
-        self.resident = ResidentSet(self.budget_bytes, self._load, self.estimated_bytes)
+        # A shared resident set (the server's, one for every profile and model it serves) loads models its
+        # own way; otherwise this Mux has its own, sized for its profile.
+        self.resident = resident or ResidentSet(self.budget_bytes, self._load, self.estimated_bytes)
+        self._owns_resident = resident is None
 
     @classmethod
     def from_profile(cls, name_or_path: str = "default", **kwargs: Any) -> Mux:
@@ -133,8 +137,9 @@ class Mux:
         self.close()
 
     def close(self) -> None:
-        """Unload every model."""
-        self.resident.close()
+        """Unload every model (of its own resident set; a shared one is closed by its owner)."""
+        if self._owns_resident:
+            self.resident.close()
 
     def pull(self) -> list[Path]:
         """Fetch every model of the profile that is not cached yet."""

@@ -166,6 +166,7 @@ class BatchStep:
     finished: tuple[FinishedSequence, ...]
     prompt_tokens: int
     elapsed_s: float
+    texts: tuple[str, ...] = ()  # text so far per sequence (for streaming); may be empty for scripted engines
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,21 @@ def test_ask_refuses_a_budget_the_model_cannot_fit() -> None:
 def test_early_stop_keeps_the_answer_of_full_sampling() -> None:
     # Short, consistent answers that finish at different steps: three agree before the rest are done.
     question = "What is 2 + 2? Reply with just the number."
-    common = ("ask", "--models", "smollm2-135m", "-k", "5", "--max-tokens", "48", "--seed", "2", "--json", question)
+    common = (
+        "ask",
+        "--models",
+        "smollm2-135m",
+        "-k",
+        "5",
+        "--max-tokens",
+        "48",
+        "--temperature",
+        "0.7",
+        "--seed",
+        "2",
+        "--json",
+        question,
+    )
     early = json.loads(invoke(*common).stdout)
     full = json.loads(invoke(*common, "--no-early-stop").stdout)
     assert (early["answer"], early["winner"]) == (full["answer"], full["winner"])

@@ -1,0 +1,185 @@
+"""`edgemux serve` with the real `openai` client against a real server on loopback (SmolLM2-135M)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import openai
+import pytest
+import uvicorn
+
+from edgemux.runtime import LoadOptions
+from edgemux.serve import create_app
+from edgemux.worker import Worker
+
+KEY = "sekret"
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """A raw request (for what the openai client will not send: bad bodies)."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+@dataclass
+class Running:
+    url: str
+    worker: Worker
+
+    def client(self, **kw: object) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=KEY, max_retries=0, timeout=60, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def server(smollm2_in_home: Path) -> Iterator[Running]:
+    worker = Worker(default_profile="tiny", budget_bytes=2 << 30, load=LoadOptions(n_threads=2), max_queue=4)
+    worker.start()
+    app = create_app(worker, api_key=KEY, max_body=64 * 1024)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    port = srv.servers[0].sockets[0].getsockname()[1]
+    assert worker.ready.wait(60)
+    yield Running(f"http://127.0.0.1:{port}", worker)
+    srv.should_exit = True
+    thread.join(timeout=10)
+    worker.stop()
+
+
+def test_models_chat_completion_and_n(server: Running) -> None:
+    client = server.client()
+    ids = [m.id for m in client.models.list().data]
+    assert "mux:tiny" in ids and "mux:default" in ids and "smollm2-135m" in ids
+    chat = client.chat.completions.create(
+        model="smollm2-135m", messages=[{"role": "user", "content": "Say hello."}], max_tokens=16, seed=3
+    )
+    assert chat.choices[0].message.content and chat.choices[0].finish_reason in ("stop", "length")
+    assert 0 < chat.usage.completion_tokens <= 16 and chat.usage.prompt_tokens > 5  # type: ignore[union-attr]
+    again = client.chat.completions.create(
+        model="smollm2-135m", messages=[{"role": "user", "content": "Say hello."}], max_tokens=16, seed=3
+    )
+    assert again.choices[0].message.content == chat.choices[0].message.content  # seed honoured
+    three = client.chat.completions.create(
+        model="smollm2-135m",
+        messages=[{"role": "user", "content": "Name a colour."}],
+        max_tokens=12,
+        n=3,
+        temperature=1.0,
+        seed=1,
+    )
+    assert [c.index for c in three.choices] == [0, 1, 2]
+    assert len({c.message.content for c in three.choices}) > 1  # three different samples, drawn as one batch
+    completion = client.completions.create(
+        model="smollm2-135m", prompt="1, 2, 3, 4,", max_tokens=6, temperature=0, stop=["7"]
+    )
+    assert completion.choices[0].text and "7" not in completion.choices[0].text
+
+
+def test_streaming_chat_equals_the_whole_answer(server: Running) -> None:
+    client = server.client()
+    kwargs = dict(
+        model="smollm2-135m",
+        messages=[{"role": "user", "content": "Count to five."}],
+        max_tokens=24,
+        seed=5,
+        temperature=0,
+    )
+    whole = client.chat.completions.create(**kwargs).choices[0].message.content  # type: ignore[call-overload]
+    pieces, reasons = [], []
+    for chunk in client.chat.completions.create(stream=True, **kwargs):  # type: ignore[call-overload]
+        for choice in chunk.choices:
+            pieces.append(choice.delta.content or "")
+            reasons.append(choice.finish_reason)
+    assert "".join(pieces) == whole and len([p for p in pieces if p]) > 3
+    assert reasons[-1] in ("stop", "length") and all(r is None for r in reasons[:-1])
+
+
+def test_mux_answer_carries_the_vote(server: Running) -> None:
+    client = server.client()
+    response = client.chat.completions.create(
+        model="mux:tiny", messages=[{"role": "user", "content": "What is 2 + 3?"}], max_tokens=40, seed=2
+    )
+    extension = response.model_extra["edgemux"]  # type: ignore[index]
+    assert extension["winner"] == "smollm2-135m" and len(extension["votes"][0]["samples"]) == 3
+    assert 0 < extension["confidence"] <= 1 and extension["tokens"] == response.usage.completion_tokens  # type: ignore[union-attr]
+    winning = [s["text"] for s in extension["votes"][0]["samples"] if s["answer"] == extension["answer"]]
+    assert response.choices[0].message.content in winning
+    events, answer = [], ""
+    for chunk in client.chat.completions.create(
+        model="mux:tiny", messages=[{"role": "user", "content": "What is 2 + 3?"}], max_tokens=40, seed=2, stream=True
+    ):
+        if chunk.model_extra and "edgemux" in chunk.model_extra:
+            events.append(chunk.model_extra["edgemux"].get("event", "decision"))
+        for choice in chunk.choices:
+            answer += choice.delta.content or ""
+    assert events.count("sample_finished") + events.count("model_stopped") >= 1 and events[-1] == "decision"
+    assert answer == response.choices[0].message.content  # same seed, same decision
+
+
+def test_errors_in_openai_shape(server: Running) -> None:
+    with pytest.raises(openai.AuthenticationError) as auth:
+        openai.OpenAI(base_url=server.url + "/v1", api_key="wrong", max_retries=0).models.list()
+    assert auth.value.status_code == 401
+    with pytest.raises(openai.NotFoundError, match="unknown model 'smollm3'"):
+        server.client().chat.completions.create(model="smollm3", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.NotFoundError):
+        server.client().chat.completions.create(model="mux:nope", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.BadRequestError, match="'n' must be 1 for a mux model"):
+        server.client().chat.completions.create(model="mux:tiny", n=2, messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.BadRequestError, match="context_length_exceeded|trained for"):
+        server.client().completions.create(model="smollm2-135m", prompt="word " * 3000, max_tokens=8000)
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    status, body = http("POST", server.url + "/v1/chat/completions", b"{" + b" " * 70_000 + b"}", headers)
+    assert status == 413 and json.loads(body)["error"]["code"] == "request_too_large"
+    status, body = http("POST", server.url + "/v1/chat/completions", b"{not json", headers)
+    assert status == 400 and json.loads(body)["error"]["type"] == "invalid_request_error"
+    assert json.loads(http("GET", server.url + "/health")[1])["status"] == "ok"
+
+
+def test_client_disconnect_stops_the_generation(server: Running) -> None:
+    client = server.client()
+    stream = client.completions.create(model="smollm2-135m", prompt="Once upon a time", max_tokens=3000, stream=True)
+    next(iter(stream))
+    stream.close()  # walk away after the first chunk
+    deadline = time.monotonic() + 10
+    while server.worker.current is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.worker.current is None  # 3000 tokens would take half a minute: the generation was stopped
+    assert server.worker.stats.generated_tokens < 1000
+    ok = client.completions.create(model="smollm2-135m", prompt="Hello", max_tokens=4)
+    assert ok.choices[0].text is not None
+    metrics = http("GET", server.url + "/metrics")[1].decode()
+    assert 'edgemux_resident_bytes{model="smollm2-135m"}' in metrics and "edgemux_queue_depth 0" in metrics
+
+
+def test_twenty_concurrent_requests_are_answered_or_refused(server: Running) -> None:
+    client = server.client()
+
+    def one(i: int) -> str:
+        try:
+            r = client.completions.create(model="smollm2-135m", prompt=f"Number {i}:", max_tokens=8, seed=i)
+            return "ok" if r.choices[0].text is not None else "empty"
+        except openai.RateLimitError as e:
+            assert int(e.response.headers["Retry-After"]) >= 1
+            return "429"
+
+    with ThreadPoolExecutor(20) as pool:
+        outcomes = list(pool.map(one, range(20), timeout=120))
+    assert len(outcomes) == 20 and set(outcomes) <= {"ok", "429"}
+    assert outcomes.count("ok") >= 5  # the queue holds 4 and one runs
+    assert server.worker.depth == 0
