@@ -54,7 +54,9 @@ def main() -> None:
         spec = catalog.get(name)
         path = fetch.pull(spec)
         engine = Engine(path, n_ctx=args.n + 16, n_seq_max=1, n_threads=args.threads)
-        llm = llama_cpp.Llama(str(path), n_ctx=args.n + 16, n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
+        llm = llama_cpp.Llama(
+            str(path), n_ctx=args.n + 16, n_threads=args.threads, n_threads_batch=args.threads, verbose=False
+        )
         vocab = llm._model.vocab  # noqa: SLF001 - the model's end-of-generation ids, to forbid them
         eog = [t for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)]
         prompt = random_prompt(engine, 1, seed=1)
@@ -67,7 +69,9 @@ def main() -> None:
         del llm
         row = {"model": name, "n": args.n, "threads": args.threads, "edgemux_tg": statistics.median(a),
                "llama_tg": statistics.median(b), "ratio": statistics.median(a) / statistics.median(b), "runs": {"edgemux": a, "llama": b}}  # fmt: skip
-        print(f"{name}: tg{args.n} edgemux {row['edgemux_tg']:.1f} t/s, Llama {row['llama_tg']:.1f} t/s, ratio {row['ratio']:.3f}")
+        print(
+            f"{name}: tg{args.n} edgemux {row['edgemux_tg']:.1f} t/s, Llama {row['llama_tg']:.1f} t/s, ratio {row['ratio']:.3f}"
+        )
         results.append(row)
     print(json.dumps(results, indent=2))
 

@@ -43,7 +43,11 @@ def synthetic(records: list[Record], n_tasks: int) -> list[Record]:
     out = []
     for i in range(n_tasks):
         for r in complete[i % len(complete)]:
-            out.append(Record(f"{r.task}#{i}", r.model, r.kind, r.reference, r.n_choices, r.settings, r.prompt_tokens, r.samples))
+            out.append(
+                Record(
+                    f"{r.task}#{i}", r.model, r.kind, r.reference, r.n_choices, r.settings, r.prompt_tokens, r.samples
+                )
+            )
     return out
 
 

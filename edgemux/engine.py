@@ -14,7 +14,7 @@ import ctypes
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from .gguf import check_file
 from .memory import rss_bytes
 from .types import BatchStep, FinishedSequence, Sampling, StopReason
 
-__all__ = ["Engine", "default_threads", "system_info"]
+__all__ = ["Engine", "GenerationRequest", "default_threads", "system_info"]
 
 log = logging.getLogger("edgemux.engine")
 _llama_log = logging.getLogger("edgemux.llama")
@@ -68,14 +68,29 @@ def default_threads() -> int:
 
 @dataclass
 class _Sequence:
-    index: int
+    index: int  # within its request (the sample index)
+    seq_id: int  # llama.cpp's sequence id, unique across the requests decoded together
     sampler: ctypes.c_void_p
+    max_tokens: int
+    stop: Sequence[str]
+    pos: int = 0  # position of the next token it feeds
     decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
     text: str = ""
     tokens: int = 0
     last_token: int = -1
     batch_pos: int = -1  # where its logits are in the last decoded batch
     done: StopReason | None = None
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt and its k samples (one seed each), for ``Engine.generate_many``."""
+
+    prompt: Sequence[int]
+    sampling: Sampling
+    seeds: Sequence[int]
+    stop: Sequence[str] = ()
+    ignore_eos: bool = False
 
 
 class Engine:
@@ -259,7 +274,7 @@ class Engine:
         llama_cpp.llama_memory_clear(self._memory, True)
         start = time.perf_counter()
         try:
-            self._eval_prompt(tokens, 1)
+            self._eval_prompt(tokens, [0])
             llama_cpp.llama_synchronize(self._ctx)
             return time.perf_counter() - start
         finally:
@@ -291,51 +306,99 @@ class Engine:
         ``ignore_eos`` forbids end-of-generation tokens so every sample runs to max_tokens (benchmarks).
         Closing the generator early cancels the live sequences and frees their cells.
         """
+        steps = self.generate_many([GenerationRequest(prompt, sampling, seeds, stop, ignore_eos)])
+        try:
+            for step in steps:
+                if step[0] is not None:
+                    yield step[0]
+        finally:
+            steps.close()
+
+    def generate_many(
+        self, requests: Sequence[GenerationRequest], cancelled: Callable[[int], bool] | None = None
+    ) -> Generator[list[BatchStep | None], None, None]:
+        """Decode several requests together: each prompt is evaluated once (its cells shared by its k
+        sequences), then every step decodes one token for every live sequence of every request in a single
+        ``llama_batch``. Yields, after every step, one BatchStep per request (None once it is over).
+        ``cancelled(i)`` is asked each step; a cancelled request's sequences leave the batch at once.
+        """
         if self.closed:
             raise EngineError("the engine is closed")
-        k = len(seeds)
-        if not prompt:
-            raise InvalidRequestError("the prompt is empty")
-        needed = self.check_fits(len(prompt), k, sampling.max_tokens)
-        if needed > self.n_ctx or k > self.n_seq_max:
-            new_ctx = min(max(needed, self.n_ctx), max(self.n_ctx_train, needed))
-            log.info("growing the context of %s to %d cells, %d sequences", self.path.name, new_ctx, k)
-            self._new_context(new_ctx, max(k, self.n_seq_max))
+        if not requests:
+            return
+        needed, total = 0, 0
+        for r in requests:
+            if not r.prompt:
+                raise InvalidRequestError("the prompt is empty")
+            needed += self.check_fits(len(r.prompt), len(r.seeds), r.sampling.max_tokens)
+            total += len(r.seeds)
+        if needed > self.n_ctx or total > self.n_seq_max:
+            new_ctx = min(max(needed, self.n_ctx), max(self.n_ctx_train * len(requests), needed))
+            log.info("growing the context of %s to %d cells, %d sequences", self.path.name, new_ctx, total)
+            self._new_context(new_ctx, max(total, self.n_seq_max))
         start = time.perf_counter()
         llama_cpp.llama_memory_clear(self._memory, True)
-        seqs = [_Sequence(i, self._new_sampler(sampling, seed, ignore_eos)) for i, seed in enumerate(seeds)]
+        groups: list[list[_Sequence]] = []
+        next_id = 0
+        for r in requests:
+            group = []
+            for i, seed in enumerate(r.seeds):
+                sampler = self._new_sampler(r.sampling, seed, r.ignore_eos)
+                group.append(_Sequence(i, next_id, sampler, r.sampling.max_tokens, r.stop, pos=len(r.prompt)))
+                next_id += 1
+            groups.append(group)
+        over = [False] * len(requests)
+        finished: list[list[FinishedSequence]] = [[] for _ in requests]
         try:
-            self._eval_prompt(prompt, k)
-            for s in seqs:
-                s.batch_pos = self._prompt_logits_pos
-            pos = len(prompt)
-            live = list(seqs)
-            while live:
-                finished = []
-                for s in live:
-                    token = llama_cpp.llama_sampler_sample(s.sampler, self._ctx, s.batch_pos)
-                    self._advance(s, token, sampling.max_tokens, stop)
-                    if s.done is not None:
-                        llama_cpp.llama_memory_seq_rm(self._memory, s.index, -1, -1)
-                        finished.append(
-                            FinishedSequence(s.index, s.text, s.tokens, s.done, time.perf_counter() - start)
-                        )
-                live = [s for s in live if s.done is None]
-                if live:
-                    self._decode_step(live, pos)
-                    pos += 1
-                yield BatchStep(
-                    tuple(s.tokens for s in seqs),
-                    tuple(finished),
-                    len(prompt),
-                    time.perf_counter() - start,
-                    tuple(s.text for s in seqs),
-                )
+            for g, (r, group) in enumerate(zip(requests, groups, strict=True)):
+                self._eval_prompt(r.prompt, [s.seq_id for s in group])
+                for s in group:  # sample now: the next prompt's evaluation replaces these logits
+                    s.batch_pos = self._prompt_logits_pos
+                    self._sample(s, finished[g], start)
+            while True:
+                report: list[BatchStep | None] = []
+                for g, group in enumerate(groups):
+                    if over[g]:
+                        report.append(None)
+                        continue
+                    report.append(BatchStep(
+                        tuple(s.tokens for s in group), tuple(finished[g]), len(requests[g].prompt),
+                        time.perf_counter() - start, tuple(s.text for s in group),
+                    ))  # fmt: skip
+                    finished[g] = []
+                    over[g] = all(s.done is not None for s in group)
+                yield report
+                for g, group in enumerate(groups):  # the caller may have cancelled while we were paused
+                    if not over[g] and cancelled is not None and cancelled(g):
+                        self._drop(group)
+                        over[g] = True
+                live = [s for g, group in enumerate(groups) if not over[g] for s in group if s.done is None]
+                if not live:
+                    return
+                self._decode_step(live)
+                for g, group in enumerate(groups):
+                    for s in group:
+                        if s.done is None and not over[g]:
+                            self._sample(s, finished[g], start)
         finally:
-            for s in seqs:
-                llama_cpp.llama_sampler_free(s.sampler)
+            for group in groups:
+                for s in group:
+                    llama_cpp.llama_sampler_free(s.sampler)
             if self._ctx:
                 llama_cpp.llama_memory_clear(self._memory, True)
+
+    def _sample(self, s: _Sequence, finished: list[FinishedSequence], start: float) -> None:
+        token = llama_cpp.llama_sampler_sample(s.sampler, self._ctx, s.batch_pos)
+        self._advance(s, token, s.max_tokens, s.stop)
+        if s.done is not None:
+            llama_cpp.llama_memory_seq_rm(self._memory, s.seq_id, -1, -1)
+            finished.append(FinishedSequence(s.index, s.text, s.tokens, s.done, time.perf_counter() - start))
+
+    def _drop(self, group: list[_Sequence]) -> None:
+        for s in group:
+            if s.done is None:
+                llama_cpp.llama_memory_seq_rm(self._memory, s.seq_id, -1, -1)
+                s.done = "cancelled"
 
     def _eog_tokens(self) -> list[int]:
         if self._eog is None:
@@ -384,9 +447,9 @@ class Engine:
         if code != 0:
             raise EngineError(f"{self.path.name}: llama_decode failed with code {code}")
 
-    def _eval_prompt(self, prompt: Sequence[int], k: int) -> None:
+    def _eval_prompt(self, prompt: Sequence[int], seq_ids: Sequence[int]) -> None:
         # Every prompt token belongs to all k sequences: its KV cells are computed and stored once.
-        all_seqs = list(range(k))
+        all_seqs = list(seq_ids)
         n_batch = int(llama_cpp.llama_n_batch(self._ctx))
         for chunk_start in range(0, len(prompt), n_batch):
             chunk = prompt[chunk_start : chunk_start + n_batch]
@@ -396,10 +459,11 @@ class Engine:
             self._decode(len(chunk))
         self._prompt_logits_pos = (len(prompt) - 1) % n_batch
 
-    def _decode_step(self, live: list[_Sequence], pos: int) -> None:
+    def _decode_step(self, live: list[_Sequence]) -> None:
         for i, s in enumerate(live):
-            self._set_token(i, s.last_token, pos, (s.index,), True)
+            self._set_token(i, s.last_token, s.pos, (s.seq_id,), True)
             s.batch_pos = i
+            s.pos += 1
         self._decode(len(live))
 
     def _advance(self, s: _Sequence, token: int, max_tokens: int, stop: Sequence[str]) -> None:

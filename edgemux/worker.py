@@ -1,5 +1,7 @@
 """The server's decode thread: one thread owns every llama.cpp context and runs jobs from a bounded FIFO
-queue, one at a time, so requests are served in the order they came and never touch a context at once.
+queue, in the order they came, so no two requests ever touch a context at once. Plain generation
+requests for the same model that wait in the queue are decoded together in one batch (up to
+``max_sequences`` samples in all), which is where concurrent clients gain throughput.
 
 A job is either a SLM-MUX question for a profile (``MuxJob``) or plain generation by one model with n
 samples (``GenerateJob``). The worker reports back through the job's ``emit`` callback (which the web layer
@@ -103,6 +105,7 @@ class Worker:
         self.ready = threading.Event()
         self.load_error: BaseException | None = None
         self.current: Job | None = None
+        self.batch: list[Job] = []  # the requests decoded together with ``current``
         self._muxes: dict[str, Mux] = {}
         self._thread = threading.Thread(target=self._run, name="edgemux-decode", daemon=True)
 
@@ -148,15 +151,15 @@ class Worker:
         self._thread.start()
 
     def stop(self) -> None:
-        if self.current is not None:
-            self.current.cancelled.set()
+        for running in [*self.batch, *([self.current] if self.current else [])]:
+            running.cancelled.set()
         while True:  # drop what waits: those clients are told the server is going away
             try:
-                job = self.queue.get_nowait()
+                waiting = self.queue.get_nowait()
             except queue.Empty:
                 break
-            if job is not None:
-                job.emit("error", InvalidRequestError("the server is shutting down"))
+            if waiting is not None:
+                waiting.emit("error", InvalidRequestError("the server is shutting down"))
         self.queue.put(None)
         self._thread.join(timeout=30)
         for mux in self._muxes.values():
@@ -171,7 +174,8 @@ class Worker:
 
     @property
     def depth(self) -> int:
-        return self.queue.qsize() + (1 if self.current is not None else 0)
+        """Requests waiting or running."""
+        return self.queue.qsize() + max(len(self.batch), 1 if self.current is not None else 0)
 
     def _run(self) -> None:
         try:
@@ -218,35 +222,69 @@ class Worker:
         finally:
             events.close()  # type: ignore[attr-defined]
 
-    def _run_generate(self, job: GenerateJob) -> None:
-        engine = self._hold(job)
+    def _companions(self, job: GenerateJob) -> list[GenerateJob]:
+        """Queued requests for the same model that fit next to ``job`` in one batch: decoding them together
+        costs little more per step than one (the server's parallel requests, without a slot setting)."""
+        picked: list[GenerateJob] = []
+        total = job.sampling.k
+        with self.queue.mutex:
+            for other in list(self.queue.queue):
+                if (
+                    isinstance(other, GenerateJob) and other.model == job.model and not other.cancelled.is_set()
+                    and total + other.sampling.k <= self.max_sequences
+                ):  # fmt: skip
+                    self.queue.queue.remove(other)
+                    picked.append(other)
+                    total += other.sampling.k
+            if picked:
+                self.queue.not_full.notify(len(picked))
+        return picked
+
+    def _run_generate(self, first: GenerateJob) -> None:
+        from .engine import GenerationRequest  # only real engines decode several requests at once
+
+        jobs: list[GenerateJob] = [first, *self._companions(first)]
+        self.batch = [*jobs]
+        engine = self._hold(first)
         try:
-            if job.messages is not None:
-                text = engine.render_chat(job.messages)
-            else:
-                text = job.prompt or ""
-            tokens = engine.tokenize(text)
-            sampling = job.sampling
-            if sampling.seed is None:
-                sampling = replace(sampling, seed=random.randrange(2**31 - 1 - sampling.k))
-            engine.check_fits(len(tokens), sampling.k, sampling.max_tokens)
-            seeds = [sampling.seed + j for j in range(sampling.k)]  # type: ignore[operator]
-            finished: dict[int, FinishedSequence] = {}
-            steps = engine.generate(tokens, sampling, seeds, job.stop)
+            requests, live = [], []
+            for job in jobs:
+                try:
+                    text = engine.render_chat(job.messages) if job.messages is not None else job.prompt or ""
+                    tokens = engine.tokenize(text)
+                    sampling = job.sampling
+                    if sampling.seed is None:
+                        sampling = replace(sampling, seed=random.randrange(2**31 - 1 - sampling.k))
+                    engine.check_fits(len(tokens), sampling.k, sampling.max_tokens)
+                except BaseException as e:  # this request fails; its companions go on
+                    job.emit("error", e)
+                    continue
+                seeds = [sampling.seed + j for j in range(sampling.k)]  # type: ignore[operator]
+                requests.append(GenerationRequest(tokens, sampling, seeds, job.stop))
+                live.append(job)
+            if not live:
+                return
+            finished: list[dict[int, FinishedSequence]] = [{} for _ in live]
+            steps = engine.generate_many(requests, cancelled=lambda i: live[i].cancelled.is_set())
             try:
-                for step in steps:
-                    if job.cancelled.is_set():
-                        return
-                    job.emit("delta", step)
-                    for f in step.finished:
-                        finished[f.index] = f
+                for report in steps:
+                    for i, step in enumerate(report):
+                        if step is None:
+                            continue
+                        live[i].emit("delta", step)
+                        for f in step.finished:
+                            finished[i][f.index] = f
             finally:
                 steps.close()
-            self.stats.prompt_tokens += len(tokens)
-            self.stats.generated_tokens += sum(f.tokens for f in finished.values())
-            job.emit("done", ([finished[i] for i in sorted(finished)], len(tokens)))
+            for job, request, done in zip(live, requests, finished, strict=True):
+                if job.cancelled.is_set():
+                    continue
+                self.stats.prompt_tokens += len(request.prompt)
+                self.stats.generated_tokens += sum(f.tokens for f in done.values())
+                job.emit("done", ([done[i] for i in sorted(done)], len(request.prompt)))
         finally:
-            self.resident.release(job.model)
+            self.batch = []
+            self.resident.release(first.model)
 
     def _hold(self, job: GenerateJob) -> Any:
         loaded = self.resident.is_resident(job.model)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgemux.engine import Engine
+from edgemux.engine import Engine, GenerationRequest
 from edgemux.errors import EngineError, ModelFileError, PromptTooLongError
 from edgemux.memory import rss_bytes
 from edgemux.types import FinishedSequence, Sampling
@@ -159,3 +159,43 @@ def test_ignore_eos_runs_to_max_tokens(engine: Engine) -> None:
         forced.extend(step.finished)
     assert [(f.tokens, f.stop_reason) for f in forced] == [(natural.tokens + 5, "length")] * 2
     assert forced[0].text.startswith(natural.text)
+
+
+def test_requests_decoded_together_match_each_decoded_alone(engine: Engine) -> None:
+    # Two prompts of different lengths in one batch (the server's parallel requests): each request's greedy
+    # text must be the one it gets alone, so positions and sequence ids are kept apart per request.
+    greedy = Sampling(temperature=0.0, max_tokens=24)
+    a, b = (
+        prompt(engine, "Name three fruits."),
+        prompt(engine, "What is the capital of Italy? Explain in one sentence."),
+    )
+    alone = [run_prompt(engine, p, greedy) for p in (a, b)]
+    together: dict[int, str] = {}
+    for steps in engine.generate_many([GenerationRequest(a, greedy, [0]), GenerationRequest(b, greedy, [0])]):
+        for g, step in enumerate(steps):
+            for f in step.finished if step else ():
+                together[g] = f.text
+    assert [together[0], together[1]] == alone
+
+
+def test_a_cancelled_request_leaves_the_others_running(engine: Engine) -> None:
+    sampling = Sampling(temperature=0.0, max_tokens=30)
+    p = prompt(engine)
+    cancel = {0: False, 1: False}
+    last: dict[int, int] = {}
+    steps_seen = 0
+    for steps in engine.generate_many(
+        [GenerationRequest(p, sampling, [0, 1], ignore_eos=True), GenerationRequest(p, sampling, [2], ignore_eos=True)],
+        cancelled=cancel.__getitem__,
+    ):
+        steps_seen += 1
+        for g, step in enumerate(steps):
+            if step is not None:
+                last[g] = max(step.tokens)
+        if steps_seen == 5:
+            cancel[0] = True
+    assert last[0] == 5 and last[1] == 30  # request 0 stopped at once; request 1 ran to its end
+
+
+def run_prompt(engine: Engine, tokens: list[int], sampling: Sampling) -> str:
+    return next(f.text for step in engine.generate(tokens, sampling, [0]) for f in step.finished)
