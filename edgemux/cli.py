@@ -232,8 +232,7 @@ def collect(tasks_path: Path, out: Path, profile: str, models: str | None, kind:
     if limit is not None and limit < 1:
         raise errors.InvalidRequestError("--limit must be at least 1")
     tasks = load_tasks(tasks_path, limit=limit, shuffle_seed=shuffle_seed)
-    if kind is None and any(t.choices for t in tasks):
-        kind = guess_kind(tasks)
+    kind = kind or guess_kind(tasks)
     chosen = chosen_profile(profile, models, kind, n_ctx, sampling)
     seed = chosen.sampling.seed or 0
     options = LoadOptions(n_gpu_layers, n_threads, budget, policy="interleave", early_stop=False)
@@ -349,7 +348,7 @@ def eval_cmd(tasks_path: Path | None, runs_path: Path | None, profile: str, mode
         raise errors.InvalidRequestError("give either --tasks (run live) or --runs (re-score offline)")
     if kind is None and tasks_path is not None:
         tasks = load_tasks(tasks_path, limit=limit, shuffle_seed=shuffle_seed)
-        kind = guess_kind(tasks) if any(t.choices for t in tasks) else None
+        kind = guess_kind(tasks)
     chosen = chosen_profile(profile, models, kind, n_ctx, sampling)
     source = str(tasks_path or runs_path)
     if tasks_path is None:

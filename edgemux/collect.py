@@ -78,7 +78,9 @@ def run_collection(mux: Mux, collection: Collection) -> Iterator[Record]:
     with RunWriter(collection.out) as writer:
         for task, model in collection.todo:
             sampling = dataclasses.replace(mux.profile.sampling, seed=task_seed(base, task.id))
-            samples, prompt_tokens = mux.draw(model, task.question, sampling=sampling, choices=task.choices)
+            samples, prompt_tokens = mux.draw(
+                model, task.question, sampling=sampling, choices=task.choices, tests=task.tests
+            )
             record = Record(
                 task=task.id,
                 model=model,
@@ -88,6 +90,7 @@ def run_collection(mux: Mux, collection: Collection) -> Iterator[Record]:
                 settings=collection.settings,
                 prompt_tokens=prompt_tokens,
                 samples=tuple(samples),
+                tests=task.tests,
             )
             writer.append(record)
             yield record

@@ -174,7 +174,7 @@ def score_runs(
             )
             continue
         first = per[models[0]]
-        reference = canonical_reference(kind, first.reference) if first.reference is not None else None
+        reference = canonical_reference(kind, first.reference, first.tests) if first.reference is not None else None
         if reference is None:
             left_out["tasks without a usable reference answer"] = (
                 left_out.get("tasks without a usable reference answer", 0) + 1
@@ -212,7 +212,7 @@ def _first_k(record: Record, k: int, kind: str, rescore: bool) -> list[Sample]:
     if not rescore:
         return ordered
     return [
-        Sample(s.model, s.index, s.seed, s.text, extract(kind, s.text, n_choices=record.n_choices), s.tokens,
+        Sample(s.model, s.index, s.seed, s.text, extract(kind, s.text, n_choices=record.n_choices, tests=record.tests), s.tokens,
                s.stop_reason, s.seconds)
         for s in ordered
     ]  # fmt: skip

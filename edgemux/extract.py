@@ -7,12 +7,15 @@ when their canonical strings are equal, so everything that should not split a vo
 - ``choice``: the letter from ``Answer: X``, ``##Answer: X##``, ``\\boxed{X}``, a line holding only the
   letter, or ``(X)``.
 - ``text``: the line after ``Answer:`` (else the last line), case and spacing folded.
+- ``code``: with the task's tests, the program's behaviour on their inputs (``code.signature``, run in a
+  subprocess); without tests, the program's text with comments and layout normalised away.
 """
 
 from __future__ import annotations
 
+import ast
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 
 __all__ = ["canonical_reference", "extract", "last_boxed", "normalize_math", "normalize_number"]
@@ -196,19 +199,35 @@ _EXTRACTORS: dict[str, Callable[[str], str | None]] = {
 }
 
 
-def extract(kind: str, text: str, *, n_choices: int | None = None) -> str | None:
+def _extract_code(text: str, tests: Sequence[str] | None) -> str | None:
+    from . import code  # runs programs in subprocesses: only loaded for code tasks
+
+    if tests:
+        return code.signature(text, tests)
+    program = code.extract_program(text)
+    return ast.unparse(ast.parse(program)) if program is not None else None
+
+
+def extract(kind: str, text: str, *, n_choices: int | None = None, tests: Sequence[str] | None = None) -> str | None:
     """The canonical answer in ``text`` for a task of ``kind``, or None when there is none to find."""
     if kind == "choice":
         return _extract_choice(text, n_choices)
+    if kind == "code":
+        return _extract_code(text, tests)
     try:
         return _EXTRACTORS[kind](text)
     except KeyError:
         raise ValueError(f"unknown task kind {kind!r}") from None
 
 
-def canonical_reference(kind: str, answer: str) -> str | None:
+def canonical_reference(kind: str, answer: str, tests: Sequence[str] | None = None) -> str | None:
     """A dataset's reference answer in the same canonical form as ``extract`` gives model answers, so the
-    two compare by equality (a MATH reference is LaTeX, a GSM8K one a plain number, ARC's a letter)."""
+    two compare by equality (a MATH reference is LaTeX, a GSM8K one a plain number, ARC's a letter, an
+    MBPP one a program: its behaviour on the tests)."""
+    if kind == "code":
+        from . import code
+
+        return code.signature(answer, tests, is_program=True) if tests else None
     if kind == "number":
         return normalize_number(answer)
     if kind == "math":

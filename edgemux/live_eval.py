@@ -65,11 +65,11 @@ def run_live(mux: Mux, tasks: list[Task], out: Path, seed: int) -> Iterator[str]
                 continue
             sampling = dataclasses.replace(mux.profile.sampling, seed=task_seed(seed, task.id))
             start = time.perf_counter()
-            result = mux.ask(task.question, sampling=sampling, choices=task.choices)
+            result = mux.ask(task.question, sampling=sampling, choices=task.choices, tests=task.tests)
             row = EarlyStopRow(task.id, result.answer, result.tokens, time.perf_counter() - start, len(result.stopped))
             f.write(json.dumps(dataclasses.asdict(row)) + "\n")
             f.flush()
             os.fsync(f.fileno())
-            reference = canonical_reference(mux.profile.kind, task.answer) if task.answer else None
+            reference = canonical_reference(mux.profile.kind, task.answer, task.tests) if task.answer else None
             mark = "" if reference is None else " ✓" if result.answer == reference else " ✗"
             yield f"{task.id} early stop: {result.answer or '∅'}{mark} ({result.tokens} tokens, {len(result.stopped)} stopped)"

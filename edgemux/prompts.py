@@ -24,6 +24,7 @@ DEFAULT_INSTRUCTIONS = {
         "'Answer: X', where X is the letter of the correct choice.\n\n{question}"
     ),
     "text": "Answer the question briefly. End with a line of the form 'Answer: ...'.\n\n{question}",
+    "code": "Write a Python function for the task below. Reply with the code in one ```python block.\n\n{question}",
 }
 
 _FEW_SHOT = {
@@ -49,6 +50,16 @@ _FEW_SHOT = {
         ("What is the capital of France?", "Answer: Paris"),
         ("Which planet is closest to the Sun?", "Answer: Mercury"),
     ),
+    "code": (
+        (
+            "Write a function to add two numbers.\nYour code should pass these tests:\nassert add(2, 3) == 5",
+            "```python\ndef add(a, b):\n    return a + b\n```",
+        ),
+        (
+            "Write a function to reverse a string.\nYour code should pass these tests:\nassert rev('ab') == 'ba'",
+            "```python\ndef rev(s):\n    return s[::-1]\n```",
+        ),
+    ),
 }
 
 
@@ -61,8 +72,11 @@ class Prompt:
     stop: tuple[str, ...] = ()
 
 
-def format_question(question: str, choices: Sequence[str] | None = None) -> str:
-    """Append lettered choices to a question ('A. …' lines) when a task has them."""
+def format_question(question: str, choices: Sequence[str] | None = None, tests: Sequence[str] | None = None) -> str:
+    """Append lettered choices ('A. …' lines) or, for code, the tests the answer must pass (they name the
+    function and its signature, as MBPP prompts do)."""
+    if tests:
+        return question + "\nYour code should pass these tests:\n" + "\n".join(tests)
     if not choices:
         return question
     letters = "ABCDEFGHIJ"

@@ -43,6 +43,7 @@ class Record:
     settings: dict[str, Any]  # sampling settings, instruction and n_ctx: equal across a runs file
     prompt_tokens: int
     samples: tuple[Sample, ...]
+    tests: tuple[str, ...] | None = None  # code tasks: the asserts answers are run against
 
     @property
     def k(self) -> int:
@@ -51,7 +52,8 @@ class Record:
     def to_json(self) -> str:
         row = {
             "task": self.task, "model": self.model, "kind": self.kind, "reference": self.reference,
-            "n_choices": self.n_choices, "settings": self.settings, "prompt_tokens": self.prompt_tokens,
+            "n_choices": self.n_choices, **({"tests": list(self.tests)} if self.tests else {}),
+            "settings": self.settings, "prompt_tokens": self.prompt_tokens,
             "samples": [
                 {"index": s.index, "seed": s.seed, "text": s.text, "answer": s.answer, "tokens": s.tokens,
                  "stop": s.stop_reason, "seconds": round(s.seconds, 3)}
@@ -81,6 +83,7 @@ def _record(row: Any, where: str) -> Record:
     return Record(
         str(row["task"]), str(row["model"]), row["kind"], row.get("reference"), row.get("n_choices"),
         dict(row["settings"]), int(row.get("prompt_tokens", 0)), tuple(samples),
+        tuple(row["tests"]) if row.get("tests") else None,
     )  # fmt: skip
 
 

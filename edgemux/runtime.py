@@ -213,6 +213,7 @@ class Mux:
         sampling: Sampling | None = None,
         kind: str | None = None,
         choices: Sequence[str] | None = None,
+        tests: Sequence[str] | None = None,
     ) -> Iterator[Event]:
         """Yield events while the models answer ``question``; the last event is DecisionMade."""
         question = question.strip()
@@ -223,7 +224,7 @@ class Mux:
         if sampling.seed is None:
             sampling = replace(sampling, seed=random.randrange(2**31 - 1 - sampling.k))
         seeds = [sampling.seed + j for j in range(sampling.k)]  # type: ignore[operator]
-        text = format_question(question, choices)
+        text = format_question(question, choices, tests)
         n_choices = len(choices) if choices else None
         started = time.perf_counter()
         ranks = tie_ranks(profile.model_names, {m.name: m.validation_accuracy for m in profile.models})
@@ -242,7 +243,7 @@ class Mux:
             return generator
 
         def make_sample(name: str, f: FinishedSequence) -> Sample:
-            return _sample(name, f, seeds, profile.kind, n_choices)
+            return _sample(name, f, seeds, profile.kind, n_choices, tests)
 
         votes = yield from decode(
             self._order(profile, ranks),
@@ -274,7 +275,13 @@ class Mux:
         yield DecisionMade(result)
 
     def draw(
-        self, name: str, question: str, *, sampling: Sampling, choices: Sequence[str] | None = None
+        self,
+        name: str,
+        question: str,
+        *,
+        sampling: Sampling,
+        choices: Sequence[str] | None = None,
+        tests: Sequence[str] | None = None,
     ) -> tuple[list[Sample], int]:
         """All k samples of one model, each decoded to its end (no early stop, no vote), and the prompt's
         length in tokens: what ``edgemux collect`` records. ``sampling.seed`` must be set."""
@@ -285,10 +292,10 @@ class Mux:
         engine = self.resident.acquire(name)
         try:
             tokens, stop = self._prompt_tokens(
-                engine, self.specs[name], format_question(question, choices), self.profile, sampling
+                engine, self.specs[name], format_question(question, choices, tests), self.profile, sampling
             )
             samples = [
-                _sample(name, f, seeds, self.profile.kind, n_choices)
+                _sample(name, f, seeds, self.profile.kind, n_choices, tests)
                 for step in engine.generate(tokens, sampling, seeds, stop)
                 for f in step.finished
             ]
@@ -314,6 +321,8 @@ class Mux:
         return tokens, prompt.stop
 
 
-def _sample(name: str, f: FinishedSequence, seeds: Sequence[int], kind: str, n_choices: int | None) -> Sample:
-    answer = extract(kind, f.text, n_choices=n_choices)
+def _sample(
+    name: str, f: FinishedSequence, seeds: Sequence[int], kind: str, n_choices: int | None, tests: Sequence[str] | None
+) -> Sample:
+    answer = extract(kind, f.text, n_choices=n_choices, tests=tests)
     return Sample(name, f.index, seeds[f.index], f.text, answer, f.tokens, f.stop_reason, f.seconds)

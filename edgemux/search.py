@@ -71,7 +71,7 @@ def build_table(records: Sequence[Record], *, rescore: bool = True) -> RunTable:
         reference = next(iter(per_model.values())).reference
         if len(per_model) < len(models):
             left_out["tasks not yet run by every model"] = left_out.get("tasks not yet run by every model", 0) + 1
-        elif reference is None or canonical_reference(kind, reference) is None:
+        elif reference is None or canonical_reference(kind, reference, _tests(per_model)) is None:
             left_out["tasks without a usable reference answer"] = (
                 left_out.get("tasks without a usable reference answer", 0) + 1
             )
@@ -88,18 +88,22 @@ def build_table(records: Sequence[Record], *, rescore: bool = True) -> RunTable:
     seconds = np.zeros(shape[:2], dtype=np.float64)
     for t, task in enumerate(tasks):
         per_model = by_task[task]
-        reference = canonical_reference(kind, next(iter(per_model.values())).reference or "")
+        reference = canonical_reference(kind, next(iter(per_model.values())).reference or "", _tests(per_model))
         ids: dict[str, int] = {}
         for m, model in enumerate(models):
             record = per_model[model]
             seconds[m, t] = max(s.seconds for s in record.samples)
             for j, s in enumerate(sorted(record.samples, key=lambda s: s.index)):
-                answer = extract(kind, s.text, n_choices=record.n_choices) if rescore else s.answer
+                answer = extract(kind, s.text, n_choices=record.n_choices, tests=record.tests) if rescore else s.answer
                 tokens[m, t, j] = s.tokens
                 if answer is not None:
                     answers[m, t, j] = ids.setdefault(answer, len(ids))
                     correct[m, t, j] = answer == reference
     return RunTable(kind, models, tasks, k, answers, correct, tokens, seconds, records[0].settings, left_out)
+
+
+def _tests(per_model: dict[str, Record]) -> tuple[str, ...] | None:
+    return next(iter(per_model.values())).tests
 
 
 def _counts(counter: Counter[Any], prefix: str = "") -> str:

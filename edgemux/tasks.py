@@ -19,6 +19,7 @@ class Task:
     question: str
     answer: str | None = None  # the reference, as the dataset writes it; None: collect works, nothing is scored
     choices: tuple[str, ...] | None = None
+    tests: tuple[str, ...] | None = None  # code tasks: asserts that the answer must pass (MBPP's test_list)
 
 
 def _parse(line: str, where: str) -> Task:
@@ -37,11 +38,15 @@ def _parse(line: str, where: str) -> Task:
     choices = row.get("choices")
     if choices is not None and (not isinstance(choices, list) or not all(isinstance(c, str) for c in choices)):
         raise InvalidRequestError(f"{where}: 'choices' should be a list of strings")
+    tests = row.get("test_list", row.get("tests"))
+    if tests is not None and (not isinstance(tests, list) or not all(isinstance(t, str) for t in tests)):
+        raise InvalidRequestError(f"{where}: 'test_list' should be a list of assert statements")
     return Task(
         str(row["id"]),
         str(row["question"]),
         None if answer is None else str(answer),
         tuple(choices) if choices else None,
+        tuple(tests) if tests else None,
     )
 
 
@@ -67,6 +72,11 @@ def load_tasks(path: Path, *, limit: int | None = None, shuffle_seed: int | None
     return tasks[:limit] if limit is not None else tasks
 
 
-def guess_kind(tasks: list[Task]) -> str:
-    """``choice`` when the tasks carry choices, else ``number`` (say --kind math for MATH)."""
-    return "choice" if any(t.choices for t in tasks) else "number"
+def guess_kind(tasks: list[Task]) -> str | None:
+    """``choice`` when the tasks carry choices, ``code`` when they carry tests, else None (the profile's
+    kind; say --kind math for MATH)."""
+    if any(t.choices for t in tasks):
+        return "choice"
+    if any(t.tests for t in tasks):
+        return "code"
+    return None

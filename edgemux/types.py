@@ -34,7 +34,7 @@ __all__ = [
     "WheelPart",
 ]
 
-TASK_KINDS = ("number", "math", "choice", "text")
+TASK_KINDS = ("number", "math", "choice", "text", "code")
 TaskKind = Literal["number", "math", "choice", "text"]
 StopReason = Literal["eos", "stop", "length", "cancelled"]
 PromptStyle = Literal["chat", "completion"]

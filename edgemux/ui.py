@@ -317,7 +317,7 @@ def track_collection(
 
 
 def _reference(record: Record) -> str | None:
-    return canonical_reference(record.kind, record.reference) if record.reference is not None else None
+    return canonical_reference(record.kind, record.reference, record.tests) if record.reference is not None else None
 
 
 def follow_loads(events: Iterator[Event], *, quiet: bool, console: Console = stderr) -> None:

@@ -38,9 +38,14 @@ def test_load_tasks_limit_and_shuffle(tmp_path: Path) -> None:
     assert [t.id for t in load_tasks(path, limit=2)] == ["t0", "t1"]
     shuffled = [t.id for t in load_tasks(path, shuffle_seed=3)]
     assert sorted(shuffled) == ["t0", "t1", "t2", "t3"] and shuffled == [t.id for t in load_tasks(path, shuffle_seed=3)]
-    assert guess_kind(load_tasks(path)) == "number"
+    assert guess_kind(load_tasks(path)) is None  # plain questions: the profile's kind decides
     with_choices = write_tasks(tmp_path / "c.jsonl", [{"id": 1, "question": "q", "answer": "B", "choices": ["x", "y"]}])
     assert guess_kind(load_tasks(with_choices)) == "choice"
+    with_tests = write_tasks(
+        tmp_path / "m.jsonl",
+        [{"id": 1, "question": "q", "answer": "def f(): pass", "test_list": ["assert f() is None"]}],
+    )
+    assert guess_kind(load_tasks(with_tests)) == "code" and load_tasks(with_tests)[0].tests == ("assert f() is None",)
 
 
 @pytest.mark.parametrize(
