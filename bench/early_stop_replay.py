@@ -31,7 +31,10 @@ SETTINGS = {
     "full": LoadOptions(policy="interleave", early_stop=False),
     "priority": LoadOptions(policy="priority", early_stop=True),
     "interleave": LoadOptions(policy="interleave", early_stop=True),
+    "priority+answer": LoadOptions(policy="priority", early_stop=True, stop_rule="answer"),
+    "interleave+answer": LoadOptions(policy="interleave", early_stop=True, stop_rule="answer"),
 }
+EARLY = [name for name in SETTINGS if name != "full"]
 
 
 def main() -> None:
@@ -90,7 +93,7 @@ def main() -> None:
         "tie_break": "measured accuracy" if args.measured_ties else "profile",
         **{name: {"tokens_per_question": t["tokens"] / n, "accuracy": t["correct"] / n, "same_answer_as_full": t["same"] / n}
            for name, t in totals.items()},
-        **{f"{name}_tokens_saved": 1 - totals[name]["tokens"] / totals["full"]["tokens"] for name in ("priority", "interleave")},
+        **{f"{name}_tokens_saved": 1 - totals[name]["tokens"] / totals["full"]["tokens"] for name in EARLY},
     }  # fmt: skip
     if args.json:
         print(json.dumps(out, indent=2))
@@ -98,9 +101,9 @@ def main() -> None:
     print(f"{n} questions, {' + '.join(profile.model_names)}, k={k}, ties by {out['tie_break']}")
     for name in SETTINGS:
         r = out[name]
-        print(f"  {name:<10} {r['tokens_per_question']:7.0f} tokens/question  accuracy {100 * r['accuracy']:5.1f}%  "
+        print(f"  {name:<18} {r['tokens_per_question']:7.0f} tokens/question  accuracy {100 * r['accuracy']:5.1f}%  "
               f"same answer as full {100 * r['same_answer_as_full']:5.1f}%")  # fmt: skip
-    for name in ("priority", "interleave"):
+    for name in EARLY:
         print(f"  {name} early stop saves {100 * out[f'{name}_tokens_saved']:.1f}% of the tokens")
 
 

@@ -16,7 +16,7 @@ import click
 from . import errors, fetch
 from .catalog import Catalog
 from .profiles import Profile
-from .scheduler import POLICIES
+from .scheduler import POLICIES, STOP_RULES
 from .types import TASK_KINDS, Sampling
 
 EXIT_CODES: list[tuple[type[BaseException], int]] = [  # most specific first
@@ -126,12 +126,14 @@ def cli(verbose: int) -> None:
               help="priority: one model at a time, the tie-break favourite first; interleave: all at once, round-robin")  # fmt: skip
 @click.option("--early-stop/--no-early-stop", default=True, show_default=True,
               help="stop samples as soon as they can no longer change the answer")  # fmt: skip
+@click.option("--stop-rule", type=click.Choice(STOP_RULES), default="decision", show_default=True,
+              help="decision: stop what cannot change winner, answer or confidence; answer: also stop once the answer is settled (confidence becomes a lower bound)")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="print the whole result as JSON on stdout")
 @click.option("--explain", is_flag=True, help="print the vote table on stderr after the answer")
 @click.option("--quiet", "-q", is_flag=True, help="no progress or live view; only the answer")
 def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx: int | None, n_gpu_layers: int,
-        n_threads: int | None, budget: str | None, policy: str, early_stop: bool, as_json: bool, explain: bool,
-        quiet: bool, **sampling: Any) -> None:  # fmt: skip
+        n_threads: int | None, budget: str | None, policy: str, early_stop: bool, stop_rule: str, as_json: bool,
+        explain: bool, quiet: bool, **sampling: Any) -> None:  # fmt: skip
     """Answer QUESTION with the profile's models (use - to read it from stdin).
 
     Each model draws k samples; the model whose own samples agree most wins, and its majority answer is
@@ -146,7 +148,7 @@ def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx
     if not question.strip():
         raise errors.InvalidRequestError("the question is empty; pass it as an argument or use - to read stdin")
     progress = fetch.NullProgress if quiet else ui.DownloadBar
-    options = LoadOptions(n_gpu_layers, n_threads, budget, policy, early_stop)
+    options = LoadOptions(n_gpu_layers, n_threads, budget, policy, early_stop, stop_rule)
     with Mux(chosen, load=options, fetch_progress=progress) as mux:
         mux.pull()
         result = ui.follow(mux.stream(question), chosen.model_names, live=ui.stderr.is_terminal, quiet=quiet)

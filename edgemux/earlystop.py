@@ -13,6 +13,13 @@ joins the top answer). From those bounds:
 tie order only where that order is fixed for every possible tie (all models have a validation accuracy,
 or none does); otherwise a possible tie counts as undecided. Both rules only stop samples whose outcome
 cannot change the decision, so the decision with early stop equals the one after all samples finish.
+
+A third rule settles the *answer* sooner (``stop_rule="answer"``): the answer is settled once every model
+that could still win could only win with one and the same answer. A model m can win with answer x only
+if, with all its running samples giving x, x is its majority and beats every other model's worst case; an
+answer none of its samples gave yet counts as "anything". Then the answer is known although the winner or
+its confidence may not be: what was decoded so far is itself one possible outcome (the stopped samples
+gave nothing), so the decision taken on it has that answer, and its confidence is a lower bound.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-__all__ = ["ModelProgress", "Outlook", "outlook", "tie_ranks"]
+__all__ = ["ModelProgress", "Outlook", "outlook", "settled_answer", "tie_ranks", "winning_answers"]
 
 
 @dataclass
@@ -73,6 +80,53 @@ def tie_ranks(order: Sequence[str], validation_accuracy: Mapping[str, float | No
 class Outlook:
     settled: str | None  # the model that has surely won, with its answer fixed
     hopeless: frozenset[str]  # models that can no longer win
+    answer: str | None = None  # the answer, when it can no longer change (whoever wins)
+
+
+UNSEEN = object()  # "an answer no sample gave yet": it could be anything
+
+
+def _could_win(m: str, best: int, progress: Mapping[str, ModelProgress], ranks: Mapping[str, int] | None) -> bool:
+    """Whether m, ending with ``best`` samples on one answer, can beat every other model's worst case."""
+    if best <= 0:
+        return False
+    mine = Fraction(best, progress[m].k)
+    for n, other in progress.items():
+        if n == m:
+            continue
+        floor = other.floor()
+        if mine < floor:
+            return False
+        if mine == floor and ranks is not None and ranks[n] < ranks[m]:
+            return False  # a tie goes to n
+    return True
+
+
+def winning_answers(m: str, progress: Mapping[str, ModelProgress], ranks: Mapping[str, int] | None) -> set[object]:
+    """The answers m could still win with (UNSEEN: one not given yet). A superset: ties count as possible."""
+    p = progress[m]
+    counts = p.counts()
+    out: set[object] = set()
+    for x, count in counts.items():
+        best = count + p.running
+        if best >= max((c for a, c in counts.items() if a != x), default=0) and _could_win(m, best, progress, ranks):
+            out.add(x)
+    if p.running and p.running >= max(counts.values(), default=0) and _could_win(m, p.running, progress, ranks):
+        out.add(UNSEEN)
+    return out
+
+
+def settled_answer(progress: Mapping[str, ModelProgress], ranks: Mapping[str, int] | None) -> str | None:
+    """The answer every possible outcome leads to, if there is one (and some model surely has an answer)."""
+    if not any(p.floor() > 0 for p in progress.values()):
+        return None
+    possible: set[object] = set()
+    for m in progress:
+        possible |= winning_answers(m, progress, ranks)
+        if UNSEEN in possible or len(possible) > 1:
+            return None
+    (answer,) = possible
+    return answer if isinstance(answer, str) else None
 
 
 def _surely_beats(a: str, b: str, progress: Mapping[str, ModelProgress], ranks: Mapping[str, int] | None) -> bool:
@@ -91,5 +145,5 @@ def outlook(progress: Mapping[str, ModelProgress], ranks: Mapping[str, int] | No
         if progress[a].fixed_answer() is not None and all(
             _surely_beats(a, b, progress, ranks) for b in names if b != a
         ):
-            return Outlook(a, hopeless)
-    return Outlook(None, hopeless)
+            return Outlook(a, hopeless, progress[a].fixed_answer())
+    return Outlook(None, hopeless, settled_answer(progress, ranks))

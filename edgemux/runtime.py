@@ -72,6 +72,7 @@ class LoadOptions:
     budget: str | None = None
     policy: str = "priority"
     early_stop: bool = True
+    stop_rule: str = "decision"
 
 
 EngineFactory = Callable[[ModelSpec, Path, int, int, LoadOptions], EngineLike]
@@ -255,6 +256,7 @@ class Mux:
             ranks=ranks,
             policy=self.options.policy,
             early_stop=self.options.early_stop,
+            stop_rule=self.options.stop_rule,
         )
         decision = decide([votes[name] for name in profile.model_names])
         winning_text = ""

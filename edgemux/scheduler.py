@@ -29,12 +29,15 @@ from .types import (
     SampleFinished,
 )
 
-__all__ = ["POLICIES", "Policy", "decode"]
+__all__ = ["POLICIES", "STOP_RULES", "Policy", "decode"]
 
 log = logging.getLogger("edgemux.scheduler")
 
 Policy = Literal["interleave", "priority"]
 POLICIES: tuple[str, ...] = ("priority", "interleave")
+# "decision": stop only what cannot change the winner, its answer or its confidence; "answer": also stop
+# once the answer is settled whoever wins (the confidence reported is then a lower bound).
+STOP_RULES: tuple[str, ...] = ("answer", "decision")
 
 Starter = Callable[[str], Generator[Event, None, "Iterator[BatchStep] | None"]]
 
@@ -50,6 +53,7 @@ def decode(
     ranks: dict[str, int] | None,
     policy: str = "priority",
     early_stop: bool = True,
+    stop_rule: str = "decision",
 ) -> Generator[Event, None, dict[str, ModelVote]]:
     """Yield events while the models in ``order`` draw k samples each; return every model's vote."""
     pending = list(order)
@@ -104,7 +108,7 @@ def decode(
                     progress[model].running -= 1
                     yield SampleFinished(sample)
                 if early_stop and step.finished:
-                    yield from _apply_outlook(progress, ranks, votes, stop)
+                    yield from _apply_outlook(progress, ranks, votes, stop, stop_rule)
     finally:
         for model, generator in running.items():  # the caller walked away: cancel what still decodes
             generator.close()  # type: ignore[attr-defined]
@@ -117,9 +121,15 @@ def _apply_outlook(
     ranks: dict[str, int] | None,
     votes: dict[str, ModelVote],
     stop: Callable[[str, str], Iterator[Event]],
+    stop_rule: str,
 ) -> Iterator[Event]:
     view = outlook(progress, ranks)
     live = [m for m in progress if m not in votes]
+    if view.settled is None and stop_rule == "answer" and view.answer is not None:
+        reason = f"answer settled: every model that could still win would answer {view.answer}"
+        for m in live:
+            yield from stop(m, reason)
+        return
     if view.settled is not None:
         w = progress[view.settled]
         reason = f"decision settled: {view.settled} has at least {w.floor()} and its answer is fixed"

@@ -33,7 +33,7 @@ def scenarios(draw):  # type: ignore[no-untyped-def]
     return models, k, answers, accuracies, order
 
 
-def run_with_early_stop(models, k, answers, accuracies, order):  # type: ignore[no-untyped-def]
+def run_with_early_stop(models, k, answers, accuracies, order, rule="decision"):  # type: ignore[no-untyped-def]
     progress = {m: ModelProgress(k, running=k) for m in models}
     ranks = tie_ranks(models, accuracies)
     finished: dict[str, dict[int, str | None]] = {m: {} for m in models}
@@ -48,7 +48,7 @@ def run_with_early_stop(models, k, answers, accuracies, order):  # type: ignore[
         for n in view.hopeless:
             stopped.add(n)
             progress[n].running = 0
-        if view.settled is not None:
+        if view.settled is not None or (rule == "answer" and view.answer is not None):
             stopped.update(models)
             break
     votes = []
@@ -66,6 +66,27 @@ def test_early_stop_never_changes_the_decision(scenario) -> None:  # type: ignor
     early, _ = run_with_early_stop(models, k, answers, accuracies, order)
     assert (early.winner, early.answer) == (full.winner, full.answer)
     assert early.confidence <= full.confidence  # a stopped sample counts against: a lower bound
+
+
+@settings(max_examples=3000, deadline=None)
+@given(scenarios())
+def test_the_answer_rule_never_changes_the_answer(scenario) -> None:  # type: ignore[no-untyped-def]
+    models, k, answers, accuracies, order = scenario
+    full = decide([tally(m, [sample(m, i, answers[m][i]) for i in range(k)], accuracies[m]) for m in models])
+    early, decoded = run_with_early_stop(models, k, answers, accuracies, order, rule="answer")
+    assert early.answer == full.answer
+    _, decoded_decision_rule = run_with_early_stop(models, k, answers, accuracies, order)
+    assert decoded <= decoded_decision_rule  # it only ever stops sooner
+
+
+def test_the_answer_settles_when_a_challenger_can_only_agree() -> None:
+    # The favourite finished at 2/3 on "7"; the challenger can only win unanimously, and its first sample
+    # says "7": whoever wins, the answer is 7.
+    progress = {"fav": ModelProgress(3, ["7", "7", "2"], running=0), "ch": ModelProgress(3, ["7"], running=2)}
+    view = outlook(progress, tie_ranks(["fav", "ch"], {"fav": 0.6, "ch": 0.4}))
+    assert view.settled is None and view.answer == "7"
+    progress["ch"] = ModelProgress(3, ["5"], running=2)  # a challenger that could still win with 5
+    assert outlook(progress, tie_ranks(["fav", "ch"], {"fav": 0.6, "ch": 0.4})).answer is None
 
 
 def test_a_unanimous_favourite_settles_before_the_others_finish() -> None:
