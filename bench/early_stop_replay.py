@@ -33,6 +33,8 @@ SETTINGS = {
     "interleave": LoadOptions(policy="interleave", early_stop=True),
     "priority+answer": LoadOptions(policy="priority", early_stop=True, stop_rule="answer"),
     "interleave+answer": LoadOptions(policy="interleave", early_stop=True, stop_rule="answer"),
+    "staged": LoadOptions(policy="staged", early_stop=True),
+    "staged+answer": LoadOptions(policy="staged", early_stop=True, stop_rule="answer"),
 }
 EARLY = [name for name in SETTINGS if name != "full"]
 

@@ -230,17 +230,23 @@ class Mux:
         started = time.perf_counter()
         ranks = tie_ranks(profile.model_names, {m.name: m.validation_accuracy for m in profile.models})
 
-        def start(name: str) -> Generator[Event, None, Iterator[BatchStep] | None]:
+        prompts: dict[str, tuple[list[int], tuple[str, ...]]] = {}
+
+        def start(name: str, indices: Sequence[int]) -> Generator[Event, None, Iterator[BatchStep] | None]:
             if not self.resident.can_acquire(name):
                 return None
             engine = yield from self._hold(name)
-            try:
-                tokens, stop = self._prompt_tokens(engine, self.specs[name], text, profile, sampling)
-            except BaseException:
-                self.resident.release(name)
-                raise
-            yield SamplingStarted(name, sampling.k, len(tokens))
-            generator: Iterator[BatchStep] = engine.generate(tokens, sampling, seeds, stop)
+            first = name not in prompts
+            if first:
+                try:
+                    prompts[name] = self._prompt_tokens(engine, self.specs[name], text, profile, sampling)
+                except BaseException:
+                    self.resident.release(name)
+                    raise
+            tokens, stop = prompts[name]
+            if first:
+                yield SamplingStarted(name, sampling.k, len(tokens))
+            generator: Iterator[BatchStep] = engine.generate(tokens, sampling, [seeds[i] for i in indices], stop)
             return generator
 
         def make_sample(name: str, f: FinishedSequence) -> Sample:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import replace
 from typing import Literal
 
 from .earlystop import ModelProgress, outlook
@@ -33,13 +34,14 @@ __all__ = ["POLICIES", "STOP_RULES", "Policy", "decode"]
 
 log = logging.getLogger("edgemux.scheduler")
 
-Policy = Literal["interleave", "priority"]
-POLICIES: tuple[str, ...] = ("priority", "interleave")
+Policy = Literal["interleave", "priority", "staged"]
+POLICIES: tuple[str, ...] = ("priority", "staged", "interleave")
 # "decision": stop only what cannot change the winner, its answer or its confidence; "answer": also stop
 # once the answer is settled whoever wins (the confidence reported is then a lower bound).
 STOP_RULES: tuple[str, ...] = ("answer", "decision")
 
-Starter = Callable[[str], Generator[Event, None, "Iterator[BatchStep] | None"]]
+# start(model, sample indices): lease the model and begin decoding those samples (None: it does not fit now)
+Starter = Callable[[str, Sequence[int]], Generator[Event, None, "Iterator[BatchStep] | None"]]
 
 
 def decode(
@@ -58,6 +60,11 @@ def decode(
     """Yield events while the models in ``order`` draw k samples each; return every model's vote."""
     pending = list(order)
     running: dict[str, Iterator[BatchStep]] = {}
+    # Which samples each model decodes in its next wave: all k at once, except under ``staged``, where
+    # every model after the first draws one sample at a time, so a challenger that cannot matter any more
+    # stops before its next sample starts (its prompt stays cached between waves).
+    waves: dict[str, list[int]] = {m: list(range(k)) for m in order}
+    wave_of: dict[str, list[int]] = {}
     progress = {m: ModelProgress(k, running=k) for m in order}
     samples: dict[str, list[Sample]] = {m: [] for m in order}
     tokens_now: dict[str, tuple[int, ...]] = {m: (0,) * k for m in order}
@@ -68,6 +75,7 @@ def decode(
         cancelled = [
             Sample(model, i, -1, "", None, tokens_now[model][i], "cancelled", 0.0) for i in range(k) if i not in done
         ]
+        waves[model] = []
         if model in running:
             running.pop(model).close()  # type: ignore[attr-defined]  # frees the sequences in the engine
             finish(model)
@@ -80,10 +88,20 @@ def decode(
         votes[model] = tally(model, samples[model] + cancelled, validation_accuracy(model))
         yield ModelFinished(votes[model])
 
+    def next_wave(model: str) -> Generator[Event, None, Iterator[BatchStep] | None]:
+        size = 1 if policy == "staged" and model != order[0] else len(waves[model])
+        indices, waves[model] = waves[model][:size], waves[model][size:]
+        generator = yield from start(model, indices)
+        if generator is None:
+            waves[model] = indices + waves[model]
+        else:
+            wave_of[model] = indices
+        return generator
+
     try:
         while pending or running:
             while pending and (policy == "interleave" or not running):
-                generator = yield from start(pending[0])
+                generator = yield from next_wave(pending[0])
                 if generator is None:
                     if not running:  # nothing to wait for: it would never fit
                         raise BudgetError(f"{pending[0]} cannot be loaded: the budget is held by pinned models")
@@ -96,13 +114,23 @@ def decode(
                 if step is None:
                     del running[model]
                     finish(model)
+                    if waves[model]:  # more samples to draw: the next wave
+                        generator = yield from next_wave(model)
+                        if generator is None:
+                            raise BudgetError(f"{model} could not be held again for its next sample")
+                        running[model] = generator
+                        continue
                     votes[model] = tally(model, samples[model], validation_accuracy(model))
                     yield ModelFinished(votes[model])
                     continue
-                tokens_now[model] = step.tokens
-                yield DecodeProgress(model, step.tokens, step.elapsed_s)
+                indices = wave_of[model]
+                now = list(tokens_now[model])
+                for i, n in enumerate(step.tokens):
+                    now[indices[i]] = n
+                tokens_now[model] = tuple(now)
+                yield DecodeProgress(model, tokens_now[model], step.elapsed_s)
                 for f in step.finished:
-                    sample = make_sample(model, f)
+                    sample = make_sample(model, replace(f, index=indices[f.index]))
                     samples[model].append(sample)
                     progress[model].answers.append(sample.answer)
                     progress[model].running -= 1

@@ -39,7 +39,8 @@ class FakeEngine:
         self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = ()
     ) -> Iterator[BatchStep]:
         self.prompts.append(list(prompt))
-        words = [self.outputs[i % len(self.outputs)].split(" ") for i in range(len(seeds))]
+        indices = _indices(sampling, seeds)
+        words = [self.outputs[i % len(self.outputs)].split(" ") for i in indices]
         limits = [min(len(w), sampling.max_tokens) for w in words]
         done = [False] * len(seeds)
         step = 0
@@ -90,19 +91,25 @@ class ReplayEngine(FakeEngine):
     def generate(
         self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = ()
     ) -> Iterator[BatchStep]:
-        if len(seeds) > len(self._texts):
-            raise ValueError(f"{len(seeds)} samples asked, {len(self._texts)} recorded")
-        limits = [max(1, min(t, sampling.max_tokens)) for t in self._tokens[: len(seeds)]]
+        indices = _indices(sampling, seeds)
+        if max(indices) >= len(self._texts):
+            raise ValueError(f"sample {max(indices)} asked, {len(self._texts)} recorded")
+        texts = [self._texts[i] for i in indices]
+        limits = [max(1, min(self._tokens[i], sampling.max_tokens)) for i in indices]
         step = 0
         try:
             while step < max(limits):
                 step += 1
                 finished = tuple(
-                    FinishedSequence(i, self._texts[i], n, "eos", float(step))
-                    for i, n in enumerate(limits)
-                    if n == step
+                    FinishedSequence(i, texts[i], n, "eos", float(step)) for i, n in enumerate(limits) if n == step
                 )
                 yield BatchStep(tuple(min(step, n) for n in limits), finished, len(prompt), float(step))
         except GeneratorExit:
             self.cancelled += 1
             raise
+
+
+def _indices(sampling: Sampling, seeds: Sequence[int]) -> list[int]:
+    """Which samples these are: Mux gives sample j the seed ``sampling.seed + j`` (a wave may be any subset)."""
+    base = sampling.seed if sampling.seed is not None else (seeds[0] if seeds else 0)
+    return [seed - base for seed in seeds]

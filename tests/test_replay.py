@@ -29,3 +29,27 @@ def test_replay_plays_recorded_lengths_and_early_stop_saves_tokens(fake_models: 
     assert full == ("4", 30 + 40 + 50 + 300)  # a tie at 3/3 goes to alpha (profile order)
     priority = ask(LoadOptions(policy="priority", early_stop=True))
     assert priority == ("4", 120)  # alpha 3/3 cannot be beaten: beta never starts
+
+
+def test_staged_challengers_stop_before_their_next_sample(fake_models: list[str], home: Path) -> None:
+    # The favourite settles at 2/3 on "4"; the challenger's first sample disagrees with its second, so it
+    # can no longer reach 3/3: staged decoding never starts its third sample.
+    engines = {name: ReplayEngine() for name in fake_models}
+    recorded = {
+        "alpha": (["\\boxed{4}", "\\boxed{4}", "\\boxed{9}"], [30, 40, 50]),
+        "beta": (["\\boxed{5}", "\\boxed{6}", "\\boxed{5}"], [100, 100, 100]),
+    }
+    profile = Profile("r", "number", tuple(ProfileModel(n) for n in fake_models), Sampling(k=3, max_tokens=500, seed=1))
+
+    def ask(options: LoadOptions) -> tuple[str | None, str | None, int]:
+        with Mux(profile, load=options, engine_factory=lambda spec, *_: engines[spec.name]) as mux:  # type: ignore[arg-type, return-value]
+            for name, (texts, tokens) in recorded.items():
+                engines[name].play(texts, tokens)
+            result = mux.ask("q")
+        return result.answer, result.decision.winner, result.tokens
+
+    assert ask(LoadOptions(policy="interleave", early_stop=False)) == ("4", "alpha", 420)
+    assert ask(LoadOptions(policy="priority")) == ("4", "alpha", 420)  # beta's three samples end together
+    assert ask(LoadOptions(policy="staged")) == ("4", "alpha", 320)  # beta's third never starts
+    # the answer rule: beta's first sample "5" could still win 3/3 with 5, so the answer is not yet settled
+    assert ask(LoadOptions(policy="staged", stop_rule="answer")) == ("4", "alpha", 320)
