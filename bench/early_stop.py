@@ -2,15 +2,16 @@
 (issue: memory budget and scheduler).
 
 For every question, with the same seeds, four runs of the default profile (k = 3):
-  full        interleave, no early stop: every model draws all k samples;
-  priority    one model at a time, favourite first, exact early stop (edgemux's default);
-  interleave  all models round-robin, exact early stop;
-  single      the best single model (the profile's first) drawing its k samples alone.
+  full           interleave, no early stop: every model draws all k samples;
+  priority       one model at a time, favourite first, exact early stop (decision rule);
+  staged+answer  the favourite's k samples as one batch, the others' one at a time, answer rule;
+  single         the best single model (the profile's first) drawing its k samples alone.
+(bench/runs/early_stop.jsonl holds an earlier run that compared full, priority and interleave.)
 Same seeds give the same samples, so the answers of the early-stop runs can be checked against the full
 run question by question. Results are appended to a JSONL file as they come (resumable: questions already
 there are skipped), and the summary prints the ratios the issue asks for.
 
-    python bench/early_stop.py --limit 100 --out bench/runs/early_stop.jsonl
+    python bench/early_stop.py --limit 100 --out bench/runs/early_stop_staged.jsonl
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ HERE = Path(__file__).parent
 METHODS = {
     "full": LoadOptions(policy="interleave", early_stop=False),
     "priority": LoadOptions(policy="priority", early_stop=True),
-    "interleave": LoadOptions(policy="interleave", early_stop=True),
+    "staged+answer": LoadOptions(policy="staged", early_stop=True, stop_rule="answer"),
 }
 
 
@@ -56,14 +57,15 @@ def summarize(rows: list[dict]) -> dict[str, object]:  # type: ignore[type-arg]
     def mean(method: str, key: str) -> float:
         return statistics.mean(float(r[method][key]) for r in rows)
 
+    methods = [k for k, v in rows[0].items() if isinstance(v, dict)]  # older files ran other methods
     out: dict[str, object] = {"questions": len(rows)}
-    for method in (*METHODS, "single"):
+    for method in methods:
         out[method] = {
             "accuracy": mean(method, "correct"),
             "tokens": mean(method, "tokens"),
             "seconds": mean(method, "seconds"),
         }
-    for method in ("priority", "interleave"):
+    for method in [m for m in methods if m not in ("full", "single")]:
         out[f"{method}_tokens_saved"] = 1 - mean(method, "tokens") / mean("full", "tokens")
         out[f"{method}_accuracy_delta_points"] = 100 * (mean(method, "correct") - mean("full", "correct"))
         out[f"{method}_same_answer_as_full"] = sum(r[method]["answer"] == r["full"]["answer"] for r in rows) / len(rows)
@@ -76,7 +78,7 @@ def main() -> None:
     parser.add_argument("--tasks", default=str(HERE / "tasks" / "gsm8k-dev.jsonl"))
     parser.add_argument("--profile", default="default")
     parser.add_argument("--limit", type=int, default=100)
-    parser.add_argument("--out", default=str(HERE / "runs" / "early_stop.jsonl"))
+    parser.add_argument("--out", default=str(HERE / "runs" / "early_stop_staged.jsonl"))
     parser.add_argument("--summarize", action="store_true", help="only summarize the questions already in --out")
     args = parser.parse_args()
     tasks = [json.loads(line) for line in Path(args.tasks).read_text().splitlines() if line.strip()][: args.limit]
