@@ -33,7 +33,10 @@ from .types import ModelSpec, Sampling
 if TYPE_CHECKING:  # the engine (llama.cpp) is imported only when something is measured
     from .engine import Engine
 
-__all__ = ["EnsembleRow", "ScalingRow", "ThroughputRow", "hardware", "run_scaling", "run_throughput"]
+__all__ = [
+    "EnsembleRow", "ScalingRow", "ThroughputRow", "hardware", "measure_models", "run_ensemble", "run_scaling",
+    "run_throughput",
+]  # fmt: skip
 
 QUESTIONS = (  # the fixed ensemble set: short GSM8K-style problems with one numeric answer each
     "A shop sells pens at $3 each. Ana buys 4 pens and pays with a $20 bill. How much change does she get?",
@@ -169,6 +172,28 @@ def run_scaling(
         yield ScalingRow(
             spec.name, k, prompt_tokens, gen_tokens, Stat.of(pp), Stat.of(tg), Stat.of(generated), Stat.of(total)
         )
+
+
+def measure_models(
+    models: list[tuple[ModelSpec, Path]], *, ks: list[int], prompt_tokens: int, gen_tokens: int, repeats: int,
+    n_gpu_layers: int, n_threads: int | None, tick: Callable[[], None],
+) -> tuple[list[ThroughputRow], list[ScalingRow]]:  # fmt: skip
+    """pp/tg rows and (for ``ks``) k-scaling rows, one model loaded at a time."""
+    from .engine import Engine
+
+    rows: list[ThroughputRow] = []
+    scaling: list[ScalingRow] = []
+    for spec, path in models:
+        n_ctx = prompt_tokens + max([1, *ks]) * gen_tokens + 8
+        with Engine(path, n_ctx=n_ctx, n_seq_max=max([1, *ks]), n_gpu_layers=n_gpu_layers, n_threads=n_threads,
+                    expected_nbytes=spec.file_nbytes) as engine:  # fmt: skip
+            rows += run_throughput(
+                engine, spec, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, repeats=repeats, tick=tick
+            )
+            if ks:
+                scaling += run_scaling(engine, spec, ks=ks, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens,
+                                       repeats=repeats, tick=tick)  # fmt: skip
+    return rows, scaling
 
 
 def peak_rss_bytes() -> int:

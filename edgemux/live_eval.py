@@ -9,18 +9,19 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .collect import plan_collection, run_collection, task_seed
 from .errors import InvalidRequestError
+from .evaluate import MUX, MUX_EARLY, EvalReport, MethodScore, score_runs
 from .extract import canonical_reference
-from .runs import drop_cut_line
+from .runs import drop_cut_line, read_runs
 from .runtime import Mux
 from .tasks import Task
 
-__all__ = ["EarlyStopRow", "read_early_stop", "run_live"]
+__all__ = ["EarlyStopRow", "evaluate_live", "read_early_stop", "run_live"]
 
 
 @dataclass(frozen=True)
@@ -73,3 +74,27 @@ def run_live(mux: Mux, tasks: list[Task], out: Path, seed: int) -> Iterator[str]
             reference = canonical_reference(mux.profile.kind, task.answer, task.tests) if task.answer else None
             mark = "" if reference is None else " ✓" if result.answer == reference else " ✗"
             yield f"{task.id} early stop: {result.answer or '∅'}{mark} ({result.tokens} tokens, {len(result.stopped)} stopped)"
+
+
+def evaluate_live(
+    mux: Mux, tasks: list[Task], out: Path, seed: int, *, rescore: bool = True, progress: Callable[[str], None]
+) -> EvalReport:
+    """Run what is left of a live eval under ``out``, then score every method on the same samples, with
+    the early-stop run as one more method and the models' measured resident bytes."""
+    for line in run_live(mux, tasks, out, seed):
+        progress(line)
+    profile = mux.profile
+    measured = {n: mux.resident.nbytes(n) if mux.resident.is_resident(n) else 0 for n in profile.model_names}
+    ids = {t.id for t in tasks}
+    records = [r for r in read_runs(out / "runs.jsonl") if r.task in ids]
+    report = score_runs(
+        records, profile, rescore=rescore, resident_bytes=lambda names: sum(measured[n] for n in names) or None
+    )
+    early = read_early_stop(out / "early_stop.jsonl")
+    score = MethodScore(MUX_EARLY, resident_bytes=report.method(MUX).resident_bytes)
+    for q in report.questions:
+        row = early[q.task]
+        score.add(row.answer == q.reference, row.tokens, row.seconds)
+        q.answers[MUX_EARLY] = row.answer
+    report.methods.insert(report.methods.index(report.method(MUX)) + 1, score)
+    return report

@@ -5,16 +5,17 @@ manifest's ``shape:``), and which budget applies (--budget, then EDGEMUX_BUDGET,
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 
 from . import fetch
 from .catalog import Catalog
-from .errors import ConfigError, InvalidRequestError
+from .errors import ConfigError, EdgemuxError, InvalidRequestError
 from .gguf import read_header
-from .memory import ModelShape, Plan, default_budget_bytes, parse_bytes, plan
+from .memory import ModelShape, Plan, default_budget_bytes, estimate, kv_cells, parse_bytes, plan
 from .profiles import Profile
 from .types import ModelSpec
 
-__all__ = ["BudgetSource", "plan_profile", "resolve_budget", "shape_of"]
+__all__ = ["BudgetSource", "estimated_bytes_of", "plan_profile", "resolve_budget", "shape_of"]
 
 BudgetSource = str  # "--budget", "EDGEMUX_BUDGET", "profile", "default"
 
@@ -62,3 +63,19 @@ def plan_profile(profile: Profile, budget_bytes: int, n_gpu_layers: int = 0, cat
         max_tokens=s.max_tokens,
         n_gpu_layers=n_gpu_layers,
     )
+
+
+def estimated_bytes_of(profile: Profile, catalog: Catalog | None = None) -> Callable[[Sequence[str]], int | None]:
+    """Resident bytes of some of a profile's models at its k and context, from the memory estimate (None
+    when a model's shape is unknown)."""
+    catalog = catalog or Catalog()
+    s = profile.sampling
+    cells = kv_cells(profile.n_ctx, s.k, s.max_tokens)
+
+    def size(names: Sequence[str]) -> int | None:
+        try:
+            return sum(estimate(n, shape_of(catalog.get(n)), cells=cells, k=s.k).total_bytes for n in names)
+        except (EdgemuxError, ValueError):
+            return None
+
+    return size

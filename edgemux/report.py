@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import json
 from pathlib import Path
 
 from .evaluate import EvalReport
 from .memory import format_bytes
 
-__all__ = ["eval_markdown"]
+__all__ = ["eval_markdown", "write_report"]
 
 
 def _row(cells: list[str]) -> str:
@@ -47,3 +48,15 @@ def eval_markdown(report: EvalReport, *, source: str, plot: Path | None = None) 
     if plot is not None:
         lines += ["", f"![accuracy vs tokens per question]({plot.name})"]
     return "\n".join(lines) + "\n"
+
+
+def write_report(report: EvalReport, out: Path, *, source: str) -> None:
+    """report.md, report.json and (with matplotlib) accuracy_vs_tokens.png under ``out``."""
+    from . import plot
+
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / "accuracy_vs_tokens.png" if plot.available() else None
+    if png is not None:
+        plot.plot_eval(report, png)
+    (out / "report.md").write_text(eval_markdown(report, source=source, plot=png), encoding="utf-8")
+    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")

@@ -1,0 +1,87 @@
+"""`edgemux ask` and `edgemux plan`: answer a question; plan the memory first."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from .. import errors, fetch
+from ..scheduler import POLICIES, STOP_RULES
+from . import NO_ANSWER_EXIT, budget_option, chosen_profile, cli, gpu_layers_option, profile_options
+
+
+@cli.command()
+@click.argument("question")
+@profile_options
+@gpu_layers_option
+@click.option("--threads", "n_threads", type=int, default=None, help="CPU threads [one per core]")
+@budget_option
+@click.option("--policy", type=click.Choice(POLICIES), default="priority", show_default=True,
+              help="priority: one model at a time, the tie-break favourite first; interleave: all at once, round-robin")  # fmt: skip
+@click.option("--early-stop/--no-early-stop", default=True, show_default=True,
+              help="stop samples as soon as they can no longer change the answer")  # fmt: skip
+@click.option("--stop-rule", type=click.Choice(STOP_RULES), default="decision", show_default=True,
+              help="decision: stop what cannot change winner, answer or confidence; answer: also stop once the answer is settled (confidence becomes a lower bound)")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="print the whole result as JSON on stdout")
+@click.option("--explain", is_flag=True, help="print the vote table on stderr after the answer")
+@click.option("--quiet", "-q", is_flag=True, help="no progress or live view; only the answer")
+def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx: int | None, n_gpu_layers: int,
+        n_threads: int | None, budget: str | None, policy: str, early_stop: bool, stop_rule: str, as_json: bool,
+        explain: bool, quiet: bool, **sampling: Any) -> None:  # fmt: skip
+    """Answer QUESTION with the profile's models (use - to read it from stdin).
+
+    Each model draws k samples; the model whose own samples agree most wins, and its majority answer is
+    printed on stdout. The live view on stderr shows every model's samples as they finish.
+    """
+    from .. import ui
+    from ..runtime import LoadOptions, Mux
+
+    if question == "-":
+        question = sys.stdin.read()
+    chosen = chosen_profile(profile, models, kind, n_ctx, sampling)
+    if not question.strip():
+        raise errors.InvalidRequestError("the question is empty; pass it as an argument or use - to read stdin")
+    progress = fetch.NullProgress if quiet else ui.DownloadBar
+    options = LoadOptions(n_gpu_layers, n_threads, budget, policy, early_stop, stop_rule)
+    with Mux(chosen, load=options, fetch_progress=progress) as mux:
+        mux.pull()
+        result = ui.follow(mux.stream(question), chosen.model_names, live=ui.stderr.is_terminal, quiet=quiet)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    elif result.answer is not None:
+        click.echo(result.answer)
+    if explain:
+        ui.stderr.print(ui.vote_table(result))
+    if result.answer is None:
+        if not as_json:
+            click.echo(f"edgemux: {result.decision.reason}", err=True)
+        sys.exit(NO_ANSWER_EXIT)
+
+
+@cli.command()
+@profile_options
+@gpu_layers_option
+@budget_option
+@click.option("--json", "as_json", is_flag=True, help="print the plan as JSON on stdout")
+def plan(profile: str, models: str | None, kind: str | None, n_ctx: int | None, n_gpu_layers: int, budget: str | None,
+         as_json: bool, **sampling: Any) -> None:  # fmt: skip
+    """Dry run: the memory each model will need (weights, KV cache for k samples, compute) against the budget.
+
+    Loads nothing; reads the cached GGUF headers (or the manifests, for models not yet pulled). Exits
+    non-zero with the cheapest fix when the models cannot all be resident at once.
+    """
+    from .. import ui
+    from ..planning import plan_profile, resolve_budget
+
+    chosen = chosen_profile(profile, models, kind, n_ctx, sampling)
+    budget_bytes, source = resolve_budget(budget, chosen)
+    result = plan_profile(chosen, budget_bytes, n_gpu_layers)
+    if as_json:
+        click.echo(json.dumps(ui.plan_dict(result, chosen, source), indent=2))
+    else:
+        ui.stdout.print(ui.plan_table(result, chosen, source))
+    if not result.fits:
+        raise errors.BudgetError(result.advice)

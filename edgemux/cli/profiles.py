@@ -1,0 +1,214 @@
+"""`edgemux collect`, `search`, `profile build|show` and `profiles`: from validation runs to a profile."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import errors, fetch
+from . import budget_option, chosen_profile, cli, gpu_layers_option, profile_options
+
+
+@cli.command()
+@click.option(
+    "--tasks",
+    "tasks_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="JSONL task file: id, question, answer and optional choices per line",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="runs file to append to (JSONL); an existing one is resumed",
+)
+@profile_options
+@click.option("--limit", type=int, default=None, help="only the first N tasks (after --shuffle-seed)")
+@click.option("--shuffle-seed", type=int, default=None, help="shuffle the tasks with this seed before --limit")
+@gpu_layers_option
+@click.option("--threads", "n_threads", type=int, default=None, help="CPU threads [one per core]")
+@budget_option
+@click.option("--quiet", "-q", is_flag=True, help="no progress; only the summary")
+def collect(tasks_path: Path, out: Path, profile: str, models: str | None, kind: str | None, n_ctx: int | None,
+            limit: int | None, shuffle_seed: int | None, n_gpu_layers: int, n_threads: int | None,
+            budget: str | None, quiet: bool, **sampling: Any) -> None:  # fmt: skip
+    """Run every model k times on every task and record each sample (text, answer, tokens, seconds, seed).
+
+    The runs file is what `edgemux search` and `edgemux profile build` read. It is appended one
+    (task, model) line at a time, so a killed run resumes where it stopped with the same command; seeds
+    come from the task ids, so the resumed samples are the ones a straight run would have drawn. The kind
+    of answer is taken from --kind, else the profile (choice when the tasks have choices).
+
+    \b
+    Example:
+      edgemux collect --tasks gsm8k-dev.jsonl --models qwen2.5-coder-1.5b,qwen2.5-coder-0.5b -k 5 \\
+          --limit 100 --out runs/gsm8k.jsonl
+    """
+    from .. import ui
+    from ..collect import plan_collection, run_collection
+    from ..runtime import LoadOptions, Mux
+    from ..tasks import guess_kind, load_tasks
+
+    if limit is not None and limit < 1:
+        raise errors.InvalidRequestError("--limit must be at least 1")
+    tasks = load_tasks(tasks_path, limit=limit, shuffle_seed=shuffle_seed)
+    kind = kind or guess_kind(tasks)
+    chosen = chosen_profile(profile, models, kind, n_ctx, sampling)
+    seed = chosen.sampling.seed or 0
+    options = LoadOptions(n_gpu_layers, n_threads, budget, policy="interleave", early_stop=False)
+    with Mux(chosen, load=options, fetch_progress=fetch.NullProgress if quiet else ui.DownloadBar) as mux:
+        collection = plan_collection(mux, tasks, out, seed)
+        total = len(tasks) * len(collection.models)
+        if not quiet:
+            ui.stderr.print(
+                f"{len(tasks)} tasks × {len(collection.models)} models, k={chosen.sampling.k}, {chosen.kind}: "
+                f"{collection.done} of {total} already in {out}"
+            )
+        if collection.todo:
+            mux.pull()
+            ui.follow_loads(mux.preload(), quiet=quiet)
+            ui.track_collection(run_collection(mux, collection), total=total, done=collection.done, quiet=quiet)
+    if not quiet:
+        ui.stderr.print(f"done: {total} records in {out}; next: edgemux search --runs {out}")
+
+
+@cli.command()
+@click.option(
+    "--runs",
+    "runs_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="a runs file from `edgemux collect` (.jsonl or .jsonl.gz)",
+)
+@click.option(
+    "--max-models", type=int, default=3, show_default=True, help="largest subset tried (every subset of 2..N models)"
+)
+@click.option(
+    "--lambda", "lam", type=float, default=1.0, show_default=True, help="weight of Contradiction in the objective"
+)
+@click.option(
+    "--repeats", type=int, default=20, show_default=True, help="draws of k' of the k samples, for each smaller k'"
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of those draws")
+@click.option("--top", type=int, default=3, show_default=True, help="subsets shown in the scaling table")
+@click.option("--no-rescore", is_flag=True, help="use the answers as collected instead of extracting them again")
+@click.option("--json", "as_json", is_flag=True, help="print everything as JSON on stdout")
+def search(runs_path: Path, max_models: int, lam: float, repeats: int, seed: int, top: int, no_rescore: bool,
+           as_json: bool) -> None:  # fmt: skip
+    """Which models to combine and with how many samples, judged on collected runs (no generation).
+
+    Per model: accuracy of one sample, of its majority vote, how often it is confidently wrong. Per subset
+    of 2..--max-models models: UnionAcc, Contradiction and the objective (the SLM-MUX paper's search),
+    next to the simulated MUX accuracy on the same samples for every k up to the collected one, the pooled
+    vote (Agent Forest) and the oracle. Accuracies are percentages.
+    """
+    from .. import ui
+    from ..runs import read_runs
+    from ..search import build_table
+    from ..search import search as run_search
+
+    if repeats < 1:
+        raise errors.InvalidRequestError("--repeats must be at least 1")
+    table = build_table(read_runs(runs_path), rescore=not no_rescore)
+    result = run_search(table, max_models=max_models, lam=lam, repeats=repeats, seed=seed)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(result), indent=2))
+        return
+    for why, n in table.left_out.items():
+        ui.stderr.print(f"left out: {n} {why}")
+    console = ui.wide_stdout()
+    for t in ui.search_tables(result, top):
+        console.print(t)
+
+
+@cli.group("profile")
+def profile_group() -> None:
+    """Build a selection profile from collected runs, or show one."""
+
+
+@profile_group.command("build")
+@click.option(
+    "--runs", "runs_path", required=True, type=click.Path(path_type=Path), help="a runs file from `edgemux collect`"
+)
+@click.option("--name", required=True, help="the profile's name (what --profile takes)")
+@budget_option
+@click.option("--max-models", type=int, default=3, show_default=True, help="largest subset considered")
+@click.option("--tolerance", type=float, default=1.0, show_default=True,
+              help="take the cheapest setup within this many accuracy points of the best")  # fmt: skip
+@click.option("--allow-single", is_flag=True, help="let a single model with self-consistency be chosen")
+@click.option(
+    "--lambda", "lam", type=float, default=1.0, show_default=True, help="weight of Contradiction in the objective"
+)
+@click.option("--repeats", type=int, default=20, show_default=True, help="draws of k' of the k samples for smaller k'")
+@click.option("--description", help="one line saying what the profile is for")
+@click.option("--out", type=click.Path(path_type=Path), help="where to write it [$EDGEMUX_HOME/profiles/NAME.yaml]")
+@click.option("--force", is_flag=True, help="replace an existing profile file")
+def profile_build(runs_path: Path, name: str, budget: str | None, max_models: int, tolerance: float, allow_single: bool,
+                  lam: float, repeats: int, description: str | None, out: Path | None, force: bool) -> None:  # fmt: skip
+    """Pick the models and k from collected runs and write a profile `edgemux ask --profile NAME` uses.
+
+    Every (subset, k) the search scores is a candidate; those that do not fit the memory budget are
+    dropped, and the cheapest one within --tolerance points of the most accurate is chosen. The profile
+    records the models with their measured accuracies (the tie-break order), k, the sampling settings and
+    prompt of the runs, and what was measured, including how it compares with the best single model and
+    the pooled vote.
+    """
+    from .. import paths
+    from ..build import candidates, choose, profile_document, write_profile
+    from ..memory import default_budget_bytes, parse_bytes
+    from ..runs import read_runs
+    from ..search import build_table
+    from ..search import search as run_search
+
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise errors.InvalidRequestError(f"{name!r} is not a valid profile name (letters, digits, '-', '_', '.')")
+    budget_bytes = parse_bytes(budget) if budget else default_budget_bytes()
+    target = out or paths.user_profiles() / f"{name}.yaml"
+    if target.exists() and not force:
+        raise errors.InvalidRequestError(f"{target} exists already; pass --force to replace it")
+    result = run_search(build_table(read_runs(runs_path)), max_models=max_models, lam=lam, repeats=repeats)
+    found = candidates(result, budget_bytes, allow_single=allow_single)
+    chosen, why = choose(found, tolerance)
+    text = profile_document(
+        name, chosen, why, result, found, runs=runs_path.name, budget=budget, description=description
+    )
+    write_profile(target, text, force=force)
+    click.echo(f"wrote {target}\n{why}", err=True)
+
+
+@profile_group.command("show")
+@click.argument("name")
+@click.option(
+    "--plot", "plot_path", type=click.Path(path_type=Path), help="save accuracy vs tokens per answer as a PNG"
+)
+@click.option("--json", "as_json", is_flag=True, help="print the profile as JSON on stdout")
+def profile_show(name: str, plot_path: Path | None, as_json: bool) -> None:
+    """Show a profile: its models (tie-break order), sampling, prompt, and what was measured."""
+    from .. import ui
+    from ..profiles import load_profile
+
+    chosen = load_profile(name)
+    if plot_path is not None:
+        from ..plot import plot_curve
+
+        plot_curve(chosen, plot_path)
+        click.echo(f"wrote {plot_path}", err=True)
+    if as_json:
+        click.echo(json.dumps(ui.profile_dict(chosen), indent=2, ensure_ascii=False))
+    else:
+        ui.stdout.print(ui.profile_view(chosen))
+
+
+@cli.command("profiles")
+def profiles_cmd() -> None:
+    """List the profiles (shipped, and yours in $EDGEMUX_HOME/profiles)."""
+    from ..profiles import list_profiles, load_profile
+
+    for name in list_profiles():
+        p = load_profile(name)
+        click.echo(f"{name:<12} {p.kind:<7} k={p.sampling.k}  {', '.join(p.model_names)}  {p.description}")

@@ -1,0 +1,79 @@
+"""`edgemux serve`: the OpenAI-compatible server (the [server] extra)."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from .. import errors, fetch
+from . import budget_option, cli, gpu_layers_option
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind (loopback: only this machine)")
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option(
+    "--profile", "-p", default="default", show_default=True, help="the profile preloaded at start (served as mux:NAME)"
+)
+@budget_option
+@click.option(
+    "--api-key", envvar="EDGEMUX_API_KEY", help="require 'Authorization: Bearer KEY' on /v1 [EDGEMUX_API_KEY]"
+)
+@click.option("--max-queue", type=int, default=16, show_default=True, help="requests that may wait; more get 429")
+@click.option("--max-body", default="1MiB", show_default=True, help="largest request body")
+@gpu_layers_option
+@click.option("--threads", "n_threads", type=int, default=None, help="CPU threads [one per core]")
+@click.option("--quiet", "-q", is_flag=True, help="no line per request")
+def serve(host: str, port: int, profile: str, budget: str | None, api_key: str | None, max_queue: int, max_body: str,
+          n_gpu_layers: int, n_threads: int | None, quiet: bool) -> None:  # fmt: skip
+    """An OpenAI-compatible server on HOST:PORT for desktop apps and editors.
+
+    \b
+    GET  /v1/models            mux:<profile> for every profile, and every model by name
+    POST /v1/chat/completions  model mux:<profile>: the SLM-MUX answer, the vote in the 'edgemux' field;
+    POST /v1/completions       a model name: plain generation, n > 1 drawn as one batch; stream: true works
+    GET  /health, /metrics     readiness and Prometheus counters
+    \b
+    Needs the server extra:  pip install 'edgemux[server]'
+    """
+    try:
+        import uvicorn
+
+        from ..serve import create_app
+    except ImportError:
+        raise errors.InvalidRequestError(
+            "edgemux serve needs the server extra: pip install 'edgemux[server]'"
+        ) from None
+    from .. import ui
+    from ..memory import parse_bytes
+    from ..planning import resolve_budget
+    from ..profiles import load_profile
+    from ..runtime import LoadOptions
+    from ..types import ModelLoaded, ModelLoading
+    from ..worker import Worker
+
+    if not 1 <= max_queue <= 10_000:
+        raise errors.InvalidRequestError("--max-queue must be between 1 and 10000")
+    budget_bytes, _ = resolve_budget(budget, load_profile(profile))
+    worker = Worker(default_profile=profile, budget_bytes=budget_bytes, load=LoadOptions(n_gpu_layers, n_threads, budget),
+                    max_queue=max_queue)  # fmt: skip
+
+    def on_preload(event: object) -> None:
+        if isinstance(event, ModelLoading):
+            ui.stderr.print(f"loading {event.model} …")
+        elif isinstance(event, ModelLoaded):
+            ui.stderr.print(f"loaded {event.model} in {event.load_s:.1f} s")
+
+    # one line per request on stderr (the root handler is set up by the `edgemux` group)
+    logging.getLogger("edgemux.access").setLevel(logging.WARNING if quiet else logging.INFO)
+    fetch_needed = [n for n in worker.default_profile.model_names if not fetch.is_cached(worker.catalog.get(n))]
+    for name in fetch_needed:  # visible downloads before the server starts
+        fetch.pull(worker.catalog.get(name), ui.DownloadBar())
+    worker.start(on_preload)
+    ui.stderr.print(f"edgemux serving on http://{host}:{port}/v1 (profile {worker.default_profile.name}; Ctrl-C stops)")
+    app = create_app(worker, api_key=api_key, max_body=parse_bytes(max_body))
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        worker.stop()
