@@ -1,211 +1,20 @@
-"""Terminal rendering with rich (the only module that imports it): download bars, the live view of a
-question being answered, the vote table, model lists. Everything here writes to stderr except tables a
-command was asked for."""
+"""Tables and views a command was asked for: votes, models, plans, search, profiles, eval, bench."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .benchmark import EnsembleRow, ScalingRow, ThroughputRow
-from .evaluate import EvalReport
-from .extract import canonical_reference
-from .memory import Plan, format_bytes
-from .profiles import Profile
-from .runs import Record
-from .search import SearchResult, Spread
-from .types import (
-    DecisionMade,
-    DecodeProgress,
-    Event,
-    ModelFinished,
-    ModelLoaded,
-    ModelLoading,
+from ..benchmark import EnsembleRow, ScalingRow, ThroughputRow
+from ..evaluate import EvalReport
+from ..memory import Plan, format_bytes
+from ..profiles import Profile
+from ..search import SearchResult, Spread
+from ..types import (
     ModelSpec,
-    ModelStopped,
     MuxResult,
-    SampleFinished,
-    SamplingStarted,
 )
-
-stderr = Console(stderr=True, highlight=False)
-stdout = Console(highlight=False, soft_wrap=True)
-
-
-def wide_stdout() -> Console:
-    """stdout for wide tables: the terminal's width, or 160 columns when piped (files have no width)."""
-    return stdout if stdout.is_terminal else Console(highlight=False, width=160)
-
-
-class DownloadBar:
-    """fetch.Progress drawn as a rich bar: bytes, speed, ETA."""
-
-    def __init__(self, console: Console = stderr) -> None:
-        self.console = console
-        self._progress: Progress | None = None
-        self._task = TaskID(0)
-
-    def start(self, description: str, total_bytes: int | None) -> None:
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            TimeRemainingColumn(), console=self.console, transient=False,
-        )  # fmt: skip
-        self._progress.start()
-        self._task = self._progress.add_task(description, total=total_bytes)
-
-    def advance(self, nbytes: int) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task, nbytes)
-
-    def finish(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-
-
-# -- the live view of one question ----------------------------------------------------------------------
-
-
-@dataclass
-class _Row:
-    state: str = "waiting"
-    k: int = 0
-    tokens: tuple[int, ...] = ()
-    elapsed_s: float = 0.0
-    answers: dict[int, str | None] = field(default_factory=dict)
-    stopped: set[int] = field(default_factory=set)
-    confidence: float | None = None
-
-
-class LiveView:
-    """Consumes Mux events and keeps one row per model: sample progress, answers, confidence."""
-
-    def __init__(self, models: Iterable[str]) -> None:
-        self.rows = {m: _Row() for m in models}
-        self.result: MuxResult | None = None
-
-    def update(self, event: Event) -> None:
-        if isinstance(event, ModelLoading):
-            self.rows[event.model].state = "loading"
-        elif isinstance(event, ModelLoaded):
-            self.rows[event.model].state = f"loaded in {event.load_s:.1f} s"
-        elif isinstance(event, SamplingStarted):
-            row = self.rows[event.model]
-            row.state, row.k, row.tokens = "decoding", event.k, (0,) * event.k
-        elif isinstance(event, DecodeProgress):
-            row = self.rows[event.model]
-            row.tokens, row.elapsed_s = event.tokens, event.elapsed_s
-        elif isinstance(event, SampleFinished):
-            self.rows[event.sample.model].answers[event.sample.index] = event.sample.answer
-        elif isinstance(event, ModelStopped):
-            self.rows[event.model].stopped.update(event.samples)
-        elif isinstance(event, ModelFinished):
-            row = self.rows[event.vote.model]
-            row.state, row.confidence = "done", event.vote.confidence
-        elif isinstance(event, DecisionMade):
-            self.result = event.result
-
-    def render(self) -> Group:
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        for column in ("model", "samples", "tok/s", "answers", "confidence"):
-            table.add_column(column)
-        for model, row in self.rows.items():
-            samples = " ".join(_sample_cell(i, t, row) for i, t in enumerate(row.tokens)) or row.state
-            if row.stopped and not any(row.tokens):
-                samples = "[dim]not needed[/]"  # early stop settled the answer before this model started
-            rate = f"{sum(row.tokens) / row.elapsed_s:.0f}" if row.elapsed_s > 0 else ""
-            answers = " ".join("∅" if a is None else a for _, a in sorted(row.answers.items()))
-            conf = _running_confidence(row)
-            table.add_row(model, samples, rate, answers, conf)
-        parts: list[object] = [table]
-        if self.result is not None:
-            parts.append(decision_line(self.result))
-        return Group(*parts)  # type: ignore[arg-type]
-
-
-def _sample_cell(index: int, tokens: int, row: _Row) -> str:
-    if index in row.stopped:
-        return f"[dim]{tokens}✗[/]"  # cancelled by early stop
-    return f"[green]{tokens}✓[/]" if index in row.answers else str(tokens)
-
-
-def _running_confidence(row: _Row) -> str:
-    if row.confidence is not None:
-        return f"{row.confidence:.2f}"
-    if not row.answers or not row.k:
-        return ""
-    counts: dict[str, int] = {}
-    for a in row.answers.values():
-        if a is not None:
-            counts[a] = counts.get(a, 0) + 1
-    best = max(counts.values(), default=0)
-    return f"≥{best / row.k:.2f}"
-
-
-def decision_line(result: MuxResult) -> Text:
-    d = result.decision
-    if d.answer is None:
-        return Text(f"no answer: {d.reason}", style="bold red")
-    text = Text()
-    text.append("answer ", style="bold")
-    text.append(d.answer, style="bold green")
-    text.append(f"  from {d.winner}, confidence {d.confidence:.2f}: {d.reason}")
-    return text
-
-
-def follow(
-    events: Iterator[Event], models: list[str], *, live: bool, quiet: bool, console: Console = stderr
-) -> MuxResult:
-    """Drain the event stream, rendering it; return the final result."""
-    view = LiveView(models)
-    if live and not quiet:
-        with Live(view.render(), console=console, refresh_per_second=8, transient=False) as screen:
-            for event in events:
-                view.update(event)
-                screen.update(view.render())
-    else:
-        for event in events:
-            view.update(event)
-            if not quiet:
-                _log_event(event, console)
-    assert view.result is not None
-    return view.result
-
-
-def _log_event(event: Event, console: Console) -> None:
-    """The plain rendering for pipes and logs: one line per meaningful event."""
-    if isinstance(event, ModelLoaded):
-        console.print(f"{event.model}: loaded in {event.load_s:.2f} s")
-    elif isinstance(event, SampleFinished):
-        s = event.sample
-        console.print(
-            f"{s.model}: sample {s.index + 1} → {s.answer or '∅'} ({s.tokens} tokens, {s.stop_reason}, {s.seconds:.1f} s)"
-        )
-    elif isinstance(event, ModelStopped):
-        console.print(f"{event.model}: stopped {len(event.samples)} sample(s): {event.reason}")
-    elif isinstance(event, ModelFinished):
-        v = event.vote
-        console.print(f"{v.model}: majority {v.answer or '∅'}, confidence {v.confidence:.2f}")
-    elif isinstance(event, DecisionMade):
-        console.print(decision_line(event.result))
 
 
 def vote_table(result: MuxResult) -> Table:
@@ -277,57 +86,6 @@ def plan_dict(plan: Plan, profile: Profile, budget_source: str) -> dict[str, obj
             for e in plan.estimates
         ],
     }  # fmt: skip
-
-
-# -- collect ----------------------------------------------------------------------------------------------
-
-
-def _record_line(record: Record, reference: str | None) -> str:
-    answers = " ".join(s.answer or "∅" for s in record.samples)
-    tail = ""
-    if reference is not None:
-        right = sum(s.answer == reference for s in record.samples)
-        tail = f"  {right}/{record.k} right"
-    return f"{record.task} {record.model}: {answers}{tail}"
-
-
-def track_collection(
-    records: Iterator[Record], *, total: int, done: int, quiet: bool, console: Console = stderr
-) -> list[Record]:
-    """Drain a collect run with a progress bar and ETA (a terminal) or one line per record (a log file)."""
-    out: list[Record] = []
-    if quiet:
-        return list(records)
-    if console.is_terminal:
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn(), TextColumn("{task.fields[last]}"))  # fmt: skip
-        with Progress(*columns, console=console) as progress:
-            bar = progress.add_task("collecting", total=total, completed=done, last="")
-            for record in records:
-                out.append(record)
-                progress.update(bar, advance=1, last=_record_line(record, _reference(record)))
-        return out
-    start = time.monotonic()
-    for record in records:
-        out.append(record)
-        n = done + len(out)
-        remaining = (time.monotonic() - start) / len(out) * (total - n)
-        console.print(f"[{n}/{total}, {remaining / 60:.0f} min left] {_record_line(record, _reference(record))}")
-    return out
-
-
-def _reference(record: Record) -> str | None:
-    return canonical_reference(record.kind, record.reference, record.tests) if record.reference is not None else None
-
-
-def follow_loads(events: Iterator[Event], *, quiet: bool, console: Console = stderr) -> None:
-    """Drain preload events, one line per model loaded."""
-    for event in events:
-        if not quiet and isinstance(event, ModelLoaded):
-            console.print(f"{event.model}: loaded in {event.load_s:.2f} s")
-
-
-# -- search ----------------------------------------------------------------------------------------------
 
 
 def _pct(x: float) -> str:
@@ -449,29 +207,6 @@ def eval_table(report: EvalReport) -> Table:
             f"{d['seconds_per_question']:.1f}", format_bytes(m.resident_bytes) if m.resident_bytes else "—", style=style,
         )  # fmt: skip
     return table
-
-
-# -- bench -------------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def steps_bar(
-    description: str, total: int, *, quiet: bool = False, console: Console = stderr
-) -> Iterator[Callable[[], None]]:
-    """A progress bar over ``total`` steps; yields the function that advances it by one."""
-    if quiet:
-        yield lambda: None
-        return
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda: progress.advance(task)
 
 
 def bench_tables(rows: list[ThroughputRow], scaling: list[ScalingRow], ensemble: EnsembleRow | None) -> list[Table]:

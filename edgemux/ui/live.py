@@ -1,0 +1,151 @@
+"""The live view of one question being answered, and its plain rendering for pipes and logs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ..types import (
+    DecisionMade,
+    DecodeProgress,
+    Event,
+    ModelFinished,
+    ModelLoaded,
+    ModelLoading,
+    ModelStopped,
+    MuxResult,
+    SampleFinished,
+    SamplingStarted,
+)
+from .console import stderr
+
+# -- the live view of one question ----------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    state: str = "waiting"
+    k: int = 0
+    tokens: tuple[int, ...] = ()
+    elapsed_s: float = 0.0
+    answers: dict[int, str | None] = field(default_factory=dict)
+    stopped: set[int] = field(default_factory=set)
+    confidence: float | None = None
+
+
+class LiveView:
+    """Consumes Mux events and keeps one row per model: sample progress, answers, confidence."""
+
+    def __init__(self, models: Iterable[str]) -> None:
+        self.rows = {m: _Row() for m in models}
+        self.result: MuxResult | None = None
+
+    def update(self, event: Event) -> None:
+        if isinstance(event, ModelLoading):
+            self.rows[event.model].state = "loading"
+        elif isinstance(event, ModelLoaded):
+            self.rows[event.model].state = f"loaded in {event.load_s:.1f} s"
+        elif isinstance(event, SamplingStarted):
+            row = self.rows[event.model]
+            row.state, row.k, row.tokens = "decoding", event.k, (0,) * event.k
+        elif isinstance(event, DecodeProgress):
+            row = self.rows[event.model]
+            row.tokens, row.elapsed_s = event.tokens, event.elapsed_s
+        elif isinstance(event, SampleFinished):
+            self.rows[event.sample.model].answers[event.sample.index] = event.sample.answer
+        elif isinstance(event, ModelStopped):
+            self.rows[event.model].stopped.update(event.samples)
+        elif isinstance(event, ModelFinished):
+            row = self.rows[event.vote.model]
+            row.state, row.confidence = "done", event.vote.confidence
+        elif isinstance(event, DecisionMade):
+            self.result = event.result
+
+    def render(self) -> Group:
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("model", "samples", "tok/s", "answers", "confidence"):
+            table.add_column(column)
+        for model, row in self.rows.items():
+            samples = " ".join(_sample_cell(i, t, row) for i, t in enumerate(row.tokens)) or row.state
+            if row.stopped and not any(row.tokens):
+                samples = "[dim]not needed[/]"  # early stop settled the answer before this model started
+            rate = f"{sum(row.tokens) / row.elapsed_s:.0f}" if row.elapsed_s > 0 else ""
+            answers = " ".join("∅" if a is None else a for _, a in sorted(row.answers.items()))
+            conf = _running_confidence(row)
+            table.add_row(model, samples, rate, answers, conf)
+        parts: list[object] = [table]
+        if self.result is not None:
+            parts.append(decision_line(self.result))
+        return Group(*parts)  # type: ignore[arg-type]
+
+
+def _sample_cell(index: int, tokens: int, row: _Row) -> str:
+    if index in row.stopped:
+        return f"[dim]{tokens}✗[/]"  # cancelled by early stop
+    return f"[green]{tokens}✓[/]" if index in row.answers else str(tokens)
+
+
+def _running_confidence(row: _Row) -> str:
+    if row.confidence is not None:
+        return f"{row.confidence:.2f}"
+    if not row.answers or not row.k:
+        return ""
+    counts: dict[str, int] = {}
+    for a in row.answers.values():
+        if a is not None:
+            counts[a] = counts.get(a, 0) + 1
+    best = max(counts.values(), default=0)
+    return f"≥{best / row.k:.2f}"
+
+
+def decision_line(result: MuxResult) -> Text:
+    d = result.decision
+    if d.answer is None:
+        return Text(f"no answer: {d.reason}", style="bold red")
+    text = Text()
+    text.append("answer ", style="bold")
+    text.append(d.answer, style="bold green")
+    text.append(f"  from {d.winner}, confidence {d.confidence:.2f}: {d.reason}")
+    return text
+
+
+def follow(
+    events: Iterator[Event], models: list[str], *, live: bool, quiet: bool, console: Console = stderr
+) -> MuxResult:
+    """Drain the event stream, rendering it; return the final result."""
+    view = LiveView(models)
+    if live and not quiet:
+        with Live(view.render(), console=console, refresh_per_second=8, transient=False) as screen:
+            for event in events:
+                view.update(event)
+                screen.update(view.render())
+    else:
+        for event in events:
+            view.update(event)
+            if not quiet:
+                _log_event(event, console)
+    assert view.result is not None
+    return view.result
+
+
+def _log_event(event: Event, console: Console) -> None:
+    """The plain rendering for pipes and logs: one line per meaningful event."""
+    if isinstance(event, ModelLoaded):
+        console.print(f"{event.model}: loaded in {event.load_s:.2f} s")
+    elif isinstance(event, SampleFinished):
+        s = event.sample
+        console.print(
+            f"{s.model}: sample {s.index + 1} → {s.answer or '∅'} ({s.tokens} tokens, {s.stop_reason}, {s.seconds:.1f} s)"
+        )
+    elif isinstance(event, ModelStopped):
+        console.print(f"{event.model}: stopped {len(event.samples)} sample(s): {event.reason}")
+    elif isinstance(event, ModelFinished):
+        v = event.vote
+        console.print(f"{v.model}: majority {v.answer or '∅'}, confidence {v.confidence:.2f}")
+    elif isinstance(event, DecisionMade):
+        console.print(decision_line(event.result))
