@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .catalog import Catalog
 from .errors import (
+    BudgetError,
     ChecksumError,
     ConfigError,
     EdgemuxError,
@@ -24,6 +25,7 @@ from .types import (
     ModelLoaded,
     ModelLoading,
     ModelSpec,
+    ModelStopped,
     ModelVote,
     MuxResult,
     Sample,
@@ -33,6 +35,7 @@ from .types import (
 )
 
 __all__ = [
+    "BudgetError",
     "Catalog",
     "ChecksumError",
     "ConfigError",
@@ -49,6 +52,7 @@ __all__ = [
     "ModelLoaded",
     "ModelLoading",
     "ModelSpec",
+    "ModelStopped",
     "ModelVote",
     "Mux",
     "MuxResult",
