@@ -106,6 +106,12 @@ def cli(verbose: int) -> None:
       edgemux ask --profile tiny -k 5 --json "What is 17 + 25?"
       echo "What is 6 * 7?" | edgemux ask -
       edgemux models list
+      edgemux plan --budget 2GiB
+      edgemux collect --tasks dev.jsonl --models a,b,c -k 5 --out runs/dev.jsonl
+      edgemux search --runs runs/dev.jsonl && edgemux profile build --runs runs/dev.jsonl --name mine
+      edgemux eval --tasks dev.jsonl --profile mine --limit 100
+      edgemux bench --models smollm2-135m
+      edgemux serve --profile default      # OpenAI-compatible, needs 'edgemux[server]'
     """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(name)s: %(message)s", stream=sys.stderr)
