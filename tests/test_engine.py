@@ -201,21 +201,11 @@ def run_prompt(engine: Engine, tokens: list[int], sampling: Sampling) -> str:
     return next(f.text for step in engine.generate(tokens, sampling, [0]) for f in step.finished)
 
 
-def test_a_repeated_prompt_reuses_its_cells_and_gives_the_same_samples(engine: Engine) -> None:
-    # Waves of samples of one prompt: the second call keeps the prompt's cells and must draw exactly what a
-    # fresh context draws for the same seeds.
-    sampling = Sampling(temperature=0.8, max_tokens=20)
-    p = prompt(engine)
-    engine.forget_prompt()
-    fresh = [
-        f.text for step in engine.generate(p, sampling, [3, 4]) for f in sorted(step.finished, key=lambda f: f.index)
-    ]
-    first_wave = [f.text for step in engine.generate(p, sampling, [1]) for f in step.finished]
-    again = [
-        f.text for step in engine.generate(p, sampling, [3, 4]) for f in sorted(step.finished, key=lambda f: f.index)
-    ]
-    assert first_wave and sorted(again) == sorted(fresh)
-    start_cached = next(iter(engine.generate(p, sampling, [5]))).elapsed_s
-    engine.forget_prompt()
-    start_fresh = next(iter(engine.generate(p, sampling, [5]))).elapsed_s
-    assert start_cached < start_fresh  # only the last prompt token was evaluated again
+def test_a_sample_drawn_alone_is_reproducible(engine: Engine) -> None:
+    # The staged policy draws a challenger's samples one at a time. The same seed drawn alone twice gives the
+    # same text. (Drawn alone vs inside a batch of k it may not: the logits differ in their last bits with
+    # the batch's shape, and sampling at T > 0 can turn that into another token after a few dozen steps.)
+    sampling = Sampling(temperature=0.8, max_tokens=40)
+    first = run(engine, sampling, seeds=[4])
+    again = run(engine, sampling, seeds=[4])
+    assert [f.text for f in first] == [f.text for f in again] and first[0].text
