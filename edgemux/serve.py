@@ -10,6 +10,7 @@ error's type (``openai_api.status_of``).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -89,7 +90,8 @@ def create_app(worker: Worker, *, api_key: str | None = None, max_body: int = 1 
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
     def check_key(request: Request) -> None:
-        if api_key is not None and request.headers.get("authorization", "") != f"Bearer {api_key}":
+        sent = request.headers.get("authorization", "").encode()
+        if api_key is not None and not hmac.compare_digest(sent, f"Bearer {api_key}".encode()):  # constant time
             raise ApiError(401, "missing or wrong API key (send 'Authorization: Bearer <key>')", "invalid_api_key")
 
     async def models(request: Request) -> Response:
