@@ -128,5 +128,7 @@ def test_search_command_tables_and_json(tmp_path: Path) -> None:
     out = CliRunner().invoke(cli, ["search", "--runs", str(runs), "--json", "--max-models", "3"])
     data = json.loads(out.stdout)
     assert data["tasks"] == 20 and data["k"] == 4 and len(data["subsets"]) == 4
+    md = CliRunner().invoke(cli, ["search", "--runs", str(runs), "--markdown", "--max-models", "2"]).stdout
+    assert "| `m0` + `m1` |" in md and md.count("\n| ---") == 3  # models, subsets, scaling
     bad = CliRunner().invoke(cli, ["search", "--runs", str(tmp_path / "absent.jsonl")])
     assert bad.exit_code == 2 and "no such runs file" in bad.output

@@ -97,9 +97,10 @@ def collect(tasks_path: Path, out: Path, profile: str, models: str | None, kind:
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of those draws")
 @click.option("--top", type=int, default=3, show_default=True, help="subsets shown in the scaling table")
 @click.option("--no-rescore", is_flag=True, help="use the answers as collected instead of extracting them again")
+@click.option("--markdown", is_flag=True, help="print the tables as Markdown (for a README or an issue)")
 @click.option("--json", "as_json", is_flag=True, help="print everything as JSON on stdout")
 def search(runs_path: Path, max_models: int, lam: float, repeats: int, seed: int, top: int, no_rescore: bool,
-           as_json: bool) -> None:  # fmt: skip
+           markdown: bool, as_json: bool) -> None:  # fmt: skip
     """Which models to combine and with how many samples, judged on collected runs (no generation).
 
     Per model: accuracy of one sample, of its majority vote, how often it is confidently wrong. Per subset
@@ -118,6 +119,11 @@ def search(runs_path: Path, max_models: int, lam: float, repeats: int, seed: int
     result = run_search(table, max_models=max_models, lam=lam, repeats=repeats, seed=seed)
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(result), indent=2))
+        return
+    if markdown:
+        from ..report import search_markdown
+
+        click.echo(search_markdown(result, top=top), nl=False)
         return
     for why, n in table.left_out.items():
         ui.stderr.print(f"left out: {n} {why}")
