@@ -73,12 +73,13 @@ def search_markdown(result: SearchResult, *, top: int = 3) -> str:
     lines = [
         f"{result.tasks} questions, kind `{result.kind}`, k = {k} collected; accuracies in %.",
         "",
-        _row(["model", "1 sample", f"majority of {k}", "confidently wrong", "no answer", "tokens / sample"]),
-        _row(["---", "---:", "---:", "---:", "---:", "---:"]),
+        _row(["model", "1 sample", f"majority of {k}", "confidently wrong", "no answer", "cut off", "tokens / sample"]),
+        _row(["---", "---:", "---:", "---:", "---:", "---:", "---:"]),
     ]
     for m in sorted(result.models, key=lambda m: -m.accuracy):
         lines.append(_row([f"`{m.model}`", f"{100 * m.accuracy:.1f}", _pct(m.self_consistency[k]),
-                           f"{100 * m.confidently_wrong:.1f}", f"{100 * m.unparsable:.1f}", f"{m.tokens_per_sample:.0f}"]))  # fmt: skip
+                           f"{100 * m.confidently_wrong:.1f}", f"{100 * m.unparsable:.1f}", f"{100 * m.truncated:.1f}",
+                           f"{m.tokens_per_sample:.0f}"]))  # fmt: skip
     lines += [
         "",
         _row(

@@ -41,6 +41,7 @@ class RunTable:
     answers: Ints  # [M, T, k] answer id per sample (equal ids = equal canonical answers), -1 = no answer
     correct: Bools  # [M, T, k]
     tokens: Ints  # [M, T, k]
+    truncated: Bools  # [M, T, k]: the sample hit max_tokens (its answer may be cut off)
     seconds: NDArray[np.float64]  # [M, T] wall time of the model's whole batch of k samples
     settings: dict[str, Any]
     left_out: dict[str, int] = field(default_factory=dict)
@@ -85,6 +86,7 @@ def build_table(records: Sequence[Record], *, rescore: bool = True) -> RunTable:
     answers = np.full(shape, -1, dtype=np.int64)
     correct = np.zeros(shape, dtype=np.bool_)
     tokens = np.zeros(shape, dtype=np.int64)
+    truncated = np.zeros(shape, dtype=np.bool_)
     seconds = np.zeros(shape[:2], dtype=np.float64)
     for t, task in enumerate(tasks):
         per_model = by_task[task]
@@ -96,10 +98,11 @@ def build_table(records: Sequence[Record], *, rescore: bool = True) -> RunTable:
             for j, s in enumerate(sorted(record.samples, key=lambda s: s.index)):
                 answer = extract(kind, s.text, n_choices=record.n_choices, tests=record.tests) if rescore else s.answer
                 tokens[m, t, j] = s.tokens
+                truncated[m, t, j] = s.stop_reason == "length"
                 if answer is not None:
                     answers[m, t, j] = ids.setdefault(answer, len(ids))
                     correct[m, t, j] = answer == reference
-    return RunTable(kind, models, tasks, k, answers, correct, tokens, seconds, records[0].settings, left_out)
+    return RunTable(kind, models, tasks, k, answers, correct, tokens, truncated, seconds, records[0].settings, left_out)
 
 
 def _tests(per_model: dict[str, Record]) -> tuple[str, ...] | None:
@@ -155,6 +158,7 @@ class ModelStats:
     self_consistency: dict[int, Spread]  # majority-vote accuracy at each k
     confidently_wrong: float  # all k samples agree on a wrong answer
     unparsable: float  # share of samples with no answer
+    truncated: float  # share of samples that hit max_tokens
     tokens_per_sample: float
     seconds_per_token: float  # measured: batch wall time / tokens in the batch
 
@@ -232,6 +236,7 @@ def search(table: RunTable, *, max_models: int = 3, lam: float = 1.0, repeats: i
             self_consistency={k: Spread.of([float(right[m].mean()) for _, right in votes[k]]) for k in votes},
             confidently_wrong=float(confidently_wrong[m].mean()),
             unparsable=float((table.answers[m] < 0).mean()),
+            truncated=float(table.truncated[m].mean()),
             tokens_per_sample=float(table.tokens[m].mean()),
             seconds_per_token=float(per_token[m]),
         )

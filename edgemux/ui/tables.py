@@ -100,11 +100,20 @@ def search_tables(result: SearchResult, top: int = 3) -> list[Table]:
     """Per model, per subset (by the objective) and, for the best subsets, per k. Accuracies in %."""
     k = result.k
     models = Table(title=f"models ({result.tasks} tasks, {result.kind}, k={k})", header_style="bold")
-    for name in ("model", "1 sample", f"majority@{k}", "conf. wrong", "no answer", "tokens/sample", "ms/token"):
+    for name in (
+        "model",
+        "1 sample",
+        f"majority@{k}",
+        "conf. wrong",
+        "no answer",
+        "cut off",
+        "tokens/sample",
+        "ms/token",
+    ):
         models.add_column(name, justify="left" if name == "model" else "right", no_wrap=name == "model")
     for m in sorted(result.models, key=lambda m: -m.accuracy):
         models.add_row(
-            m.model, _pct(m.accuracy), _spread(m.self_consistency[k]), _pct(m.confidently_wrong), _pct(m.unparsable),
+            m.model, _pct(m.accuracy), _spread(m.self_consistency[k]), _pct(m.confidently_wrong), _pct(m.unparsable), _pct(m.truncated),
             f"{m.tokens_per_sample:.0f}", f"{1000 * m.seconds_per_token:.0f}",
         )  # fmt: skip
 
