@@ -169,6 +169,8 @@ _CHOICE_PATTERNS = (
     re.compile(r"\\boxed\{\s*(?:\\text\{)?\s*\(?([A-J])\)?"),
     re.compile(r"^\s*\**\(?([A-J])[).:]?\**\s*$", re.MULTILINE),
     re.compile(r"\(([A-J])\)"),
+    # "A. Put the objects in groups.": a reply that starts with a choice, written the way the prompt lists them
+    re.compile(r"\A\s*\**([A-J])[.)]\s+\S"),
 )
 
 

@@ -83,6 +83,8 @@ def test_math_equivalent_spellings_vote_together() -> None:
         ("The answer is a mystery", None),
         ("Answer: E", None),  # out of range for four choices
         ("first Answer: A, on reflection Answer: C", "C"),
+        ("A. Put the objects in groups.", "A"),  # SmolLM2 replies with the choice line itself
+        ("A student would say so.", None),  # the article, not a choice
     ],
 )
 def test_choice(text: str, expected: str | None) -> None:
