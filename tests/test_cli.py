@@ -214,3 +214,14 @@ def test_ctrl_c_during_decoding_stops_cleanly(smollm2_in_home: Path) -> None:
     assert proc.returncode == 130, (seen, err)
     assert "interrupted" in err and "Traceback" not in err
     assert out == ""
+
+
+@pytest.mark.usefixtures("smollm2_in_home")
+def test_ask_multiple_choice_with_choice_flags() -> None:
+    result = invoke("ask", "--models", "smollm2-135m", "-k", "2", "--max-tokens", "24", "--seed", "1", "--json",
+                    "Which planet is closest to the Sun?", "-c", "Mercury", "-c", "Mars", "-c", "Jupiter")  # fmt: skip
+    assert result.exit_code in (0, 8), result.output
+    data = json.loads(result.stdout)
+    assert data["kind"] == "choice" and data["question"] == "Which planet is closest to the Sun?"
+    assert all(s["answer"] in (None, "A", "B", "C") for m in data["models"] for s in m["samples"])
+    assert_clean_error(invoke("ask", "--models", "smollm2-135m", "q", "-c", "only one"), 2, "at least two --choice")

@@ -25,30 +25,38 @@ from . import NO_ANSWER_EXIT, budget_option, chosen_profile, cli, gpu_layers_opt
               help="stop samples as soon as they can no longer change the answer")  # fmt: skip
 @click.option("--stop-rule", type=click.Choice(STOP_RULES), default="decision", show_default=True,
               help="decision: stop what cannot change winner, answer or confidence; answer: also stop once the answer is settled (confidence becomes a lower bound)")  # fmt: skip
+@click.option("--choice", "-c", "choices", multiple=True,
+              help="a choice of a multiple-choice question (repeat: A, B, C, …); implies --kind choice")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="print the whole result as JSON on stdout")
 @click.option("--explain", is_flag=True, help="print the vote table on stderr after the answer")
 @click.option("--quiet", "-q", is_flag=True, help="no progress or live view; only the answer")
 def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx: int | None, n_gpu_layers: int,
-        n_threads: int | None, budget: str | None, policy: str, early_stop: bool, stop_rule: str, as_json: bool,
-        explain: bool, quiet: bool, **sampling: Any) -> None:  # fmt: skip
+        n_threads: int | None, budget: str | None, policy: str, early_stop: bool, stop_rule: str,
+        choices: tuple[str, ...], as_json: bool, explain: bool, quiet: bool, **sampling: Any) -> None:  # fmt: skip
     """Answer QUESTION with the profile's models (use - to read it from stdin).
 
     Each model draws k samples; the model whose own samples agree most wins, and its majority answer is
     printed on stdout. The live view on stderr shows every model's samples as they finish.
+
+    \b
+    Multiple choice: edgemux ask --profile arc "Which gas do plants take in?" -c oxygen -c "carbon dioxide"
     """
     from .. import ui
     from ..runtime import LoadOptions, Mux
 
     if question == "-":
         question = sys.stdin.read()
-    chosen = chosen_profile(profile, models, kind, n_ctx, sampling)
+    if choices and len(choices) < 2:
+        raise errors.InvalidRequestError("give at least two --choice options, or none")
+    chosen = chosen_profile(profile, models, kind or ("choice" if choices else None), n_ctx, sampling)
     if not question.strip():
         raise errors.InvalidRequestError("the question is empty; pass it as an argument or use - to read stdin")
     progress = fetch.NullProgress if quiet else ui.DownloadBar
     options = LoadOptions(n_gpu_layers, n_threads, budget, policy, early_stop, stop_rule)
     with Mux(chosen, load=options, fetch_progress=progress) as mux:
         mux.pull()
-        result = ui.follow(mux.stream(question), chosen.model_names, live=ui.stderr.is_terminal, quiet=quiet)
+        events = mux.stream(question, choices=choices or None)
+        result = ui.follow(events, chosen.model_names, live=ui.stderr.is_terminal, quiet=quiet)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     elif result.answer is not None:
