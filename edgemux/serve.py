@@ -100,7 +100,7 @@ def create_app(worker: Worker, *, api_key: str | None = None, max_body: int = 1 
         except ApiError as e:
             return _error(e)
         created = int(time.time())
-        ids = [MUX_PREFIX + p for p in list_profiles()] + worker.model_names()
+        ids = served_ids()
         return JSONResponse(
             {
                 "object": "list",
@@ -122,12 +122,15 @@ def create_app(worker: Worker, *, api_key: str | None = None, max_body: int = 1 
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ApiError(400, f"the request body is not valid JSON ({e})", "invalid_json") from None
 
+    def served_ids() -> list[str]:
+        """What /v1/models lists and requests may name (profiles and cached models, read once per call)."""
+        return [MUX_PREFIX + p for p in list_profiles()] + worker.model_names()
+
     def make_job(req: ChatRequest, emit: Any) -> Job:
+        ids = served_ids()
+        if req.model not in ids:
+            raise errors.NotFoundError("model", req.model, ids)
         if req.is_mux:
-            if req.profile not in list_profiles():
-                raise errors.NotFoundError(
-                    "model", req.model, [MUX_PREFIX + p for p in list_profiles()] + worker.model_names()
-                )
             overrides = {
                 "temperature": req.temperature,
                 "top_p": req.top_p,
@@ -135,10 +138,6 @@ def create_app(worker: Worker, *, api_key: str | None = None, max_body: int = 1 
                 "seed": req.seed,
             }
             return MuxJob(emit, profile=req.profile, question=req.question, sampling=overrides)
-        if req.model not in worker.model_names():
-            raise errors.NotFoundError(
-                "model", req.model, [MUX_PREFIX + p for p in list_profiles()] + worker.model_names()
-            )
         sampling = req.sampling(worker.default_profile.sampling)
         if req.endpoint == "chat":
             return GenerateJob(emit, model=req.model, messages=req.messages, sampling=sampling, stop=req.stop)
