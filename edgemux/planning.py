@@ -15,7 +15,7 @@ from .memory import ModelShape, Plan, default_budget_bytes, estimate, kv_cells, 
 from .profiles import Profile
 from .types import ModelSpec
 
-__all__ = ["BudgetSource", "estimated_bytes_of", "plan_profile", "resolve_budget", "shape_of"]
+__all__ = ["BudgetSource", "estimated_bytes_of", "model_bytes", "plan_profile", "resolve_budget", "shape_of"]
 
 BudgetSource = str  # "--budget", "EDGEMUX_BUDGET", "profile", "default"
 
@@ -65,6 +65,14 @@ def plan_profile(profile: Profile, budget_bytes: int, n_gpu_layers: int = 0, cat
     )
 
 
+def model_bytes(catalog: Catalog, name: str, *, cells: int, k: int, n_gpu_layers: int = 0) -> int | None:
+    """One model's estimated resident bytes with ``cells`` KV cells and k sequences (None: shape unknown)."""
+    try:
+        return estimate(name, shape_of(catalog.get(name)), cells=cells, k=k, n_gpu_layers=n_gpu_layers).total_bytes
+    except (EdgemuxError, ValueError):
+        return None
+
+
 def estimated_bytes_of(profile: Profile, catalog: Catalog | None = None) -> Callable[[Sequence[str]], int | None]:
     """Resident bytes of some of a profile's models at its k and context, from the memory estimate (None
     when a model's shape is unknown)."""
@@ -73,9 +81,7 @@ def estimated_bytes_of(profile: Profile, catalog: Catalog | None = None) -> Call
     cells = kv_cells(profile.n_ctx, s.k, s.max_tokens)
 
     def size(names: Sequence[str]) -> int | None:
-        try:
-            return sum(estimate(n, shape_of(catalog.get(n)), cells=cells, k=s.k).total_bytes for n in names)
-        except (EdgemuxError, ValueError):
-            return None
+        sizes = [model_bytes(catalog, n, cells=cells, k=s.k) for n in names]
+        return None if None in sizes else sum(n for n in sizes if n is not None)
 
     return size

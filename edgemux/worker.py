@@ -23,9 +23,8 @@ from typing import Any
 
 from . import fetch
 from .catalog import Catalog
-from .errors import EdgemuxError, InvalidRequestError
-from .memory import estimate
-from .planning import shape_of
+from .errors import InvalidRequestError
+from .planning import model_bytes
 from .profiles import Profile, load_profile
 from .resident import ResidentSet
 from .runtime import LoadOptions, Mux
@@ -127,13 +126,10 @@ class Worker:
         )  # fmt: skip
 
     def _estimate(self, name: str) -> int:
-        try:
-            shape = shape_of(self.catalog.get(name))
-        except (EdgemuxError, ValueError):
-            return 0  # measured once loaded
-        return estimate(
-            name, shape, cells=self.cells, k=self.max_sequences, n_gpu_layers=self.load_options.n_gpu_layers
-        ).total_bytes
+        size = model_bytes(
+            self.catalog, name, cells=self.cells, k=self.max_sequences, n_gpu_layers=self.load_options.n_gpu_layers
+        )
+        return size or 0  # unknown: measured once loaded
 
     def mux_for(self, profile: str | Profile) -> Mux:
         """The Mux of a profile (by name, or the profile itself), sharing the worker's resident set."""
