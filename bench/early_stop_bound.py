@@ -33,7 +33,9 @@ HERE = Path(__file__).parent
 Slot = tuple[int, int]  # (model position, sample index)
 
 
-def final_answer(answers: dict[Slot, str | None], models: list[str], k: int, accuracy: list[float]) -> str | None:
+def final_answer(
+    answers: dict[Slot, str | None], models: list[str], k: int, accuracy: list[float | None]
+) -> str | None:
     votes = []
     for m, name in enumerate(models):
         samples = [Sample(name, i, i, "", answers[(m, i)], 0, "eos", 0.0) for i in range(k)]
@@ -42,7 +44,7 @@ def final_answer(answers: dict[Slot, str | None], models: list[str], k: int, acc
 
 
 def settles(known: dict[Slot, str | None], unknown: list[Slot], models: list[str], k: int,
-            accuracy: list[float], answer: str | None) -> bool:  # fmt: skip
+            accuracy: list[float | None], answer: str | None) -> bool:  # fmt: skip
     """Does every completion of ``unknown`` give ``answer``? Fresh answers are distinct new symbols."""
     seen = sorted({a for a in known.values() if a is not None})
     alphabet: list[str | None] = [*seen, None, *(f"\0new{j}" for j in range(len(unknown)))]
@@ -53,7 +55,8 @@ def settles(known: dict[Slot, str | None], unknown: list[Slot], models: list[str
 
 
 def cheapest_certificate(answers: dict[Slot, str | None], tokens: dict[Slot, int], models: list[str], k: int,
-                         accuracy: list[float]) -> tuple[int, tuple[Slot, ...]]:  # fmt: skip
+                         accuracy: list[float | None]) -> tuple[int, tuple[Slot, ...]]:  # fmt: skip
+    """The cheapest set of samples (by tokens) whose answers settle the SLM-MUX answer, and its cost."""
     full = final_answer(answers, models, k, accuracy)
     slots = sorted(answers)
     subsets = sorted(
@@ -65,6 +68,20 @@ def cheapest_certificate(answers: dict[Slot, str | None], tokens: dict[Slot, int
         if settles(known, [x for x in slots if x not in known], models, k, accuracy, full):
             return sum(tokens[x] for x in subset), subset
     raise AssertionError("the full set always settles the answer")
+
+
+def question_slots(
+    per_model: dict[str, object], models: list[str], k: int
+) -> tuple[dict[Slot, str | None], dict[Slot, int]]:
+    """Each model's first k recorded samples of one question: answers (extracted again) and token counts."""
+    answers: dict[Slot, str | None] = {}
+    tokens: dict[Slot, int] = {}
+    for m, name in enumerate(models):
+        record = per_model[name]
+        for i, s in enumerate(sorted(record.samples, key=lambda s: s.index)[:k]):  # type: ignore[attr-defined]
+            answers[(m, i)] = extract(record.kind, s.text, n_choices=record.n_choices, tests=record.tests)  # type: ignore[attr-defined]
+            tokens[(m, i)] = s.tokens
+    return answers, tokens
 
 
 def main() -> None:
@@ -87,14 +104,8 @@ def main() -> None:
 
     full_tokens = bound_tokens = favourite_only = 0
     for task in tasks:
-        answers: dict[Slot, str | None] = {}
-        tokens: dict[Slot, int] = {}
-        for m, name in enumerate(models):
-            record = by_task[task][name]
-            for i, s in enumerate(sorted(record.samples, key=lambda s: s.index)[: args.k]):  # type: ignore[attr-defined]
-                answers[(m, i)] = extract(record.kind, s.text, n_choices=record.n_choices, tests=record.tests)  # type: ignore[attr-defined]
-                tokens[(m, i)] = s.tokens
-        cost, subset = cheapest_certificate(answers, tokens, models, args.k, accuracy)
+        answers, tokens = question_slots(by_task[task], models, args.k)
+        cost, _ = cheapest_certificate(answers, tokens, models, args.k, accuracy)
         full_tokens += sum(tokens.values())
         bound_tokens += cost
         favourite_only += sum(v for (m, _), v in tokens.items() if m == 0)

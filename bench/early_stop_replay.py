@@ -4,9 +4,11 @@
 questions; this one measures tokens and answers on all of them.
 
 For every task that all the profile's models ran, each model's first k recorded samples are played back
-(sample i finishes after its recorded number of tokens, with its recorded text) under three settings:
-full (no early stop), priority and interleave (both with exact early stop). It checks that early stop gave
-the same answer as full sampling on every question and prints the share of tokens saved.
+(sample i finishes after its recorded number of tokens, with its recorded text) under every setting:
+full (no early stop), and each policy (priority, interleave, staged) with each stop rule (decision,
+answer). It checks that early stop gave the same answer as full sampling on every question and prints the
+share of tokens saved, then the clairvoyant bound (bench/early_stop_bound.py): the most any exact rule
+could save on the same samples.
 
     python bench/early_stop_replay.py --runs bench/runs/gsm8k-dev-k5.jsonl.gz --profile default -k 3
 """
@@ -18,6 +20,8 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+
+from early_stop_bound import cheapest_certificate, question_slots
 
 from edgemux.extract import canonical_reference
 from edgemux.profiles import ProfileModel, load_profile
@@ -72,6 +76,8 @@ def main() -> None:
         return engines.setdefault(spec.name, ReplayEngine())
 
     totals = {name: {"tokens": 0, "correct": 0, "same": 0} for name in SETTINGS}
+    accuracy = [m.validation_accuracy for m in profile.models]
+    bound_tokens = 0
     for task in tasks:
         per = by_task[task]
         first = next(iter(per.values()))
@@ -89,6 +95,8 @@ def main() -> None:
             totals[name]["tokens"] += result.tokens
             totals[name]["correct"] += result.answer is not None and result.answer == reference
             totals[name]["same"] += result.answer == answers["full"]
+        slot_answers, slot_tokens = question_slots(per, list(profile.model_names), k)
+        bound_tokens += cheapest_certificate(slot_answers, slot_tokens, list(profile.model_names), k, accuracy)[0]
     n = len(tasks)
     out = {
         "runs": args.runs, "profile": profile.name, "models": profile.model_names, "k": k, "questions": n,
@@ -96,6 +104,8 @@ def main() -> None:
         **{name: {"tokens_per_question": t["tokens"] / n, "accuracy": t["correct"] / n, "same_answer_as_full": t["same"] / n}
            for name, t in totals.items()},
         **{f"{name}_tokens_saved": 1 - totals[name]["tokens"] / totals["full"]["tokens"] for name in EARLY},
+        "clairvoyant_bound_tokens_per_question": bound_tokens / n,
+        "most_any_exact_rule_saves": 1 - bound_tokens / totals["full"]["tokens"],
     }  # fmt: skip
     if args.json:
         print(json.dumps(out, indent=2))
@@ -107,6 +117,8 @@ def main() -> None:
               f"same answer as full {100 * r['same_answer_as_full']:5.1f}%")  # fmt: skip
     for name in EARLY:
         print(f"  {name} early stop saves {100 * out[f'{name}_tokens_saved']:.1f}% of the tokens")
+    print(f"  no exact rule can save more than {100 * out['most_any_exact_rule_saves']:.1f}% "
+          f"(clairvoyant bound, bench/early_stop_bound.py: {out['clairvoyant_bound_tokens_per_question']:.0f} tokens/question)")  # fmt: skip
 
 
 if __name__ == "__main__":
