@@ -62,7 +62,10 @@ class Profile:
         new_ctx = n_ctx or self.n_ctx
         if new_ctx < 16:
             raise InvalidRequestError(f"n_ctx must be at least 16 tokens, got {new_ctx}")
-        return replace(self, sampling=new_sampling.validated(), kind=new_kind, n_ctx=new_ctx)
+        # The profile's instruction asks for its own kind's answer format ("a number in \boxed{}"); another
+        # kind gets that kind's default instruction, or its answers could not be extracted.
+        instruction = self.instruction if new_kind == self.kind else None
+        return replace(self, sampling=new_sampling.validated(), kind=new_kind, n_ctx=new_ctx, instruction=instruction)
 
 
 def adhoc_profile(models: list[str], kind: str = "number", sampling: Sampling | None = None) -> Profile:

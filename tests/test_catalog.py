@@ -10,6 +10,7 @@ from edgemux import paths
 from edgemux.catalog import Catalog, parse_manifest
 from edgemux.errors import ConfigError, InvalidRequestError, NotFoundError
 from edgemux.profiles import adhoc_profile, list_profiles, load_profile, parse_profile
+from edgemux.prompts import build_prompt
 from edgemux.types import PypiSource
 
 POOL = ["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b", "smollm2-135m", "gemma3-270m"]
@@ -156,6 +157,16 @@ def test_overrides_are_validated() -> None:
         profile.with_overrides(sampling={"k": 10_000})
     with pytest.raises(InvalidRequestError, match="temperature"):
         profile.with_overrides(sampling={"temperature": -0.5})
+
+
+def test_another_kind_drops_the_profiles_instruction() -> None:
+    # `edgemux ask -c …` with the numeric default profile must not ask for "a number in \boxed{}"
+    profile = load_profile("default")
+    assert profile.instruction is not None and "boxed" in profile.instruction
+    assert profile.with_overrides(kind="number").instruction == profile.instruction
+    choice = profile.with_overrides(kind="choice")
+    prompt = build_prompt("Which is a gas?\nA. iron\nB. steam", "choice", "chat", choice.instruction, None)
+    assert "boxed" not in str(prompt) and "Answer: X" in str(prompt)
 
 
 def test_adhoc_profile_rejects_duplicates() -> None:
