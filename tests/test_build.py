@@ -104,3 +104,21 @@ def test_build_bad_input(tmp_path: Path) -> None:
     assert not (tmp_path / "x.yaml").exists()
     result = invoke("profile", "show", "tiny", "--plot", str(tmp_path / "d.png"))
     assert result.exit_code == 2 and "no measured curve" in result.output
+
+
+def test_build_with_fixed_models_chooses_only_k(tmp_path: Path) -> None:
+    runs = write_runs(tmp_path / "runs.jsonl", dict(zip(POOL, [0.7, 0.5, 0.3, 0.2], strict=True)))
+    out = tmp_path / "p.yaml"
+    args = ["profile", "build", "--runs", str(runs), "--name", "d", "--out", str(out), "--budget", "8GiB", "--force"]
+    result = invoke(*args, "--models", "smollm2-135m,gemma3-270m")
+    assert result.exit_code == 0, result.output
+    profile = load_profile(str(out))
+    assert profile.model_names == ["gemma3-270m", "smollm2-135m"]  # measured-accuracy order, not the flag's
+    assert "(models fixed by --models)" in profile.measured["why"]
+    result = invoke(*args, "--models", "qwen2.5-coder-1.5b")  # one model: self-consistency only
+    assert result.exit_code == 0 and load_profile(str(out)).model_names == ["qwen2.5-coder-1.5b"]
+
+    result = invoke(*args, "--models", "gemma3-270m,nope")
+    assert result.exit_code == 3 and "unknown model 'nope'" in result.output and "runs.jsonl" in result.output
+    result = invoke(*args, "--models", "gemma3-270m,gemma3-270m")
+    assert result.exit_code == 2 and "each once" in result.output

@@ -147,6 +147,7 @@ def profile_group() -> None:
 @click.option("--tolerance", type=float, default=1.0, show_default=True,
               help="take the cheapest setup within this many accuracy points of the best")  # fmt: skip
 @click.option("--allow-single", is_flag=True, help="let a single model with self-consistency be chosen")
+@click.option("-m", "--models", help="comma-separated: keep exactly these models and choose only k")
 @click.option(
     "--lambda", "lam", type=float, default=1.0, show_default=True, help="weight of Contradiction in the objective"
 )
@@ -155,14 +156,16 @@ def profile_group() -> None:
 @click.option("--out", type=click.Path(path_type=Path), help="where to write it [$EDGEMUX_HOME/profiles/NAME.yaml]")
 @click.option("--force", is_flag=True, help="replace an existing profile file")
 def profile_build(runs_path: Path, name: str, budget: str | None, max_models: int, tolerance: float, allow_single: bool,
-                  lam: float, repeats: int, description: str | None, out: Path | None, force: bool) -> None:  # fmt: skip
+                  models: str | None, lam: float, repeats: int, description: str | None, out: Path | None,
+                  force: bool) -> None:  # fmt: skip
     """Pick the models and k from collected runs and write a profile `edgemux ask --profile NAME` uses.
 
     Every (subset, k) the search scores is a candidate; those that do not fit the memory budget are
     dropped, and the cheapest one within --tolerance points of the most accurate is chosen. The profile
     records the models with their measured accuracies (the tie-break order), k, the sampling settings and
     prompt of the runs, and what was measured, including how it compares with the best single model and
-    the pooled vote.
+    the pooled vote. --models fixes the models (say, a set chosen on other task sets too) and leaves only k
+    to choose.
     """
     from .. import paths
     from ..build import candidates, choose, profile_document, write_profile
@@ -177,9 +180,24 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     target = out or paths.user_profiles() / f"{name}.yaml"
     if target.exists() and not force:
         raise errors.InvalidRequestError(f"{target} exists already; pass --force to replace it")
-    result = run_search(build_table(read_runs(runs_path)), max_models=max_models, lam=lam, repeats=repeats)
-    found = candidates(result, budget_bytes, allow_single=allow_single)
+    fixed = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    table = build_table(read_runs(runs_path))
+    if fixed is not None:
+        if not fixed or len(set(fixed)) != len(fixed):
+            raise errors.InvalidRequestError("--models needs model names, each once, separated by commas")
+        for m in fixed:
+            if m not in table.models:
+                raise errors.NotFoundError(
+                    "model", m, table.models, f"--models names a model {runs_path.name} has not run"
+                )
+        max_models = max(max_models, len(fixed))
+    result = run_search(table, max_models=max_models, lam=lam, repeats=repeats)
+    found = candidates(result, budget_bytes, allow_single=allow_single or (fixed is not None and len(fixed) == 1))
+    if fixed is not None:
+        found = [c for c in found if set(c.models) == set(fixed)]
     chosen, why = choose(found, tolerance)
+    if fixed is not None:
+        why += " (models fixed by --models)"
     text = profile_document(
         name, chosen, why, result, found, runs=runs_path.name, budget=budget, description=description
     )
