@@ -83,8 +83,13 @@ def candidates(
 
 
 def choose(found: list[Candidate], tolerance_points: float = 1.0) -> tuple[Candidate, str]:
-    """The cheapest candidate within ``tolerance_points`` of the most accurate one that fits, and why."""
-    fitting = [c for c in found if c.fits]
+    """The cheapest candidate within ``tolerance_points`` of the most accurate one that fits, and why.
+
+    An ensemble needs k ≥ 2: with one sample every answering model is 100 % confident, the tie-break
+    decides, and the ensemble is its favourite alone plus the others' wasted tokens."""
+    fitting = [c for c in found if c.fits and (len(c.models) == 1 or c.k >= 2)]
+    if not fitting and any(c.fits for c in found):
+        raise InvalidRequestError("an ensemble needs k ≥ 2 samples per model; collect runs with -k 2 or more")
     if not fitting:
         smallest = min(found, key=lambda c: c.resident_bytes)
         raise BudgetError(

@@ -86,6 +86,10 @@ def test_choose_takes_the_cheapest_within_the_tolerance() -> None:
     assert "costs 1.7× as much for 0.5 points" in why
     chosen, _ = choose(found, tolerance_points=3.0)
     assert (chosen.models, chosen.k) == (("a", "c"), 3)
+    # k = 1: every model is fully confident, the favourite always wins; never an ensemble's choice
+    found.append(candidate(("a", "c"), 1, 0.60, 5.0))
+    assert choose(found, tolerance_points=1.0)[0].k == 3
+    assert choose([candidate(("a",), 1, 0.6, 5.0)])[0].k == 1  # a single model at k = 1 is plain sampling
     with pytest.raises(BudgetError, match="no subset fits the budget: the smallest"):
         choose([candidate(("a", "b"), 1, 0.5, 1.0, fits=False)])
 

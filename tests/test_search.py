@@ -132,3 +132,14 @@ def test_search_command_tables_and_json(tmp_path: Path) -> None:
     assert "| `m0` + `m1` |" in md and md.count("\n| ---") == 3  # models, subsets, scaling
     bad = CliRunner().invoke(cli, ["search", "--runs", str(tmp_path / "absent.jsonl")])
     assert bad.exit_code == 2 and "no such runs file" in bad.output
+
+
+def test_seconds_per_token_ignores_a_batch_slowed_by_something_else() -> None:
+    # each batch of 3: 10 + 11 + 12 = 33 tokens in 3.0 s (the last sample's finish); one batch was paused
+    records = [record(f"t{t}", "m0", ["1", "1", "2"]) for t in range(5)]
+    records[2] = Record(**{**records[2].__dict__, "samples": tuple(
+        Sample(s.model, s.index, s.seed, s.text, s.answer, s.tokens, s.stop_reason, s.seconds + 600) for s in records[2].samples
+    )})  # fmt: skip
+    records += [record(f"t{t}", "m1", ["1", "1", "1"]) for t in range(5)]
+    stats = search(build_table(records), max_models=2).model("m0")
+    assert stats.seconds_per_token == pytest.approx(3.0 / 33)
