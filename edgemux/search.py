@@ -160,7 +160,7 @@ class ModelStats:
     unparsable: float  # share of samples with no answer
     truncated: float  # share of samples that hit max_tokens
     tokens_per_sample: float
-    seconds_per_token: float  # measured: median over tasks of batch wall time / tokens in the batch
+    seconds_per_token: float  # measured: batch wall time / tokens in the batch, outlier batches left out
 
 
 @dataclass(frozen=True)
@@ -224,9 +224,13 @@ def search(table: RunTable, *, max_models: int = 3, lam: float = 1.0, repeats: i
 
     accuracy = table.correct.mean(axis=(1, 2))
     ranks = list(np.argsort(-accuracy, kind="stable").argsort())  # 0 = best single-sample accuracy
-    # The median over tasks of batch seconds per generated token: a few batches slowed by something else on
-    # the machine (or a collector paused and resumed) do not move it, as they would move a plain ratio of sums.
-    per_token = np.median(table.seconds / np.maximum(table.tokens.sum(axis=2), 1), axis=1)
+    # All batches' seconds over all their tokens (prompt time included, weighted by length), leaving out
+    # batches more than 3x slower per token than the model's median: slowed by something else on the
+    # machine, or a collector paused and resumed.
+    batch_tokens = np.maximum(table.tokens.sum(axis=2), 1)
+    rate = table.seconds / batch_tokens
+    usual = rate <= 3 * np.median(rate, axis=1, keepdims=True)
+    per_token = (table.seconds * usual).sum(axis=1) / (batch_tokens * usual).sum(axis=1)
     full_right = votes[k_max][0][1]
     all_same = (table.answers == table.answers[..., :1]).all(axis=-1) & (table.answers[..., 0] >= 0)
     confidently_wrong = all_same & ~table.correct[..., 0]  # [M, T]
