@@ -202,6 +202,9 @@ def test_ctrl_c_during_decoding_stops_cleanly(smollm2_in_home: Path) -> None:
         [sys.executable, "-m", "edgemux", "ask", "--models", "smollm2-135m", "-k", "3", "--max-tokens", "2000",
          "--temperature", "0.8", "Write a very long story about a lighthouse keeper."],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+        # a runner that started us in the background (`cmd &`) leaves SIGINT ignored, and Python then
+        # never installs its Ctrl-C handler in the child: restore the default, as a terminal would have it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     assert proc.stderr is not None
     seen = []
