@@ -11,6 +11,11 @@ with these models, this k and this tie-break order (issue: memory budget and sch
     python bench/early_stop_bound.py --runs bench/runs/gsm8k-dev-k5.jsonl.gz \
         --models qwen2.5-coder-1.5b,qwen2.5-coder-0.5b -k 3
 
+With --orders it also scores every fixed decoding order (samples one at a time, no batch waste; samples of
+one model are exchangeable, so an order is an interleaving of the models' sample sequences), stopping as
+soon as the decoded samples settle the answer: the best of them, chosen in hindsight, is the most any
+non-adaptive exact schedule can save.
+
 A set settles the answer when every completion of the other samples — each one any answer already seen,
 a new answer, or no answer — leaves the SLM-MUX answer unchanged (mux.tally / mux.decide, the same rule
 `edgemux ask` uses). Models are given in tie-break order (best validation accuracy first).
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from edgemux.extract import extract
@@ -70,6 +76,34 @@ def cheapest_certificate(answers: dict[Slot, str | None], tokens: dict[Slot, int
     raise AssertionError("the full set always settles the answer")
 
 
+def interleavings(models: int, k: int) -> Iterator[tuple[Slot, ...]]:
+    """Every order of decoding k samples of each model, sample i of a model always before sample i + 1."""
+    for owners in set(itertools.permutations([m for m in range(models) for _ in range(k)])):
+        seen = [0] * models
+        order = []
+        for m in owners:
+            order.append((m, seen[m]))
+            seen[m] += 1
+        yield tuple(order)
+
+
+def order_cost(order: tuple[Slot, ...], answers: dict[Slot, str | None], tokens: dict[Slot, int], models: list[str],
+               k: int, accuracy: list[float | None], cache: dict[frozenset[Slot], bool]) -> int:  # fmt: skip
+    """Tokens decoded when samples are decoded one at a time in ``order`` until they settle the answer."""
+    full = final_answer(answers, models, k, accuracy)
+    known: dict[Slot, str | None] = {}
+    cost = 0
+    for slot in order:
+        known[slot] = answers[slot]
+        cost += tokens[slot]
+        key = frozenset(known)
+        if key not in cache:
+            cache[key] = settles(known, [s for s in answers if s not in known], models, k, accuracy, full)
+        if cache[key]:
+            break
+    return cost
+
+
 def question_slots(
     per_model: dict[str, object], models: list[str], k: int
 ) -> tuple[dict[Slot, str | None], dict[Slot, int]]:
@@ -90,6 +124,7 @@ def main() -> None:
     parser.add_argument("--models", default="qwen2.5-coder-1.5b,qwen2.5-coder-0.5b",
                         help="comma-separated, in tie-break order")  # fmt: skip
     parser.add_argument("-k", type=int, default=3)
+    parser.add_argument("--orders", action="store_true", help="also score every fixed decoding order")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -103,8 +138,13 @@ def main() -> None:
     tasks = [t for t, per in by_task.items() if all(m in per for m in models)]
 
     full_tokens = bound_tokens = favourite_only = 0
+    orders = list(interleavings(len(models), args.k)) if args.orders else []
+    order_tokens = dict.fromkeys(orders, 0)
     for task in tasks:
         answers, tokens = question_slots(by_task[task], models, args.k)
+        cache: dict[frozenset[Slot], bool] = {}
+        for order in orders:
+            order_tokens[order] += order_cost(order, answers, tokens, models, args.k, accuracy, cache)
         cost, _ = cheapest_certificate(answers, tokens, models, args.k, accuracy)
         full_tokens += sum(tokens.values())
         bound_tokens += cost
@@ -118,6 +158,10 @@ def main() -> None:
         "most_any_exact_rule_saves": 1 - bound_tokens / full_tokens,
         "favourite_alone_saves": 1 - favourite_only / full_tokens,
     }  # fmt: skip
+    if orders:
+        best = min(orders, key=lambda o: order_tokens[o])
+        out["best_fixed_order"] = [f"{models[m]}#{i}" for m, i in best]
+        out["best_fixed_order_saves"] = 1 - order_tokens[best] / full_tokens
     if args.json:
         print(json.dumps(out, indent=2))
         return
@@ -126,6 +170,9 @@ def main() -> None:
     print(f"  clairvoyant exact stop {out['bound_tokens_per_question']:7.0f} tokens/question"
           f"  -> at most {100 * out['most_any_exact_rule_saves']:.1f}% saved by any exact rule")  # fmt: skip
     print(f"  (the favourite's k samples alone would be {100 * out['favourite_alone_saves']:.1f}% fewer tokens)")
+    if orders:
+        print(f"  best of {len(orders)} fixed decoding orders, chosen in hindsight: {', '.join(out['best_fixed_order'])}"
+              f" -> {100 * out['best_fixed_order_saves']:.1f}% saved")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from edgemux.testing import ReplayEngine
 from edgemux.types import Sampling
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
-from early_stop_bound import cheapest_certificate  # noqa: E402
+from early_stop_bound import cheapest_certificate, interleavings, order_cost  # noqa: E402
 
 MODELS = ["alpha", "beta"]
 ACCURACY: list[float | None] = [0.6, 0.3]  # alpha wins ties
@@ -38,6 +38,17 @@ def test_a_challenger_sample_that_agrees_settles_the_answer() -> None:
     # reach at most 2/3 on anything else, and a 2/3 tie goes to alpha: the answer is "4" without the rest
     answers, tokens = slots([("4", 10), ("4", 10), ("9", 100)], [("4", 5), ("7", 50), ("8", 50)])
     assert cheapest_certificate(answers, tokens, MODELS, 3, ACCURACY) == (25, ((0, 0), (0, 1), (1, 0)))
+
+
+def test_fixed_orders_stop_as_soon_as_the_answer_is_settled() -> None:
+    orders = list(interleavings(2, 3))
+    assert len(orders) == len(set(orders)) == 20  # C(6, 3): which turns are alpha's
+    assert all([s for s in o if s[0] == 0] == [(0, 0), (0, 1), (0, 2)] for o in orders)
+    answers, tokens = slots([("4", 10), ("4", 10), ("9", 100)], [("4", 5), ("7", 50), ("8", 50)])
+    staged = ((0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2))
+    assert order_cost(staged, answers, tokens, MODELS, 3, ACCURACY, {}) == 125  # alpha's three, then beta's "4"
+    challenger_early = ((0, 0), (0, 1), (1, 0), (0, 2), (1, 1), (1, 2))
+    assert order_cost(challenger_early, answers, tokens, MODELS, 3, ACCURACY, {}) == 25
 
 
 def test_scattered_answers_need_every_sample() -> None:
