@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,16 @@ class Candidate:
 
 
 def candidates(
-    result: SearchResult, budget_bytes: int, *, allow_single: bool = False, catalog: Catalog | None = None
+    result: SearchResult,
+    budget_bytes: int,
+    *,
+    allow_single: bool = False,
+    only: Sequence[str] | None = None,
+    catalog: Catalog | None = None,
 ) -> list[Candidate]:
+    """Every (subset, k) the search scored, with its cost and memory; ``only``: just that set of models, at
+    every k (one model: its self-consistency). The search must have covered subsets that large."""
+    allow_single = allow_single or (only is not None and len(only) == 1)
     catalog = catalog or Catalog()
     shapes = {m.model: shape_of(catalog.get(m.model)) for m in result.models}  # unknown models fail here
     settings = result.settings
@@ -79,7 +88,7 @@ def candidates(
                         (m.model,), k, sc, sc, sc, m.model, tokens, tokens * m.seconds_per_token, *memory((m.model,), k)
                     )
                 )
-    return out
+    return out if only is None else [c for c in out if set(c.models) == set(only)]
 
 
 def choose(found: list[Candidate], tolerance_points: float = 1.0) -> tuple[Candidate, str]:

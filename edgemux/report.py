@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .evaluate import EvalReport
 from .memory import format_bytes
-from .search import SearchResult, Spread
+from .search import SearchResult
 
 __all__ = ["eval_markdown", "search_markdown", "write_report"]
 
@@ -63,10 +63,6 @@ def write_report(report: EvalReport, out: Path, *, source: str) -> None:
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
 
 
-def _pct(s: Spread) -> str:
-    return f"{100 * s.mean:.1f}" if s.std == 0 else f"{100 * s.mean:.1f} ± {100 * s.std:.1f}"
-
-
 def search_markdown(result: SearchResult, *, top: int = 3) -> str:
     """The search's three tables as Markdown: models, subsets by the objective, scaling of the best."""
     k = result.k
@@ -77,7 +73,7 @@ def search_markdown(result: SearchResult, *, top: int = 3) -> str:
         _row(["---", "---:", "---:", "---:", "---:", "---:", "---:"]),
     ]
     for m in sorted(result.models, key=lambda m: -m.accuracy):
-        lines.append(_row([f"`{m.model}`", f"{100 * m.accuracy:.1f}", _pct(m.self_consistency[k]),
+        lines.append(_row([f"`{m.model}`", f"{100 * m.accuracy:.1f}", m.self_consistency[k].percent(),
                            f"{100 * m.confidently_wrong:.1f}", f"{100 * m.unparsable:.1f}", f"{100 * m.truncated:.1f}",
                            f"{m.tokens_per_sample:.0f}"]))  # fmt: skip
     lines += [
@@ -100,8 +96,8 @@ def search_markdown(result: SearchResult, *, top: int = 3) -> str:
     for s in result.subsets:
         at = s.by_k[k]
         lines.append(_row([" + ".join(f"`{m}`" for m in s.models), f"{100 * s.union_accuracy:.1f}",
-                           f"{100 * s.contradiction:.1f}", f"{100 * s.objective:.1f}", _pct(at.mux), _pct(at.pooled),
-                           _pct(at.best_single), f"{100 * at.oracle:.1f}", f"{at.tokens:.0f}"]))  # fmt: skip
+                           f"{100 * s.contradiction:.1f}", f"{100 * s.objective:.1f}", at.mux.percent(), at.pooled.percent(),
+                           at.best_single.percent(), f"{100 * at.oracle:.1f}", f"{at.tokens:.0f}"]))  # fmt: skip
     lines += [
         "",
         _row(["models", "k", "MUX", "pooled", "best single", "tokens / answer"]),
@@ -109,6 +105,6 @@ def search_markdown(result: SearchResult, *, top: int = 3) -> str:
     ]
     for s in result.subsets[:top]:
         for kk, at in s.by_k.items():
-            lines.append(_row([" + ".join(f"`{m}`" for m in s.models) if kk == 1 else "", str(kk), _pct(at.mux),
-                               _pct(at.pooled), _pct(at.best_single), f"{at.tokens:.0f}"]))  # fmt: skip
+            lines.append(_row([" + ".join(f"`{m}`" for m in s.models) if kk == 1 else "", str(kk), at.mux.percent(),
+                               at.pooled.percent(), at.best_single.percent(), f"{at.tokens:.0f}"]))  # fmt: skip
     return "\n".join(lines) + "\n"

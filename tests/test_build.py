@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from edgemux.build import Candidate, choose
 from edgemux.cli import cli
-from edgemux.errors import BudgetError
+from edgemux.errors import BudgetError, InvalidRequestError
 from edgemux.profiles import load_profile
 from edgemux.runs import Record
 from edgemux.search import Spread
@@ -90,6 +90,8 @@ def test_choose_takes_the_cheapest_within_the_tolerance() -> None:
     found.append(candidate(("a", "c"), 1, 0.60, 5.0))
     assert choose(found, tolerance_points=1.0)[0].k == 3
     assert choose([candidate(("a",), 1, 0.6, 5.0)])[0].k == 1  # a single model at k = 1 is plain sampling
+    with pytest.raises(InvalidRequestError, match="an ensemble needs k ≥ 2"):  # runs collected with -k 1
+        choose([candidate(("a", "b"), 1, 0.6, 5.0)])
     with pytest.raises(BudgetError, match="no subset fits the budget: the smallest"):
         choose([candidate(("a", "b"), 1, 0.5, 1.0, fits=False)])
 

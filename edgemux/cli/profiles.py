@@ -180,7 +180,7 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     target = out or paths.user_profiles() / f"{name}.yaml"
     if target.exists() and not force:
         raise errors.InvalidRequestError(f"{target} exists already; pass --force to replace it")
-    fixed = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    fixed = [m.strip() for m in models.split(",") if m.strip()] if models is not None else None
     table = build_table(read_runs(runs_path))
     if fixed is not None:
         if not fixed or len(set(fixed)) != len(fixed):
@@ -192,9 +192,7 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
                 )
         max_models = max(max_models, len(fixed))
     result = run_search(table, max_models=max_models, lam=lam, repeats=repeats)
-    found = candidates(result, budget_bytes, allow_single=allow_single or (fixed is not None and len(fixed) == 1))
-    if fixed is not None:
-        found = [c for c in found if set(c.models) == set(fixed)]
+    found = candidates(result, budget_bytes, allow_single=allow_single, only=fixed)
     chosen, why = choose(found, tolerance)
     if fixed is not None:
         why += " (models fixed by --models)"

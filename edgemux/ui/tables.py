@@ -10,7 +10,7 @@ from ..benchmark import EnsembleRow, ScalingRow, ThroughputRow
 from ..evaluate import EvalReport
 from ..memory import Plan, format_bytes
 from ..profiles import Profile
-from ..search import SearchResult, Spread
+from ..search import SearchResult
 from ..types import (
     ModelSpec,
     MuxResult,
@@ -92,28 +92,16 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
-def _spread(s: Spread) -> str:
-    return f"{100 * s.mean:.1f}" if s.std == 0 else f"{100 * s.mean:.1f} ±{100 * s.std:.1f}"
-
-
 def search_tables(result: SearchResult, top: int = 3) -> list[Table]:
     """Per model, per subset (by the objective) and, for the best subsets, per k. Accuracies in %."""
     k = result.k
     models = Table(title=f"models ({result.tasks} tasks, {result.kind}, k={k})", header_style="bold")
-    for name in (
-        "model",
-        "1 sample",
-        f"majority@{k}",
-        "conf. wrong",
-        "no answer",
-        "cut off",
-        "tokens/sample",
-        "ms/token",
-    ):
+    names = ("model", "1 sample", f"majority@{k}", "conf. wrong", "no answer", "cut off", "tokens/sample", "ms/token")
+    for name in names:
         models.add_column(name, justify="left" if name == "model" else "right", no_wrap=name == "model")
     for m in sorted(result.models, key=lambda m: -m.accuracy):
         models.add_row(
-            m.model, _pct(m.accuracy), _spread(m.self_consistency[k]), _pct(m.confidently_wrong), _pct(m.unparsable), _pct(m.truncated),
+            m.model, _pct(m.accuracy), m.self_consistency[k].percent(), _pct(m.confidently_wrong), _pct(m.unparsable), _pct(m.truncated),
             f"{m.tokens_per_sample:.0f}", f"{1000 * m.seconds_per_token:.0f}",
         )  # fmt: skip
 
@@ -126,7 +114,7 @@ def search_tables(result: SearchResult, top: int = 3) -> list[Table]:
         at = s.by_k[k]
         subsets.add_row(
             " + ".join(s.models), _pct(s.union_accuracy), _pct(s.contradiction), _pct(s.objective),
-            _spread(at.mux), _spread(at.pooled), _spread(at.best_single), f"{at.tokens:.0f}",
+            at.mux.percent(), at.pooled.percent(), at.best_single.percent(), f"{at.tokens:.0f}",
         )  # fmt: skip
 
     scaling = Table(title=f"test-time scaling, top {min(top, len(result.subsets))} subsets (k' < {k}: mean ±std over {result.repeats} draws)", header_style="bold")  # fmt: skip
@@ -135,8 +123,8 @@ def search_tables(result: SearchResult, top: int = 3) -> list[Table]:
     for s in result.subsets[:top]:
         for kk, at in s.by_k.items():
             scaling.add_row(
-                " + ".join(s.models) if kk == 1 else "", str(kk), _spread(at.mux), _spread(at.pooled),
-                _spread(at.best_single), _pct(at.oracle), f"{at.tokens:.0f}", f"{at.seconds:.1f}",
+                " + ".join(s.models) if kk == 1 else "", str(kk), at.mux.percent(), at.pooled.percent(),
+                at.best_single.percent(), _pct(at.oracle), f"{at.tokens:.0f}", f"{at.seconds:.1f}",
                 end_section=kk == k,
             )  # fmt: skip
     return [models, subsets, scaling]
