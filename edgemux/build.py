@@ -23,6 +23,7 @@ import yaml
 
 from .catalog import Catalog
 from .errors import BudgetError, InvalidRequestError
+from .members import parse_member
 from .memory import format_bytes, plan
 from .planning import shape_of
 from .search import SearchResult, Spread
@@ -61,12 +62,14 @@ def candidates(
     every k (one model: its self-consistency). The search must have covered subsets that large."""
     allow_single = allow_single or (only is not None and len(only) == 1)
     catalog = catalog or Catalog()
-    shapes = {m.model: shape_of(catalog.get(m.model)) for m in result.models}  # unknown models fail here
+    model_of = {m.model: parse_member(m.model).model for m in result.models}  # members -> the model each loads
+    shapes = {name: shape_of(catalog.get(name)) for name in set(model_of.values())}  # unknown models fail here
     settings = result.settings
     n_ctx, max_tokens = int(settings.get("n_ctx", 4096)), int(settings.get("max_tokens", Sampling().max_tokens))
     stats = {m.model: m for m in result.models}
 
-    def memory(models: tuple[str, ...], k: int) -> tuple[int, bool]:
+    def memory(members: tuple[str, ...], k: int) -> tuple[int, bool]:
+        models = dict.fromkeys(model_of[m] for m in members)  # a model serving two members is loaded once
         p = plan([(m, shapes[m]) for m in models], budget_bytes=budget_bytes, k=k, n_ctx=n_ctx, max_tokens=max_tokens)
         return p.total_bytes, p.fits
 

@@ -5,9 +5,8 @@ has its left side EXPR evaluated, and the outputs (repr, or the exception's type
 Programs that behave the same vote together; the reference solution's behaviour is the reference answer,
 so "right" means "behaves like the reference on every test" — which is "passes the asserts".
 
-Model-written code never runs in this process: each program runs in a fresh ``python -I`` subprocess, in
-an empty temporary directory, with a wall-clock timeout, CPU and memory limits (where the OS has them),
-and no inherited environment beyond PATH.
+Model-written code never runs in this process: each program runs in the sandbox (``sandbox.py``): a fresh
+interpreter in an empty temporary directory, with a timeout, limits, no network and no new processes.
 """
 
 from __future__ import annotations
@@ -15,43 +14,41 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import os
 import re
-import subprocess
-import sys
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+
+from . import sandbox
 
 __all__ = ["extract_program", "run_tests", "signature", "signatures"]
 
 TIMEOUT_S = 5.0
 _FENCE = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", re.DOTALL)
 
-# Runs in the child: read {program, expressions} from stdin, print one JSON list of outputs.
+# Runs in the sandbox: load the program, evaluate the test inputs, report their reprs. The program's own
+# prints go to /dev/null (fd 1 is redirected before it runs), and the report is written to the saved
+# descriptor, so printing a result line is not a way to forge one.
 _HARNESS = r"""
-import json, sys
-try:
-    import resource
-    resource.setrlimit(resource.RLIMIT_CPU, (4, 4))
-    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-except Exception:
-    pass
-job = json.loads(sys.stdin.read())
+import io, json, os, sys
+report = os.dup(1)
+os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+sys.stdout = io.StringIO()
+def send(row):
+    os.write(report, (json.dumps(row) + "\n").encode())
+    os._exit(0)
 scope = {"__name__": "__edgemux__"}
 try:
-    exec(compile(job["program"], "<answer>", "exec"), scope)
+    exec(compile(PROGRAM, "<answer>", "exec"), scope)
 except BaseException as e:
-    print(json.dumps({"error": type(e).__name__}))
-    sys.exit(0)
+    send({"error": type(e).__name__})
 outputs = []
-for expression in job["expressions"]:
+for expression in EXPRESSIONS:
     try:
         outputs.append(repr(eval(expression, scope)))
     except BaseException as e:
         outputs.append("raised " + type(e).__name__)
-print(json.dumps({"outputs": outputs}))
+send({"outputs": outputs})
 """
 
 
@@ -92,24 +89,18 @@ def _expressions(tests: Sequence[str]) -> list[str]:
 
 @lru_cache(maxsize=4096)
 def _run(program: str, expressions: tuple[str, ...]) -> tuple[str, ...] | None:
-    with tempfile.TemporaryDirectory(prefix="edgemux-code-") as tmp:
-        try:
-            done = subprocess.run(
-                [sys.executable, "-I", "-c", _HARNESS],
-                input=json.dumps({"program": program, "expressions": list(expressions)}),
-                capture_output=True, text=True, timeout=TIMEOUT_S, cwd=tmp,
-                env={"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0"},
-            )  # fmt: skip
-        except subprocess.TimeoutExpired:
-            return ("timed out",)
-    lines = done.stdout.strip().splitlines()
+    source = _HARNESS.replace("PROGRAM", repr(program), 1).replace("EXPRESSIONS", repr(list(expressions)), 1)
+    run = sandbox.run_python(source, sandbox.Limits(timeout_s=TIMEOUT_S))
+    if run.status == "timeout":
+        return ("timed out",)
+    lines = run.stdout.strip().splitlines()
     try:
-        result = json.loads(lines[-1]) if lines else {"error": "no output"}
+        result = json.loads(lines[-1]) if run.ok and len(lines) == 1 else {"error": run.status}
     except json.JSONDecodeError:
         return None
-    if "error" in result:
+    if not isinstance(result, dict) or "error" in result or not isinstance(result.get("outputs"), list):
         return None  # the program does not even load: no answer
-    return tuple(result["outputs"])
+    return tuple(str(o) for o in result["outputs"])
 
 
 def run_tests(program: str, tests: Sequence[str]) -> tuple[str, ...] | None:

@@ -28,7 +28,13 @@ def settings_of(mux: Mux, seed: int) -> dict[str, Any]:
     p = mux.profile
     sampling = {f: getattr(p.sampling, f) for f in p.sampling.field_names() if f != "seed"}
     instruction = p.instruction or DEFAULT_INSTRUCTIONS[p.kind]
-    return {**sampling, "instruction": instruction, "system": p.system, "n_ctx": p.n_ctx, "seed": seed}
+    settings = {**sampling, "instruction": instruction, "system": p.system, "n_ctx": p.n_ctx, "seed": seed}
+    # Members with another strategy ask in their own words: record those too (only then, so runs collected
+    # before members resume as they were).
+    others = {m.strategy: m.instruction(p.kind, None) for m in p.members if m.strategy != "cot"}
+    if others:
+        settings["strategies"] = dict(sorted(others.items()))
+    return settings
 
 
 def task_seed(base: int, task_id: str) -> int:
@@ -50,7 +56,7 @@ class Collection:
 
 def plan_collection(mux: Mux, tasks: list[Task], out: Path, seed: int) -> Collection:
     settings = settings_of(mux, seed)
-    models = mux.profile.model_names
+    models = mux.profile.member_names
     done: set[tuple[str, str]] = set()
     if out.exists() and out.stat().st_size > 0:
         for record in read_runs(out):

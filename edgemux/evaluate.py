@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import InvalidRequestError
-from .extract import canonical_reference, extract
+from .extract import canonical_reference
+from .members import RUN_PROGRAMS_NEEDED, recorded_answer
 from .mux import decide, tally
 from .profiles import Profile
 from .runs import Record
@@ -131,9 +132,11 @@ def score_runs(
     k: int | None = None,
     rescore: bool = True,
     resident_bytes: Callable[[Sequence[str]], int | None] | None = None,
+    run_programs: bool = False,
 ) -> EvalReport:
-    """Score the profile's models on recorded samples: every method on the same questions."""
-    models = profile.model_names
+    """Score the profile's members on recorded samples: every method on the same questions. Nothing is
+    executed unless ``run_programs`` (code tasks: their reference programs and answers are run)."""
+    models = profile.member_names
     by_task: dict[str, dict[str, Record]] = {}
     for r in records:
         if r.model in models:
@@ -174,13 +177,15 @@ def score_runs(
             )
             continue
         first = per[models[0]]
+        if kind == "code" and not run_programs:
+            raise InvalidRequestError(RUN_PROGRAMS_NEEDED)
         reference = canonical_reference(kind, first.reference, first.tests) if first.reference is not None else None
         if reference is None:
             left_out["tasks without a usable reference answer"] = (
                 left_out.get("tasks without a usable reference answer", 0) + 1
             )
             continue
-        samples = {m: _first_k(per[m], k, kind, rescore) for m in models}
+        samples = {m: _first_k(per[m], k, kind, rescore, run_programs) for m in models}
         batch_seconds = {m: max(s.seconds for s in samples[m]) for m in models}
         batch_tokens = {m: sum(s.tokens for s in samples[m]) for m in models}
         answers: dict[str, str | None] = {}
@@ -207,12 +212,12 @@ def score_runs(
     return EvalReport(profile.name, kind, k, models, list(scores.values()), outcomes, left_out)
 
 
-def _first_k(record: Record, k: int, kind: str, rescore: bool) -> list[Sample]:
+def _first_k(record: Record, k: int, kind: str, rescore: bool, run_programs: bool) -> list[Sample]:
     ordered = sorted(record.samples, key=lambda s: s.index)[:k]
     if not rescore:
         return ordered
     return [
-        Sample(s.model, s.index, s.seed, s.text, extract(kind, s.text, n_choices=record.n_choices, tests=record.tests), s.tokens,
-               s.stop_reason, s.seconds)
+        replace(s, answer=recorded_answer(kind, record.model, s, n_choices=record.n_choices, tests=record.tests,
+                                          run_programs=run_programs))
         for s in ordered
     ]  # fmt: skip

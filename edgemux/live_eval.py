@@ -9,7 +9,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from .collect import plan_collection, run_collection, task_seed
 from .errors import InvalidRequestError
 from .evaluate import MUX, MUX_EARLY, EvalReport, MethodScore, score_runs
 from .extract import canonical_reference
+from .members import parse_member
 from .runs import drop_cut_line, read_runs
 from .runtime import Mux
 from .tasks import Task
@@ -87,9 +88,11 @@ def evaluate_live(
     measured = {n: mux.resident.nbytes(n) if mux.resident.is_resident(n) else 0 for n in profile.model_names}
     ids = {t.id for t in tasks}
     records = [r for r in read_runs(out / "runs.jsonl") if r.task in ids]
-    report = score_runs(
-        records, profile, rescore=rescore, resident_bytes=lambda names: sum(measured[n] for n in names) or None
-    )
+    def resident_bytes(members: Sequence[str]) -> int | None:
+        return sum(measured[m] for m in {parse_member(n).model for n in members}) or None
+
+    # a live eval ran these programs itself a moment ago: scoring code answers may run them again
+    report = score_runs(records, profile, rescore=rescore, resident_bytes=resident_bytes, run_programs=True)
     early = read_early_stop(out / "early_stop.jsonl")
     score = MethodScore(MUX_EARLY, resident_bytes=report.method(MUX).resident_bytes)
     for q in report.questions:

@@ -12,6 +12,7 @@ from .catalog import Catalog
 from .errors import ConfigError, EdgemuxError, InvalidRequestError
 from .gguf import read_header
 from .memory import ModelShape, Plan, default_budget_bytes, estimate, kv_cells, parse_bytes, plan
+from .members import parse_member
 from .profiles import Profile
 from .types import ModelSpec
 
@@ -74,14 +75,15 @@ def model_bytes(catalog: Catalog, name: str, *, cells: int, k: int, n_gpu_layers
 
 
 def estimated_bytes_of(profile: Profile, catalog: Catalog | None = None) -> Callable[[Sequence[str]], int | None]:
-    """Resident bytes of some of a profile's models at its k and context, from the memory estimate (None
-    when a model's shape is unknown)."""
+    """Resident bytes of some of a profile's members at its k and context, from the memory estimate (None
+    when a model's shape is unknown). A model that serves several members counts once."""
     catalog = catalog or Catalog()
     s = profile.sampling
     cells = kv_cells(profile.n_ctx, s.k, s.max_tokens)
 
     def size(names: Sequence[str]) -> int | None:
-        sizes = [model_bytes(catalog, n, cells=cells, k=s.k) for n in names]
+        models = dict.fromkeys(parse_member(n).model for n in names)
+        sizes = [model_bytes(catalog, n, cells=cells, k=s.k) for n in models]
         return None if None in sizes else sum(n for n in sizes if n is not None)
 
     return size

@@ -9,6 +9,7 @@ from typing import Any
 
 from . import paths
 from .errors import ConfigError, InvalidRequestError, NotFoundError
+from .members import Member, parse_member
 from .types import TASK_KINDS, Sampling
 from .yamlfile import Section, read_mapping
 
@@ -21,6 +22,8 @@ _TOP_KEYS = frozenset(
 
 @dataclass(frozen=True)
 class ProfileModel:
+    """One member of a profile: ``name`` is ``model`` or ``model:strategy`` (members.py)."""
+
     name: str
     validation_accuracy: float | None = None  # measured on validation data; breaks ties between models
     resident: bool = False  # keep loaded (never evicted) once preloaded
@@ -41,8 +44,21 @@ class Profile:
     measured: dict[str, Any] = field(default_factory=dict)  # what `profile build` measured (informational)
 
     @property
-    def model_names(self) -> list[str]:
+    def member_names(self) -> list[str]:
+        """The voters, in profile order."""
         return [m.name for m in self.models]
+
+    @property
+    def members(self) -> list[Member]:
+        return [parse_member(m.name) for m in self.models]
+
+    def member(self, name: str) -> Member:
+        return parse_member(name)
+
+    @property
+    def model_names(self) -> list[str]:
+        """The distinct models to load, in profile order (a model that serves two members once)."""
+        return list(dict.fromkeys(m.model for m in self.members))
 
     @property
     def has_validation_accuracy(self) -> bool:
@@ -70,6 +86,7 @@ class Profile:
 
 def adhoc_profile(models: list[str], kind: str = "number", sampling: Sampling | None = None) -> Profile:
     """A profile for an ad-hoc model list (``--models a,b,c``): profile order is the order given."""
+    models = [parse_member(m).name for m in models]  # an unknown strategy fails here, naming the strategies
     _check_unique(models, "--models")
     if not models:
         raise InvalidRequestError("--models needs at least one model name")
@@ -82,7 +99,7 @@ def _check_unique(names: list[str], where: str) -> None:
     seen = set()
     for name in names:
         if name in seen:
-            raise InvalidRequestError(f"{where}: model {name!r} is named twice")
+            raise InvalidRequestError(f"{where}: member {name!r} is named twice")
         seen.add(name)
 
 
@@ -106,6 +123,7 @@ def parse_profile(path: Path) -> Profile:
     if not models:
         raise ConfigError(f"{top.where('models')}: a profile needs at least one model")
     try:
+        models = [replace(m, name=parse_member(m.name).name) for m in models]
         _check_unique([m.name for m in models], f"{path}: models")
     except InvalidRequestError as e:
         raise ConfigError(str(e)) from None

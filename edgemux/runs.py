@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import InvalidRequestError
+from .sandbox import ProgramRun
 from .types import TASK_KINDS, Sample
 
 log = logging.getLogger("edgemux.runs")
 
-__all__ = ["Record", "RunWriter", "drop_cut_line", "read_runs"]
+__all__ = ["Record", "RunWriter", "drop_cut_line", "merged_settings", "read_runs", "read_runs_files"]
 
 _SAMPLE_KEYS = ("index", "seed", "text", "answer", "tokens", "stop", "seconds")
 
@@ -56,7 +57,8 @@ class Record:
             "settings": self.settings, "prompt_tokens": self.prompt_tokens,
             "samples": [
                 {"index": s.index, "seed": s.seed, "text": s.text, "answer": s.answer, "tokens": s.tokens,
-                 "stop": s.stop_reason, "seconds": round(s.seconds, 3)}
+                 "stop": s.stop_reason, "seconds": round(s.seconds, 3),
+                 **({"program": s.program.to_json()} if s.program else {})}
                 for s in self.samples
             ],
         }  # fmt: skip
@@ -77,8 +79,12 @@ def _record(row: Any, where: str) -> Record:
     for j, s in enumerate(row["samples"]):
         if not isinstance(s, dict) or any(k not in s for k in _SAMPLE_KEYS):
             raise InvalidRequestError(f"{where}: sample {j} lacks one of {', '.join(_SAMPLE_KEYS)}")
+        program = s.get("program")
+        if program is not None and (not isinstance(program, dict) or "status" not in program):
+            raise InvalidRequestError(f"{where}: sample {j}: 'program' should be an object with a status")
         samples.append(
-            Sample(row["model"], s["index"], s["seed"], s["text"], s["answer"], s["tokens"], s["stop"], s["seconds"])
+            Sample(row["model"], s["index"], s["seed"], s["text"], s["answer"], s["tokens"], s["stop"], s["seconds"],
+                   ProgramRun.from_json(program) if program else None)  # fmt: skip
         )
     return Record(
         str(row["task"]), str(row["model"]), row["kind"], row.get("reference"), row.get("n_choices"),
@@ -127,6 +133,50 @@ def read_runs(path: Path) -> list[Record]:
     except (OSError, EOFError, UnicodeDecodeError) as e:
         raise InvalidRequestError(f"{path}: cannot read the runs file ({e})") from None
     return records
+
+
+def read_runs_files(spec: str | Path) -> list[Record]:
+    """The records of one runs file, or of several given as ``a.jsonl,b.jsonl.gz`` (say, one per strategy):
+    members' records for the same tasks, searched together. A member recorded in two files is an error."""
+    paths = [Path(p.strip()) for p in str(spec).split(",") if p.strip()]
+    if not paths:
+        raise InvalidRequestError("--runs needs a runs file (several: separated by commas)")
+    if len(set(paths)) != len(paths):
+        raise InvalidRequestError(f"--runs names a file twice: {spec}")
+    records: list[Record] = []
+    owner: dict[str, Path] = {}
+    for path in paths:
+        for record in read_runs(path):
+            if owner.setdefault(record.model, path) != path:
+                raise InvalidRequestError(f"{record.model} is in both {owner[record.model]} and {path}; give it once")
+            records.append(record)
+    merged_settings(records)  # settings that differ are an error now, not a profile with the wrong ones
+    return records
+
+
+# Settings members may differ in (each strategy asks in its own words).
+_PER_MEMBER = frozenset({"instruction", "strategies", "seed"})
+
+
+def merged_settings(records: list[Record]) -> dict[str, Any]:
+    """The one set of settings records from several runs files share: sampling settings must be equal;
+    the chain-of-thought instruction is the first one given, and the strategies' instructions are merged."""
+    merged: dict[str, Any] = {}
+    strategies: dict[str, Any] = {}
+    for record in records:
+        for key, value in record.settings.items():
+            if key == "strategies":
+                strategies.update(value)
+            elif key not in merged:
+                merged[key] = value
+            elif merged[key] != value and key not in _PER_MEMBER:
+                raise InvalidRequestError(
+                    f"the runs were collected with different {key} ({merged[key]!r} and {value!r} for "
+                    f"{record.model}); search runs collected with the same sampling settings"
+                )
+    if strategies:
+        merged["strategies"] = dict(sorted(strategies.items()))
+    return merged
 
 
 def drop_cut_line(path: Path) -> None:

@@ -20,7 +20,7 @@ from . import fetch
 from .catalog import Catalog
 from .earlystop import tie_ranks
 from .errors import BudgetError, InvalidRequestError
-from .extract import extract
+from .members import Member, answer_of, parse_member, run_program_of
 from .memory import ModelShape, estimate, kv_cells
 from .mux import decide
 from .planning import resolve_budget, shape_of
@@ -149,18 +149,18 @@ class Mux:
     def preload(self) -> Iterator[Event]:
         """Load the profile's models now, those marked ``resident`` first (and pinned), then the others in
         profile order while the budget holds them, so the first question pays no silent cold start."""
-        for model in sorted(self.profile.models, key=lambda m: not m.resident):
-            name = model.name
+        pinned = {parse_member(m.name).model for m in self.profile.models if m.resident}
+        for name in sorted(self.profile.model_names, key=lambda n: n not in pinned):
             if not self.resident.is_resident(name):
                 if not self.resident.can_acquire(name):
-                    if model.resident:
+                    if name in pinned:
                         raise BudgetError(
                             f"{name} is marked resident but does not fit next to the other resident models"
                         )
                     continue
                 yield from self._hold(name)
                 self.resident.release(name)
-            if model.resident:
+            if name in pinned:
                 self.resident.pin(name)
 
     def _hold(self, name: str) -> Generator[Event, None, EngineLike]:
@@ -228,35 +228,43 @@ class Mux:
         text = format_question(question, choices, tests)
         n_choices = len(choices) if choices else None
         started = time.perf_counter()
-        ranks = tie_ranks(profile.model_names, {m.name: m.validation_accuracy for m in profile.models})
+        ranks = tie_ranks(profile.member_names, {m.name: m.validation_accuracy for m in profile.models})
 
         prompts: dict[str, tuple[list[int], tuple[str, ...]]] = {}
+        busy: set[str] = set()  # models decoding for a member now: another member of the same model waits
 
         def start(name: str, indices: Sequence[int]) -> Generator[Event, None, Iterator[BatchStep] | None]:
-            if not self.resident.can_acquire(name):
+            member = parse_member(name)
+            if member.model in busy or not self.resident.can_acquire(member.model):
                 return None
-            engine = yield from self._hold(name)
+            engine = yield from self._hold(member.model)
             first = name not in prompts
             if first:
                 try:
-                    prompts[name] = self._prompt_tokens(engine, self.specs[name], text, profile, sampling)
+                    prompts[name] = self._prompt_tokens(engine, member, text, profile, sampling)
                 except BaseException:
-                    self.resident.release(name)
+                    self.resident.release(member.model)
                     raise
             tokens, stop = prompts[name]
             if first:
                 yield SamplingStarted(name, sampling.k, len(tokens))
+            busy.add(member.model)
             generator: Iterator[BatchStep] = engine.generate(tokens, sampling, [seeds[i] for i in indices], stop)
             return generator
 
+        def finish(name: str) -> None:
+            model = parse_member(name).model
+            busy.discard(model)
+            self.resident.release(model)
+
         def make_sample(name: str, f: FinishedSequence) -> Sample:
-            return _sample(name, f, seeds, profile.kind, n_choices, tests)
+            return _sample(parse_member(name), f, seeds, profile.kind, n_choices, tests)
 
         votes = yield from decode(
             self._order(profile, ranks),
             k=sampling.k,
             start=start,
-            finish=self.resident.release,
+            finish=finish,
             make_sample=make_sample,
             validation_accuracy=profile.validation_accuracy,
             ranks=ranks,
@@ -264,7 +272,7 @@ class Mux:
             early_stop=self.options.early_stop,
             stop_rule=self.options.stop_rule,
         )
-        decision = decide([votes[name] for name in profile.model_names])
+        decision = decide([votes[name] for name in profile.member_names])
         winning_text = ""
         if decision.winner is not None:
             vote = decision.vote_of(decision.winner)
@@ -291,38 +299,37 @@ class Mux:
         choices: Sequence[str] | None = None,
         tests: Sequence[str] | None = None,
     ) -> tuple[list[Sample], int]:
-        """All k samples of one model, each decoded to its end (no early stop, no vote), and the prompt's
+        """All k samples of one member, each decoded to its end (no early stop, no vote), and the prompt's
         length in tokens: what ``edgemux collect`` records. ``sampling.seed`` must be set."""
         if sampling.seed is None:
             raise InvalidRequestError("draw() needs a seed, so that the samples can be drawn again")
         seeds = [sampling.seed + j for j in range(sampling.k)]
         n_choices = len(choices) if choices else None
-        engine = self.resident.acquire(name)
+        member = parse_member(name)
+        engine = self.resident.acquire(member.model)
         try:
             tokens, stop = self._prompt_tokens(
-                engine, self.specs[name], format_question(question, choices, tests), self.profile, sampling
+                engine, member, format_question(question, choices, tests), self.profile, sampling
             )
-            samples = [
-                _sample(name, f, seeds, self.profile.kind, n_choices, tests)
-                for step in engine.generate(tokens, sampling, seeds, stop)
-                for f in step.finished
-            ]
+            finished = [f for step in engine.generate(tokens, sampling, seeds, stop) for f in step.finished]
         finally:
-            self.resident.release(name)
+            self.resident.release(member.model)
+        samples = [_sample(member, f, seeds, self.profile.kind, n_choices, tests) for f in finished]
         return sorted(samples, key=lambda s: s.index), len(tokens)
 
     def _order(self, profile: Profile, ranks: dict[str, int] | None) -> list[str]:
-        names = profile.model_names
+        names = profile.member_names
         if self.options.policy == "priority" and ranks is not None:
-            return sorted(names, key=ranks.__getitem__)  # the model that wins ties goes first
+            return sorted(names, key=ranks.__getitem__)  # the member that wins ties goes first
         # Models already loaded go first, so a tight budget swaps each model in at most once per question.
-        return sorted(names, key=lambda n: not self.resident.is_resident(n))
+        return sorted(names, key=lambda n: not self.resident.is_resident(parse_member(n).model))
 
     def _prompt_tokens(
-        self, engine: EngineLike, spec: ModelSpec, question: str, profile: Profile, sampling: Sampling
+        self, engine: EngineLike, member: Member, question: str, profile: Profile, sampling: Sampling
     ) -> tuple[list[int], tuple[str, ...]]:
-        style = spec.prompt_style if engine.has_chat_template else "completion"
-        prompt = build_prompt(question, profile.kind, style, profile.instruction, profile.system)
+        style = self.specs[member.model].prompt_style if engine.has_chat_template else "completion"
+        instruction = member.instruction(profile.kind, profile.instruction)
+        prompt = build_prompt(question, profile.kind, style, instruction, profile.system)
         text = engine.render_chat(prompt.messages) if prompt.messages else prompt.text
         tokens = engine.tokenize(text)
         engine.check_fits(len(tokens), sampling.k, sampling.max_tokens)
@@ -330,7 +337,14 @@ class Mux:
 
 
 def _sample(
-    name: str, f: FinishedSequence, seeds: Sequence[int], kind: str, n_choices: int | None, tests: Sequence[str] | None
+    member: Member, f: FinishedSequence, seeds: Sequence[int], kind: str, n_choices: int | None,
+    tests: Sequence[str] | None,
 ) -> Sample:
-    answer = extract(kind, f.text, n_choices=n_choices, tests=tests)
-    return Sample(name, f.index, seeds[f.index], f.text, answer, f.tokens, f.stop_reason, f.seconds)
+    """A finished sequence as a sample: its answer extracted, or for a program-of-thought member, its program
+    run in the sandbox and the printed value canonicalised (an unparsable sample when it does not run)."""
+    program = run_program_of(f.text) if member.runs_programs else None
+    answer = answer_of(member, kind, f.text, program_stdout=program.stdout if program and program.ok else None,
+                       n_choices=n_choices, tests=tuple(tests) if tests else None)  # fmt: skip
+    if program is not None and not program.ok:
+        log.info("%s sample %d: its program %s (%s)", member.name, f.index, program.status, program.detail)
+    return Sample(member.name, f.index, seeds[f.index], f.text, answer, f.tokens, f.stop_reason, f.seconds, program)

@@ -21,8 +21,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import InvalidRequestError
-from .extract import canonical_reference, extract
-from .runs import Record
+from .extract import canonical_reference
+from .members import RUN_PROGRAMS_NEEDED, recorded_answer
+from .runs import Record, merged_settings
 
 __all__ = ["RunTable", "SearchResult", "build_table", "search"]
 
@@ -47,9 +48,10 @@ class RunTable:
     left_out: dict[str, int] = field(default_factory=dict)
 
 
-def build_table(records: Sequence[Record], *, rescore: bool = True) -> RunTable:
-    """Arrange records as arrays. ``rescore`` extracts every answer again from its text, so that runs
-    collected before an extractor fix are scored by today's rules."""
+def build_table(records: Sequence[Record], *, rescore: bool = True, run_programs: bool = False) -> RunTable:
+    """Arrange records as arrays. ``rescore`` extracts every answer again from its text (a program's from
+    its recorded output), so that runs collected before an extractor fix are scored by today's rules.
+    Nothing is executed unless ``run_programs``: code tasks need it, to run their reference programs."""
     if not records:
         raise InvalidRequestError("the runs file holds no records")
     kinds = Counter(r.kind for r in records)
@@ -62,6 +64,8 @@ def build_table(records: Sequence[Record], *, rescore: bool = True) -> RunTable:
             "separate files, one per k"
         )
     kind, k = records[0].kind, records[0].k
+    if kind == "code" and not run_programs:
+        raise InvalidRequestError(RUN_PROGRAMS_NEEDED)
     models = list(dict.fromkeys(r.model for r in records))
     by_task: dict[str, dict[str, Record]] = {}
     for r in records:
@@ -96,13 +100,17 @@ def build_table(records: Sequence[Record], *, rescore: bool = True) -> RunTable:
             record = per_model[model]
             seconds[m, t] = max(s.seconds for s in record.samples)
             for j, s in enumerate(sorted(record.samples, key=lambda s: s.index)):
-                answer = extract(kind, s.text, n_choices=record.n_choices, tests=record.tests) if rescore else s.answer
+                answer = (
+                    recorded_answer(kind, model, s, n_choices=record.n_choices, tests=record.tests, run_programs=True)
+                    if rescore else s.answer
+                )  # fmt: skip
                 tokens[m, t, j] = s.tokens
                 truncated[m, t, j] = s.stop_reason == "length"
                 if answer is not None:
                     answers[m, t, j] = ids.setdefault(answer, len(ids))
                     correct[m, t, j] = answer == reference
-    return RunTable(kind, models, tasks, k, answers, correct, tokens, truncated, seconds, records[0].settings, left_out)
+    return RunTable(kind, models, tasks, k, answers, correct, tokens, truncated, seconds, merged_settings(records),
+                    left_out)  # fmt: skip
 
 
 def _tests(per_model: dict[str, Record]) -> tuple[str, ...] | None:

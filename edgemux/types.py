@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import InvalidRequestError
+from .sandbox import ProgramRun
 
 __all__ = [
     "TASK_KINDS",
@@ -181,6 +182,7 @@ class Sample:
     tokens: int
     stop_reason: StopReason
     seconds: float
+    program: ProgramRun | None = None  # program-of-thought members: how the sample's program ran
 
 
 @dataclass(frozen=True)
@@ -280,6 +282,7 @@ class MuxResult:
                             "tokens": s.tokens,
                             "stop_reason": s.stop_reason,
                             "seconds": round(s.seconds, 3),
+                            **({"program": s.program.to_json()} if s.program else {}),
                         }
                         for s in v.samples
                     ],

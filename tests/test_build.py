@@ -125,6 +125,6 @@ def test_build_with_fixed_models_chooses_only_k(tmp_path: Path) -> None:
     assert result.exit_code == 0 and load_profile(str(out)).model_names == ["qwen2.5-coder-1.5b"]
 
     result = invoke(*args, "--models", "gemma3-270m,nope")
-    assert result.exit_code == 3 and "unknown model 'nope'" in result.output and "runs.jsonl" in result.output
+    assert result.exit_code == 3 and "unknown member 'nope'" in result.output and "runs.jsonl" in result.output
     result = invoke(*args, "--models", "gemma3-270m,gemma3-270m")
-    assert result.exit_code == 2 and "each once" in result.output
+    assert result.exit_code == 2 and "named twice" in result.output

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgemux import code
+from edgemux.errors import InvalidRequestError
 from edgemux.evaluate import score_runs
 from edgemux.extract import canonical_reference, extract
 from edgemux.profiles import Profile, ProfileModel
@@ -64,7 +65,9 @@ def test_eval_scores_code_by_running_it() -> None:
 
     runs = [record("a", [RIGHT_A, WRONG, RIGHT_B]), record("b", [WRONG, WRONG, "no code"])]
     profile = Profile("c", "code", (ProfileModel("a", 0.5), ProfileModel("b", 0.4)), Sampling(k=3))
-    report = score_runs(runs, profile)
+    with pytest.raises(InvalidRequestError, match="--run-programs"):  # a runs file alone executes nothing
+        score_runs(runs, profile)
+    report = score_runs(runs, profile, run_programs=True)
     scores = {m.method: m.correct for m in report.methods}
     # a: right, wrong, right (2/3 right, behaviour-equal); b: wrong, wrong, none (2/3 wrong) → tie at 2/3 → a wins
     assert scores == {"a, 1 sample": 1, "b, 1 sample": 0, "a, majority of 3": 1, "b, majority of 3": 0,

@@ -70,12 +70,20 @@ budget_option = click.option(
 )
 
 
+run_programs_option = click.option(
+    "--run-programs",
+    is_flag=True,
+    help="run the programs of code answers again (MBPP: the reference and every sample), in the sandbox; "
+    "without it a runs file is scored without executing anything",
+)
+
+
 def profile_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """--profile, --models, --kind, --n-ctx and the sampling flags: shared by every command that runs a profile."""
     command = sampling_options(command)
     for option in reversed([
         click.option("--profile", "-p", default="default", show_default=True, help="profile name or path to a profile .yaml"),
-        click.option("--models", "-m", help="comma-separated model names: an ad-hoc ensemble instead of the profile's"),
+        click.option("--models", "-m", help="comma-separated members, MODEL or MODEL:STRATEGY (cot, pot): an ad-hoc ensemble instead of the profile's"),
         click.option("--kind", type=click.Choice(TASK_KINDS), help="how answers are extracted and compared [from the profile]"),
         click.option("--n-ctx", type=int, default=None, help="context of one sample, prompt + answer [from the profile]"),
     ]):  # fmt: skip
@@ -104,6 +112,7 @@ def cli(verbose: int) -> None:
     Examples:
       edgemux ask "A pen costs $2 and a book $7. What do 3 pens and 2 books cost?"
       edgemux ask --profile tiny -k 5 --json "What is 17 + 25?"
+      edgemux ask --models qwen2.5-coder-1.5b:pot,qwen2.5-coder-1.5b "…"   # a program and prose vote
       echo "What is 6 * 7?" | edgemux ask -
       edgemux models list
       edgemux plan --budget 2GiB

@@ -11,14 +11,15 @@ import click
 
 from .. import errors, fetch
 from ..catalog import Catalog
-from . import budget_option, chosen_profile, cli, gpu_layers_option, profile_options
+from . import budget_option, chosen_profile, cli, gpu_layers_option, profile_options, run_programs_option
 
 
 @cli.command("eval")
 @click.option("--tasks", "tasks_path", type=click.Path(path_type=Path), help="run live on this JSONL task file")
 @click.option(
-    "--runs", "runs_path", type=click.Path(path_type=Path), help="or re-score samples collected before (offline)"
-)
+    "--runs", "runs_path", type=click.Path(path_type=Path),
+    help="or re-score samples collected before (offline); several runs files: a.jsonl,b.jsonl",
+)  # fmt: skip
 @profile_options
 @click.option("--limit", type=int, default=None, help="only the first N tasks (live)")
 @click.option("--shuffle-seed", type=int, default=None, help="shuffle the tasks with this seed before --limit (live)")
@@ -31,12 +32,13 @@ from . import budget_option, chosen_profile, cli, gpu_layers_option, profile_opt
 @click.option("--threads", "n_threads", type=int, default=None, help="CPU threads [one per core]")
 @budget_option
 @click.option("--no-rescore", is_flag=True, help="use the answers as recorded instead of extracting them again")
+@run_programs_option
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON on stdout")
 @click.option("--quiet", "-q", is_flag=True, help="no progress")
 def eval_cmd(tasks_path: Path | None, runs_path: Path | None, profile: str, models: str | None, kind: str | None,
              n_ctx: int | None, limit: int | None, shuffle_seed: int | None, out: Path | None, n_gpu_layers: int,
-             n_threads: int | None, budget: str | None, no_rescore: bool, as_json: bool, quiet: bool,
-             **sampling: Any) -> None:  # fmt: skip
+             n_threads: int | None, budget: str | None, no_rescore: bool, run_programs: bool, as_json: bool,
+             quiet: bool, **sampling: Any) -> None:  # fmt: skip
     """Accuracy of a profile against every baseline, on the same questions and the same samples.
 
     Each model alone (one sample) and with self-consistency, the pooled vote (Agent Forest), SLM-MUX with
@@ -54,7 +56,7 @@ def eval_cmd(tasks_path: Path | None, runs_path: Path | None, profile: str, mode
     from ..live_eval import evaluate_live
     from ..planning import estimated_bytes_of
     from ..report import write_report
-    from ..runs import read_runs
+    from ..runs import read_runs_files
     from ..runtime import LoadOptions, Mux
     from ..tasks import guess_kind, load_tasks
 
@@ -67,8 +69,8 @@ def eval_cmd(tasks_path: Path | None, runs_path: Path | None, profile: str, mode
     source = str(tasks_path or runs_path)
     if tasks_path is None:
         assert runs_path is not None
-        report = score_runs(read_runs(runs_path), chosen, k=sampling.get("k"), rescore=not no_rescore,
-                            resident_bytes=estimated_bytes_of(chosen))  # fmt: skip
+        report = score_runs(read_runs_files(runs_path), chosen, k=sampling.get("k"), rescore=not no_rescore,
+                            resident_bytes=estimated_bytes_of(chosen), run_programs=run_programs)  # fmt: skip
     else:
         tasks = load_tasks(tasks_path, limit=limit, shuffle_seed=shuffle_seed)
         out = out or Path("eval") / f"{chosen.name}-{tasks_path.name.split('.')[0]}"

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from .. import errors, fetch
-from . import budget_option, chosen_profile, cli, gpu_layers_option, profile_options
+from . import budget_option, chosen_profile, cli, gpu_layers_option, profile_options, run_programs_option
 
 
 @cli.command()
@@ -83,7 +83,7 @@ def collect(tasks_path: Path, out: Path, profile: str, models: str | None, kind:
     "runs_path",
     required=True,
     type=click.Path(path_type=Path),
-    help="a runs file from `edgemux collect` (.jsonl or .jsonl.gz)",
+    help="a runs file from `edgemux collect` (.jsonl or .jsonl.gz); several, one per strategy: a.jsonl,b.jsonl",
 )
 @click.option(
     "--max-models", type=int, default=3, show_default=True, help="largest subset tried (every subset of 2..N models)"
@@ -97,25 +97,27 @@ def collect(tasks_path: Path, out: Path, profile: str, models: str | None, kind:
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of those draws")
 @click.option("--top", type=int, default=3, show_default=True, help="subsets shown in the scaling table")
 @click.option("--no-rescore", is_flag=True, help="use the answers as collected instead of extracting them again")
+@run_programs_option
 @click.option("--markdown", is_flag=True, help="print the tables as Markdown (for a README or an issue)")
 @click.option("--json", "as_json", is_flag=True, help="print everything as JSON on stdout")
 def search(runs_path: Path, max_models: int, lam: float, repeats: int, seed: int, top: int, no_rescore: bool,
-           markdown: bool, as_json: bool) -> None:  # fmt: skip
-    """Which models to combine and with how many samples, judged on collected runs (no generation).
+           run_programs: bool, markdown: bool, as_json: bool) -> None:  # fmt: skip
+    """Which members to combine and with how many samples, judged on collected runs (no generation).
 
-    Per model: accuracy of one sample, of its majority vote, how often it is confidently wrong. Per subset
+    A member is a model with a strategy (qwen2.5-coder-1.5b:pot); runs of several strategies, collected
+    into separate files, are searched together with --runs a.jsonl,b.jsonl. Per member: accuracy of one sample, of its majority vote, how often it is confidently wrong. Per subset
     of 2..--max-models models: UnionAcc, Contradiction and the objective (the SLM-MUX paper's search),
     next to the simulated MUX accuracy on the same samples for every k up to the collected one, the pooled
     vote (Agent Forest) and the oracle. Accuracies are percentages.
     """
     from .. import ui
-    from ..runs import read_runs
+    from ..runs import read_runs_files
     from ..search import build_table
     from ..search import search as run_search
 
     if repeats < 1:
         raise errors.InvalidRequestError("--repeats must be at least 1")
-    table = build_table(read_runs(runs_path), rescore=not no_rescore)
+    table = build_table(read_runs_files(runs_path), rescore=not no_rescore, run_programs=run_programs)
     result = run_search(table, max_models=max_models, lam=lam, repeats=repeats, seed=seed)
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(result), indent=2))
@@ -139,15 +141,17 @@ def profile_group() -> None:
 
 @profile_group.command("build")
 @click.option(
-    "--runs", "runs_path", required=True, type=click.Path(path_type=Path), help="a runs file from `edgemux collect`"
-)
+    "--runs", "runs_path", required=True, type=click.Path(path_type=Path),
+    help="a runs file from `edgemux collect`; several, one per strategy: a.jsonl,b.jsonl",
+)  # fmt: skip
 @click.option("--name", required=True, help="the profile's name (what --profile takes)")
 @budget_option
 @click.option("--max-models", type=int, default=3, show_default=True, help="largest subset considered")
 @click.option("--tolerance", type=float, default=1.0, show_default=True,
               help="take the cheapest setup within this many accuracy points of the best")  # fmt: skip
 @click.option("--allow-single", is_flag=True, help="let a single model with self-consistency be chosen")
-@click.option("-m", "--models", help="comma-separated: keep exactly these models and choose only k")
+@click.option("-m", "--models", help="comma-separated members (MODEL or MODEL:STRATEGY): keep exactly these, choose only k")
+@run_programs_option
 @click.option(
     "--lambda", "lam", type=float, default=1.0, show_default=True, help="weight of Contradiction in the objective"
 )
@@ -156,8 +160,8 @@ def profile_group() -> None:
 @click.option("--out", type=click.Path(path_type=Path), help="where to write it [$EDGEMUX_HOME/profiles/NAME.yaml]")
 @click.option("--force", is_flag=True, help="replace an existing profile file")
 def profile_build(runs_path: Path, name: str, budget: str | None, max_models: int, tolerance: float, allow_single: bool,
-                  models: str | None, lam: float, repeats: int, description: str | None, out: Path | None,
-                  force: bool) -> None:  # fmt: skip
+                  models: str | None, run_programs: bool, lam: float, repeats: int, description: str | None,
+                  out: Path | None, force: bool) -> None:  # fmt: skip
     """Pick the models and k from collected runs and write a profile `edgemux ask --profile NAME` uses.
 
     Every (subset, k) the search scores is a candidate; those that do not fit the memory budget are
@@ -170,7 +174,8 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     from .. import paths
     from ..build import candidates, choose, profile_document, write_profile
     from ..memory import default_budget_bytes, parse_bytes
-    from ..runs import read_runs
+    from ..members import parse_members
+    from ..runs import read_runs_files
     from ..search import build_table
     from ..search import search as run_search
 
@@ -180,16 +185,17 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     target = out or paths.user_profiles() / f"{name}.yaml"
     if target.exists() and not force:
         raise errors.InvalidRequestError(f"{target} exists already; pass --force to replace it")
-    fixed = [m.strip() for m in models.split(",") if m.strip()] if models is not None else None
-    table = build_table(read_runs(runs_path))
+    fixed = None
+    if models is not None:
+        fixed = [m.name for m in parse_members([m for m in models.split(",") if m.strip()])]
+        if not fixed:
+            raise errors.InvalidRequestError("--models needs members, each once, separated by commas")
+    runs_names = ",".join(Path(p).name for p in str(runs_path).split(",") if p.strip())
+    table = build_table(read_runs_files(runs_path), run_programs=run_programs)
     if fixed is not None:
-        if not fixed or len(set(fixed)) != len(fixed):
-            raise errors.InvalidRequestError("--models needs model names, each once, separated by commas")
         for m in fixed:
             if m not in table.models:
-                raise errors.NotFoundError(
-                    "model", m, table.models, f"--models names a model {runs_path.name} has not run"
-                )
+                raise errors.NotFoundError("member", m, table.models, f"--models names a member {runs_names} has not run")
         max_models = max(max_models, len(fixed))
     result = run_search(table, max_models=max_models, lam=lam, repeats=repeats)
     found = candidates(result, budget_bytes, allow_single=allow_single, only=fixed)
@@ -197,7 +203,7 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     if fixed is not None:
         why += " (models fixed by --models)"
     text = profile_document(
-        name, chosen, why, result, found, runs=runs_path.name, budget=budget, description=description
+        name, chosen, why, result, found, runs=runs_names, budget=budget, description=description
     )
     write_profile(target, text, force=force)
     click.echo(f"wrote {target}\n{why}", err=True)
@@ -233,4 +239,4 @@ def profiles_cmd() -> None:
 
     for name in list_profiles():
         p = load_profile(name)
-        click.echo(f"{name:<12} {p.kind:<7} k={p.sampling.k}  {', '.join(p.model_names)}  {p.description}")
+        click.echo(f"{name:<12} {p.kind:<7} k={p.sampling.k}  {', '.join(p.member_names)}  {p.description}")
