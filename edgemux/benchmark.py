@@ -252,7 +252,7 @@ def run_ensemble(mux: object, questions: int, tick: Callable[[], None]) -> Ensem
     n = min(questions, len(QUESTIONS))
     return EnsembleRow(
         mux.profile.name,
-        mux.profile.model_names,
+        mux.profile.member_names,
         mux.profile.sampling.k,
         n,
         60 * n / seconds,

@@ -59,7 +59,7 @@ def plot_curve(profile: Profile, path: Path) -> None:
     for label, points in sorted(lines.items(), key=lambda item: -max(p[1] for p in item[1])):
         points.sort()
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, linewidth=1, label=label)
-    chosen = " + ".join(profile.model_names)
+    chosen = " + ".join(profile.member_names)
     measured = profile.measured
     if "mux_accuracy" in measured and "tokens_per_answer" in measured:
         ax.scatter([measured["tokens_per_answer"]], [100 * measured["mux_accuracy"]], s=120, facecolors="none",

@@ -143,3 +143,17 @@ def test_record_round_trip_keeps_the_program_run(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     path.write_text(record.to_json() + "\n")
     assert read_runs(path)[0].samples[0].program == ProgramRun("error", "", "ValueError", 0.1)
+
+
+def test_the_live_view_shows_one_row_per_member(fake_models: list[str]) -> None:
+    from edgemux.ui.live import LiveView
+    from edgemux.ui.tables import vote_table
+
+    with mux(["alpha:pot", "alpha", "beta"], {"alpha": [PROGRAM_42], "beta": ["#### 42"]}, early_stop=False) as m:
+        view = LiveView(m.profile.member_names)
+        for event in m.stream("6 times 7?"):
+            view.update(event)
+    assert view.result is not None and set(view.rows) == {"alpha:pot", "alpha", "beta"}
+    assert view.rows["alpha:pot"].answers == {0: "42", 1: "42", 2: "42"} and view.rows["alpha"].answers[0] == "7"
+    assert [v.model for v in view.result.decision.votes] == ["alpha:pot", "alpha", "beta"]
+    assert vote_table(view.result).row_count == 3

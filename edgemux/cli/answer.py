@@ -56,7 +56,7 @@ def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx
     with Mux(chosen, load=options, fetch_progress=progress) as mux:
         mux.pull()
         events = mux.stream(question, choices=choices or None)
-        result = ui.follow(events, chosen.model_names, live=ui.stderr.is_terminal, quiet=quiet)
+        result = ui.follow(events, chosen.member_names, live=ui.stderr.is_terminal, quiet=quiet)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     elif result.answer is not None:

@@ -22,6 +22,7 @@ from ..types import (
     SampleFinished,
     SamplingStarted,
 )
+from ..members import parse_member
 from .console import stderr
 
 # -- the live view of one question ----------------------------------------------------------------------
@@ -39,17 +40,23 @@ class _Row:
 
 
 class LiveView:
-    """Consumes Mux events and keeps one row per model: sample progress, answers, confidence."""
+    """Consumes Mux events and keeps one row per member: sample progress, answers, confidence."""
 
     def __init__(self, models: Iterable[str]) -> None:
         self.rows = {m: _Row() for m in models}
         self.result: MuxResult | None = None
 
+    def _rows_of_model(self, model: str) -> list[_Row]:
+        """Loads are per model; rows are per member (a model may serve several)."""
+        return [row for name, row in self.rows.items() if parse_member(name).model == model]
+
     def update(self, event: Event) -> None:
         if isinstance(event, ModelLoading):
-            self.rows[event.model].state = "loading"
+            for row in self._rows_of_model(event.model):
+                row.state = "loading"
         elif isinstance(event, ModelLoaded):
-            self.rows[event.model].state = f"loaded in {event.load_s:.1f} s"
+            for row in self._rows_of_model(event.model):
+                row.state = f"loaded in {event.load_s:.1f} s"
         elif isinstance(event, SamplingStarted):
             row = self.rows[event.model]
             row.state, row.k, row.tokens = "decoding", event.k, (0,) * event.k
@@ -68,7 +75,7 @@ class LiveView:
 
     def render(self) -> Group:
         table = Table(box=None, pad_edge=False, header_style="bold")
-        for column in ("model", "samples", "tok/s", "answers", "confidence"):
+        for column in ("member", "samples", "tok/s", "answers", "confidence"):
             table.add_column(column)
         for model, row in self.rows.items():
             samples = " ".join(_sample_cell(i, t, row) for i, t in enumerate(row.tokens)) or row.state

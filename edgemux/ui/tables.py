@@ -20,7 +20,7 @@ from ..types import (
 def vote_table(result: MuxResult) -> Table:
     d = result.decision
     table = Table(title=f"SLM-MUX vote ({result.kind}, k={result.sampling.k})", header_style="bold")
-    table.add_column("model", no_wrap=True, min_width=max(len(v.model) for v in d.votes))
+    table.add_column("member", no_wrap=True, min_width=max(len(v.model) for v in d.votes))
     for column in ("answers (count)", "unparsable", "majority", "confidence", "val. acc.", ""):
         table.add_column(column)
     for v in d.votes:
