@@ -11,21 +11,28 @@ share of tokens saved, then the clairvoyant bound (bench/early_stop_bound.py): t
 could save on the same samples.
 
     python bench/early_stop_replay.py --runs bench/runs/gsm8k-dev-k5.jsonl.gz --profile default -k 3
+    python bench/early_stop_replay.py --runs bench/runs/gsm8k-dev-k5.jsonl.gz,bench/runs/gsm8k-dev-pot-k5.jsonl.gz
+
+Program-of-thought members' recorded programs run again in the sandbox (each program once: later
+replays of the same program reuse its run).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 from pathlib import Path
 
 from early_stop_bound import cheapest_certificate, question_slots
 
+from edgemux import runtime
 from edgemux.extract import canonical_reference
+from edgemux.members import parse_member
 from edgemux.profiles import ProfileModel, load_profile
-from edgemux.runs import read_runs
+from edgemux.runs import read_runs_files
 from edgemux.runtime import LoadOptions, Mux
 from edgemux.search import build_table
 from edgemux.testing import ReplayEngine
@@ -55,7 +62,8 @@ def main() -> None:
 
     profile = load_profile(args.profile)
     k = args.k or profile.sampling.k
-    records = read_runs(Path(args.runs))
+    records = read_runs_files(args.runs)
+    runtime.run_program_of = functools.lru_cache(maxsize=None)(runtime.run_program_of)  # each program runs once
     if args.measured_ties:
         table = build_table(records)
         accuracy = {m: float(table.correct[i].mean()) for i, m in enumerate(table.models)}
@@ -66,9 +74,13 @@ def main() -> None:
     by_task: dict[str, dict[str, object]] = {}
     for r in records:
         by_task.setdefault(r.task, {})[r.model] = r
-    tasks = [t for t, per in by_task.items() if all(m in per for m in profile.model_names)]
+    members = profile.member_names
+    tasks = [t for t, per in by_task.items() if all(m in per for m in members)]
     if not tasks:
-        sys.exit(f"no task in {args.runs} was run by all of {', '.join(profile.model_names)}")
+        sys.exit(f"no task in {args.runs} was run by all of {', '.join(members)}")
+    # each member's recording is picked by a piece of its own prompt (members of one model differ in it)
+    marker = {m: parse_member(m).instruction(profile.kind, profile.instruction) or "" for m in members}
+    marker = {m: text.split("{question}")[0][:60] for m, text in marker.items()}
 
     engines: dict[str, ReplayEngine] = {}
 
@@ -85,21 +97,21 @@ def main() -> None:
         answers = {}
         for name, options in SETTINGS.items():
             with Mux(profile, load=options, engine_factory=factory) as mux:
-                for model in profile.model_names:
-                    samples = sorted(per[model].samples, key=lambda s: s.index)[:k]  # type: ignore[attr-defined]
-                    engines.setdefault(model, ReplayEngine()).play(
-                        [s.text for s in samples], [s.tokens for s in samples]
+                for member in members:
+                    samples = sorted(per[member].samples, key=lambda s: s.index)[:k]  # type: ignore[attr-defined]
+                    engines.setdefault(parse_member(member).model, ReplayEngine()).play(
+                        [s.text for s in samples], [s.tokens for s in samples], prompt_has=marker[member]
                     )
                 result = mux.ask(f"replay of {task}", kind=first.kind)  # type: ignore[attr-defined]
             answers[name] = result.answer
             totals[name]["tokens"] += result.tokens
             totals[name]["correct"] += result.answer is not None and result.answer == reference
             totals[name]["same"] += result.answer == answers["full"]
-        slot_answers, slot_tokens = question_slots(per, list(profile.model_names), k)
-        bound_tokens += cheapest_certificate(slot_answers, slot_tokens, list(profile.model_names), k, accuracy)[0]
+        slot_answers, slot_tokens = question_slots(per, members, k)
+        bound_tokens += cheapest_certificate(slot_answers, slot_tokens, members, k, accuracy)[0]
     n = len(tasks)
     out = {
-        "runs": args.runs, "profile": profile.name, "models": profile.model_names, "k": k, "questions": n,
+        "runs": args.runs, "profile": profile.name, "models": members, "k": k, "questions": n,
         "tie_break": "measured accuracy" if args.measured_ties else "profile",
         **{name: {"tokens_per_question": t["tokens"] / n, "accuracy": t["correct"] / n, "same_answer_as_full": t["same"] / n}
            for name, t in totals.items()},
@@ -110,7 +122,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"{n} questions, {' + '.join(profile.model_names)}, k={k}, ties by {out['tie_break']}")
+    print(f"{n} questions, {' + '.join(members)}, k={k}, ties by {out['tie_break']}")
     for name in SETTINGS:
         r = out[name]
         print(f"  {name:<18} {r['tokens_per_question']:7.0f} tokens/question  accuracy {100 * r['accuracy']:5.1f}%  "

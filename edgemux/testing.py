@@ -78,24 +78,34 @@ def fake_engine_factory(outputs: Mapping[str, Sequence[str]], created: dict[str,
 class ReplayEngine(FakeEngine):
     """Plays recorded samples (a runs file's texts and token counts) through the real scheduler: sample i
     finishes at step ``tokens[i]`` with ``texts[i]``. Call ``play`` before each question. For measuring
-    what early stop saves on many recorded questions without generating them again."""
+    what early stop saves on many recorded questions without generating them again.
+
+    One model may serve several members, each asking in its own words: ``play(..., prompt_has=...)`` gives
+    each member its own recording, picked by a piece of text only that member's prompt contains."""
+
+    _SCRIPT = 1 << 30  # the first token of a prompt says whose recording it plays
 
     def __init__(self) -> None:
         super().__init__([""])
-        self._texts: list[str] = []
-        self._tokens: list[int] = []
+        self._scripts: list[tuple[str, list[str], list[int]]] = []
 
-    def play(self, texts: Sequence[str], tokens: Sequence[int]) -> None:
-        self._texts, self._tokens = list(texts), list(tokens)
+    def play(self, texts: Sequence[str], tokens: Sequence[int], prompt_has: str = "") -> None:
+        self._scripts = [s for s in self._scripts if s[0] != prompt_has] + [(prompt_has, list(texts), list(tokens))]
+
+    def tokenize(self, text: str) -> list[int]:
+        found = [(len(s[0]), i) for i, s in enumerate(self._scripts) if s[0] in text]
+        index = max(found)[1] if found else 0  # the most specific recording whose text the prompt holds
+        return [self._SCRIPT + index, *super().tokenize(text)]
 
     def generate(
         self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = ()
     ) -> Iterator[BatchStep]:
         indices = _indices(sampling, seeds)
-        if max(indices) >= len(self._texts):
-            raise ValueError(f"sample {max(indices)} asked, {len(self._texts)} recorded")
-        texts = [self._texts[i] for i in indices]
-        limits = [max(1, min(self._tokens[i], sampling.max_tokens)) for i in indices]
+        _, recorded_texts, recorded_tokens = self._scripts[prompt[0] - self._SCRIPT]
+        if max(indices) >= len(recorded_texts):
+            raise ValueError(f"sample {max(indices)} asked, {len(recorded_texts)} recorded")
+        texts = [recorded_texts[i] for i in indices]
+        limits = [max(1, min(recorded_tokens[i], sampling.max_tokens)) for i in indices]
         step = 0
         try:
             while step < max(limits):

@@ -53,3 +53,23 @@ def test_staged_challengers_stop_before_their_next_sample(fake_models: list[str]
     assert ask(LoadOptions(policy="staged")) == ("4", "alpha", 320)  # beta's third never starts
     # the answer rule: beta's first sample "5" could still win 3/3 with 5, so the answer is not yet settled
     assert ask(LoadOptions(policy="staged", stop_rule="answer")) == ("4", "alpha", 320)
+
+
+def test_two_members_of_one_model_replay_their_own_recordings(fake_models: list[str], home: Path) -> None:
+    from edgemux.members import POT_INSTRUCTIONS
+    from edgemux.prompts import DEFAULT_INSTRUCTIONS
+
+    engine = ReplayEngine()
+    engine.play(["```python\nprint(4)\n```"] * 3, [20, 20, 20], prompt_has=POT_INSTRUCTIONS["number"][:60])
+    engine.play(["\\boxed{5}", "\\boxed{5}", "\\boxed{6}"], [90, 90, 90], prompt_has=DEFAULT_INSTRUCTIONS["number"][:60])
+    members = (ProfileModel("alpha:pot"), ProfileModel("alpha"))
+    profile = Profile("r", "number", members, Sampling(k=3, max_tokens=500, seed=1))
+    for options in (LoadOptions(policy="interleave", early_stop=False), LoadOptions(policy="priority")):
+        with Mux(profile, load=options, engine_factory=lambda *_: engine) as mux:  # type: ignore[arg-type, return-value]
+            result = mux.ask("q")
+        votes = {v.model: v for v in result.decision.votes}
+        assert (result.answer, result.decision.winner) == ("4", "alpha:pot")
+        if not options.early_stop:
+            assert [s.answer for s in votes["alpha"].samples] == ["5", "5", "6"] and result.tokens == 60 + 270
+        else:
+            assert result.tokens == 60  # the program member is unanimous: the prose member never starts

@@ -131,6 +131,27 @@ def test_mux_answer_carries_the_vote(server: Running) -> None:
     assert answer == response.choices[0].message.content  # same seed, same decision
 
 
+def test_a_mux_profile_of_members(server: Running, home: Path) -> None:
+    """A profile whose members are one model with two strategies: served as mux:NAME, one load, a vote
+    per member, and the program member's samples say how their programs ran."""
+    (home / "profiles").mkdir(parents=True, exist_ok=True)
+    (home / "profiles" / "twoways.yaml").write_text(
+        "name: twoways\nkind: number\nmodels:\n  - smollm2-135m:pot\n  - smollm2-135m\n"
+        "sampling: {k: 2, temperature: 0.7, max_tokens: 48}\nn_ctx: 1024\n"
+    )
+    client = server.client()
+    assert "mux:twoways" in [m.id for m in client.models.list().data]
+    response = client.chat.completions.create(
+        model="mux:twoways", messages=[{"role": "user", "content": "What is 2 + 3?"}], max_tokens=48, seed=1
+    )
+    votes = {v["name"]: v for v in response.model_extra["edgemux"]["votes"]}  # type: ignore[index]
+    assert set(votes) == {"smollm2-135m:pot", "smollm2-135m"}
+    program_samples = [s for s in votes["smollm2-135m:pot"]["samples"] if s["stop_reason"] != "cancelled"]
+    assert program_samples and all(s["program"]["status"] in ("ok", "error", "timeout", "killed", "output-limit")
+                                   for s in program_samples)  # fmt: skip
+    assert all("program" not in s for s in votes["smollm2-135m"]["samples"])
+
+
 def test_errors_in_openai_shape(server: Running) -> None:
     with pytest.raises(openai.AuthenticationError) as auth:
         openai.OpenAI(base_url=server.url + "/v1", api_key="wrong", max_retries=0).models.list()
