@@ -87,14 +87,14 @@ def main() -> None:
     def factory(spec, path, n_ctx, n_seq_max, options):  # type: ignore[no-untyped-def]
         return engines.setdefault(spec.name, ReplayEngine())
 
-    totals = {name: {"tokens": 0, "correct": 0, "same": 0} for name in SETTINGS}
+    totals = {name: {"tokens": 0, "correct": 0, "same": 0, "same_confidence": 0} for name in SETTINGS}
     accuracy = [m.validation_accuracy for m in profile.models]
     bound_tokens = 0
     for task in tasks:
         per = by_task[task]
         first = next(iter(per.values()))
         reference = canonical_reference(first.kind, first.reference) if first.reference else None  # type: ignore[attr-defined]
-        answers = {}
+        answers, confidences = {}, {}
         for name, options in SETTINGS.items():
             with Mux(profile, load=options, engine_factory=factory) as mux:
                 for member in members:
@@ -103,8 +103,9 @@ def main() -> None:
                         [s.text for s in samples], [s.tokens for s in samples], prompt_has=marker[member]
                     )
                 result = mux.ask(f"replay of {task}", kind=first.kind)  # type: ignore[attr-defined]
-            answers[name] = result.answer
+            answers[name], confidences[name] = result.answer, result.decision.confidence
             totals[name]["tokens"] += result.tokens
+            totals[name]["same_confidence"] += confidences[name] == confidences["full"]
             totals[name]["correct"] += result.answer is not None and result.answer == reference
             totals[name]["same"] += result.answer == answers["full"]
         slot_answers, slot_tokens = question_slots(per, members, k)
@@ -113,7 +114,8 @@ def main() -> None:
     out = {
         "runs": args.runs, "profile": profile.name, "models": members, "k": k, "questions": n,
         "tie_break": "measured accuracy" if args.measured_ties else "profile",
-        **{name: {"tokens_per_question": t["tokens"] / n, "accuracy": t["correct"] / n, "same_answer_as_full": t["same"] / n}
+        **{name: {"tokens_per_question": t["tokens"] / n, "accuracy": t["correct"] / n, "same_answer_as_full": t["same"] / n,
+                  "confidence_differs_from_full": n - t["same_confidence"]}
            for name, t in totals.items()},
         **{f"{name}_tokens_saved": 1 - totals[name]["tokens"] / totals["full"]["tokens"] for name in EARLY},
         "clairvoyant_bound_tokens_per_question": bound_tokens / n,
@@ -126,7 +128,8 @@ def main() -> None:
     for name in SETTINGS:
         r = out[name]
         print(f"  {name:<18} {r['tokens_per_question']:7.0f} tokens/question  accuracy {100 * r['accuracy']:5.1f}%  "
-              f"same answer as full {100 * r['same_answer_as_full']:5.1f}%")  # fmt: skip
+              f"same answer as full {100 * r['same_answer_as_full']:5.1f}%  "
+              f"confidence differs on {r['confidence_differs_from_full']}")  # fmt: skip
     for name in EARLY:
         print(f"  {name} early stop saves {100 * out[f'{name}_tokens_saved']:.1f}% of the tokens")
     print(f"  no exact rule can save more than {100 * out['most_any_exact_rule_saves']:.1f}% "

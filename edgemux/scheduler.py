@@ -4,7 +4,8 @@ Policies decide the order: ``interleave`` starts every model that fits and steps
 the live view moves for all of them); ``priority`` runs one model at a time, best tie rank first, so that
 a confident favourite can settle the decision before the others start. With early stop on, after every
 finished sample the loop asks ``earlystop.outlook`` which models can no longer matter and cancels them
-(freeing their sequences), and stops everything once the decision is settled.
+(freeing their sequences), and once the decision is settled stops every model but the winner, whose
+samples finish so that its confidence is exact.
 Models are started through an injected ``start`` (which leases and loads) and released through ``finish``.
 """
 
@@ -36,7 +37,8 @@ log = logging.getLogger("edgemux.scheduler")
 
 Policy = Literal["interleave", "priority", "staged"]
 POLICIES: tuple[str, ...] = ("priority", "staged", "interleave")
-# "decision": stop only what cannot change the winner, its answer or its confidence; "answer": also stop
+# "decision": stop only what cannot change the winner, its answer or its confidence (the winner's samples
+# always finish); "answer": also stop
 # once the answer is settled whoever wins (the confidence reported is then a lower bound).
 STOP_RULES: tuple[str, ...] = ("answer", "decision")
 
@@ -159,10 +161,13 @@ def _apply_outlook(
             yield from stop(m, reason)
         return
     if view.settled is not None:
+        # The winner's own running samples finish: any of them may still join its majority, and its
+        # confidence (top count / k) is only exact once they have. Everyone else is stopped.
         w = progress[view.settled]
         reason = f"decision settled: {view.settled} has at least {w.floor()} and its answer is fixed"
         for m in live:
-            yield from stop(m, reason)
+            if m != view.settled:
+                yield from stop(m, reason)
         return
     for m in live:
         if m in view.hopeless:

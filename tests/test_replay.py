@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edgemux.profiles import Profile, ProfileModel
 from edgemux.runtime import LoadOptions, Mux
 from edgemux.testing import ReplayEngine
@@ -73,3 +76,51 @@ def test_two_members_of_one_model_replay_their_own_recordings(fake_models: list[
             assert [s.answer for s in votes["alpha"].samples] == ["5", "5", "6"] and result.tokens == 60 + 270
         else:
             assert result.tokens == 60  # the program member is unanimous: the prose member never starts
+
+
+@st.composite
+def recorded_questions(draw):  # type: ignore[no-untyped-def]
+    """Two or three members' recorded samples: answers (None = no answer) and lengths in tokens."""
+    n, k = draw(st.integers(2, 3)), draw(st.integers(1, 5))
+    answer = st.sampled_from(["1", "2", "3", None])
+    samples = {
+        f"m{i}": draw(st.lists(st.tuples(answer, st.integers(1, 40)), min_size=k, max_size=k)) for i in range(n)
+    }
+    accuracies = draw(st.sampled_from([None, "all"]))
+    acc = {m: (draw(st.sampled_from([0.2, 0.5, 0.8])) if accuracies else None) for m in samples}
+    return k, samples, acc
+
+
+@settings(max_examples=300, deadline=None)
+@given(recorded_questions(), st.sampled_from(["priority", "staged", "interleave"]))
+def test_decision_rule_keeps_winner_answer_and_confidence_exact(question, policy: str) -> None:  # type: ignore[no-untyped-def]
+    """The real scheduler.decode through Mux, on recorded streams: under the default stop rule, early stop
+    reports the same winner, answer and confidence as full sampling."""
+    k, samples, acc = question
+    names = list(samples)
+    engines = {name: ReplayEngine() for name in names}
+    profile = Profile("r", "number", tuple(ProfileModel(n, acc[n]) for n in names), Sampling(k=k, max_tokens=64, seed=1))
+    catalog = _FakeCatalog(names)
+
+    def ask(options: LoadOptions) -> tuple[str | None, str | None, float]:
+        with Mux(profile, catalog=catalog, load=options, engine_factory=lambda spec, *_: engines[spec.name]) as mux:  # type: ignore[arg-type, return-value]
+            for name, recorded in samples.items():
+                texts = ["no answer" if a is None else f"\\boxed{{{a}}}" for a, _ in recorded]
+                engines[name].play(texts, [t for _, t in recorded])
+            result = mux.ask("q")
+        return result.answer, result.decision.winner, result.decision.confidence
+
+    full = ask(LoadOptions(policy="interleave", early_stop=False))
+    assert ask(LoadOptions(policy=policy, early_stop=True, stop_rule="decision")) == full
+
+
+class _FakeCatalog:
+    """Names that need no manifest: the replay engine never reads a file."""
+
+    def __init__(self, names: list[str]) -> None:
+        from edgemux.types import LocalSource, ModelSpec
+
+        self.specs = {n: ModelSpec(n, n, "f", "llama", 0.1, "Q4_0", 4096, "", "chat", LocalSource(f"/{n}.gguf")) for n in names}
+
+    def get(self, name: str):  # type: ignore[no-untyped-def]
+        return self.specs[name]
