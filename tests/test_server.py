@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -42,9 +43,9 @@ class Running:
         return openai.OpenAI(base_url=self.url + "/v1", api_key=KEY, max_retries=0, timeout=60, **kw)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def server(smollm2_in_home: Path) -> Iterator[Running]:
-    worker = Worker(default_profile="tiny", budget_bytes=2 << 30, load=LoadOptions(n_threads=2), max_queue=4)
+@contextlib.contextmanager
+def running_server(max_queue: int = 4) -> Iterator[Running]:
+    worker = Worker(default_profile="tiny", budget_bytes=2 << 30, load=LoadOptions(n_threads=2), max_queue=max_queue)
     worker.start()
     app = create_app(worker, api_key=KEY, max_body=64 * 1024)
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
@@ -55,10 +56,18 @@ def server(smollm2_in_home: Path) -> Iterator[Running]:
         time.sleep(0.02)
     port = srv.servers[0].sockets[0].getsockname()[1]
     assert worker.ready.wait(60)
-    yield Running(f"http://127.0.0.1:{port}", worker)
-    srv.should_exit = True
-    thread.join(timeout=10)
-    worker.stop()
+    try:
+        yield Running(f"http://127.0.0.1:{port}", worker)
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+        worker.stop()
+
+
+@pytest.fixture
+def server(smollm2_in_home: Path) -> Iterator[Running]:
+    with running_server() as running:
+        yield running
 
 
 def test_models_chat_completion_and_n(server: Running) -> None:
@@ -204,3 +213,30 @@ def test_twenty_concurrent_requests_are_answered_or_refused(server: Running) -> 
     assert len(outcomes) == 20 and set(outcomes) <= {"ok", "429"}
     assert outcomes.count("ok") >= 5  # the queue holds 4 and one runs
     assert server.worker.depth == 0
+
+
+def wait_for(condition, seconds: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the server"
+        time.sleep(0.02)
+
+
+@pytest.mark.usefixtures("smollm2_in_home")
+def test_a_full_queue_answers_429_with_retry_after() -> None:
+    """Deterministic: one long generation holds the decode thread, one request fills the queue of 1, and
+    the next must be refused (429 with Retry-After), while the queued one is still answered."""
+    with running_server(max_queue=1) as server:
+        client = server.client()
+        busy = client.completions.create(model="smollm2-135m", prompt="Once upon a time", max_tokens=3000, stream=True)
+        next(iter(busy))
+        wait_for(lambda: server.worker.current is not None)
+        with ThreadPoolExecutor(1) as pool:
+            queued = pool.submit(client.completions.create, model="smollm2-135m", prompt="Hi", max_tokens=2)
+            wait_for(lambda: server.worker.depth == 1)
+            with pytest.raises(openai.RateLimitError) as refused:
+                client.completions.create(model="smollm2-135m", prompt="Hello", max_tokens=2)
+            assert refused.value.status_code == 429 and int(refused.value.response.headers["Retry-After"]) >= 1
+            busy.close()  # let the decode thread go: the queued request is answered, not lost
+            assert queued.result(timeout=60).choices[0].text is not None
+        assert server.worker.depth == 0
