@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from .calibration import Level
 from .catalog import Catalog
 from .errors import BudgetError, InvalidRequestError
 from .members import parse_member
@@ -153,6 +154,7 @@ def profile_document(
     runs: str,
     budget: str | None,
     description: str | None,
+    calibration: Sequence[Level] = (),
 ) -> str:
     settings = result.settings
     accuracy = {m.model: m.accuracy for m in result.models}
@@ -190,6 +192,8 @@ def profile_document(
             "tokens_per_answer": round(chosen.tokens),
             "seconds_per_answer": round(chosen.seconds, 1),
             "resident_bytes": chosen.resident_bytes,
+            # how often answers were right at each level of agreement (what `ask` says with an answer)
+            "calibration": [level.to_dict() for level in calibration],
         },
     }
     # Every (subset, k) scored, one flow-style line each: what `profile show --plot` draws.

@@ -17,11 +17,13 @@ together); a method that uses several models adds their batches up, as the prior
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from .errors import InvalidRequestError
+from .calibration import CoveragePoint, risk_coverage
 from .extract import canonical_reference
 from .members import RUN_PROGRAMS_NEEDED, recorded_answer
 from .mux import decide, tally
@@ -82,6 +84,7 @@ class QuestionOutcome:
     task: str
     reference: str
     answers: dict[str, str | None]
+    mux_confidence: float = 0.0  # the SLM-MUX winner's confidence (for risk–coverage)
 
 
 @dataclass
@@ -97,11 +100,17 @@ class EvalReport:
     def method(self, name: str) -> MethodScore:
         return next(m for m in self.methods if m.method == name)
 
+    def risk_coverage(self) -> list[CoveragePoint]:
+        """SLM-MUX answering only at or above each confidence seen: the share answered and its accuracy."""
+        return risk_coverage([q.mux_confidence for q in self.questions],
+                             [q.answers[MUX] == q.reference for q in self.questions])  # fmt: skip
+
     def to_dict(self) -> dict[str, object]:
         return {
             "profile": self.profile, "kind": self.kind, "k": self.k, "models": self.models,
             "questions": len(self.questions), "left_out": self.left_out,
             "methods": [m.to_dict() for m in self.methods],
+            "risk_coverage": [dataclasses.asdict(p) for p in self.risk_coverage()],
         }  # fmt: skip
 
 
@@ -205,7 +214,7 @@ def score_runs(
         oracle_right = any(answers[consistency_name(m, k)] == reference for m in models)
         answers[ORACLE] = reference if oracle_right else None
         scores[ORACLE].add(oracle_right, all_tokens, all_seconds)
-        outcomes.append(QuestionOutcome(task, reference, answers))
+        outcomes.append(QuestionOutcome(task, reference, answers, decision.confidence))
     if not outcomes:
         reasons = "; ".join(f"{n} {why}" for why, n in left_out.items()) or "no tasks"
         raise InvalidRequestError(f"nothing to score: {reasons}")

@@ -78,6 +78,7 @@ class ChatRequest:
     top_p: float | None = None
     max_tokens: int | None = None
     seed: int | None = None
+    min_confidence: float | None = None
     stop: tuple[str, ...] = ()
 
     @property
@@ -165,6 +166,8 @@ def parse_request(body: Any, endpoint: str) -> ChatRequest:
         body, "max_tokens", int, 1, 32768
     )
     request.seed = _number(body, "seed", int, 0, 2**31 - 1 - 16)
+    # edgemux's own field (mux models): below this confidence the answer is marked abstained
+    request.min_confidence = _number(body, "min_confidence", float, 0, 1)
     stop = body.get("stop")
     if isinstance(stop, str):
         request.stop = (stop,)
@@ -230,6 +233,8 @@ def decision_extension(result: MuxResult) -> dict[str, Any]:
         "profile": result.profile, "winner": d["winner"], "answer": d["answer"], "confidence": d["confidence"],
         "tie_break": d["tie_break"], "reason": d["reason"], "votes": d["models"], "tokens": result.tokens,
         "early_stop": d["early_stop"], "seconds": round(result.seconds, 3),
+        # abstained: the confidence was below min_confidence; the message is then the best guess, still 200
+        "abstained": d["abstained"], "min_confidence": d["min_confidence"], "calibration": d["calibration"],
     }  # fmt: skip
 
 

@@ -90,3 +90,20 @@ def plot_eval(report: EvalReport, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     _save(fig, path, plt)
+
+
+def plot_risk_coverage(report: EvalReport, path: Path) -> None:
+    """SLM-MUX accuracy of the answered questions against the share answered, one point per threshold."""
+    plt = _pyplot()
+    points = report.risk_coverage()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    xs = [100 * p.coverage for p in points]
+    ys = [100 * (p.accuracy or 0.0) for p in points]
+    ax.plot(xs, ys, marker="o")
+    for p, x, y in zip(points, xs, ys, strict=True):
+        ax.annotate(f"≥{p.threshold:.2f}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("questions answered (%)")
+    ax.set_ylabel("accuracy of the answered (%)")
+    ax.set_title(f"profile {report.profile}: risk–coverage ({len(report.questions)} questions, k = {report.k})")
+    ax.grid(alpha=0.3)
+    _save(fig, path, plt)

@@ -16,7 +16,8 @@ from .yamlfile import Section, read_mapping
 __all__ = ["Profile", "ProfileModel", "list_profiles", "load_profile"]
 
 _TOP_KEYS = frozenset(
-    {"name", "description", "kind", "models", "sampling", "prompt", "n_ctx", "budget", "notes", "measured"}
+    {"name", "description", "kind", "models", "sampling", "prompt", "n_ctx", "budget", "notes", "measured",
+     "abstain_below"}
 )
 
 
@@ -42,6 +43,7 @@ class Profile:
     description: str = ""
     path: Path | None = None
     measured: dict[str, Any] = field(default_factory=dict)  # what `profile build` measured (informational)
+    abstain_below: float | None = None  # below this confidence `ask` says it is not sure (exit 10)
 
     @property
     def member_names(self) -> list[str]:
@@ -151,7 +153,15 @@ def parse_profile(path: Path) -> Profile:
         description=top.get("description", str, ""),
         path=path,
         measured=top.get("measured", dict, {}),
+        abstain_below=_share(top, "abstain_below"),
     )
+
+
+def _share(top: Section, key: str) -> float | None:
+    value = top.get(key, (int, float), None)
+    if value is not None and not 0.0 <= float(value) <= 1.0:
+        raise ConfigError(f"{top.where(key)}: expected a confidence between 0 and 1, got {value}")
+    return None if value is None else float(value)
 
 
 def _profile_files(user: Path | None = None, shipped: Path | None = None) -> dict[str, Path]:

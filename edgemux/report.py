@@ -44,6 +44,11 @@ def eval_markdown(report: EvalReport, *, source: str, plot: Path | None = None) 
             )  # fmt: skip
         )
     lines += ["", "Seconds are those of each model's batch of k samples, added up over the models a method uses."]
+    lines += ["", "Risk–coverage of SLM-MUX: answer only when the winner's confidence is at least the threshold.", "",
+              _row(["threshold", "answered", "coverage", "accuracy of the answered"]), _row(["---:", "---:", "---:", "---:"])]
+    for p in report.risk_coverage():
+        accuracy = "—" if p.accuracy is None else f"{100 * p.accuracy:.1f} %"
+        lines.append(_row([f"≥ {p.threshold:.2f}", f"{p.answered}", f"{100 * p.coverage:.1f} %", accuracy]))
     if report.left_out:
         lines.append("Left out: " + "; ".join(f"{n} {why}" for why, n in report.left_out.items()) + ".")
     if plot is not None:
@@ -57,9 +62,14 @@ def write_report(report: EvalReport, out: Path, *, source: str) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     png = out / "accuracy_vs_tokens.png" if plot.available() else None
-    if png is not None:
+    coverage_png = out / "risk_coverage.png" if plot.available() else None
+    if png is not None and coverage_png is not None:
         plot.plot_eval(report, png)
-    (out / "report.md").write_text(eval_markdown(report, source=source, plot=png), encoding="utf-8")
+        plot.plot_risk_coverage(report, coverage_png)
+    text = eval_markdown(report, source=source, plot=png)
+    if coverage_png is not None:
+        text += f"\n![accuracy against the share answered]({coverage_png.name})\n"
+    (out / "report.md").write_text(text, encoding="utf-8")
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import fetch
+from .calibration import Level, levels_of, sentence
 from .catalog import Catalog
 from .earlystop import tie_ranks
 from .errors import BudgetError, InvalidRequestError
@@ -30,6 +31,7 @@ from .resident import ResidentSet
 from .scheduler import POLICIES, decode
 from .types import (
     BatchStep,
+    Decision,
     DecisionMade,
     Event,
     FinishedSequence,
@@ -215,11 +217,17 @@ class Mux:
         kind: str | None = None,
         choices: Sequence[str] | None = None,
         tests: Sequence[str] | None = None,
+        min_confidence: float | None = None,
     ) -> Iterator[Event]:
-        """Yield events while the models answer ``question``; the last event is DecisionMade."""
+        """Yield events while the members answer ``question``; the last event is DecisionMade. Below
+        ``min_confidence`` (default: the profile's ``abstain_below``) the result is marked abstained: its
+        answer is a best guess."""
         question = question.strip()
         if not question:
             raise InvalidRequestError("the question is empty")
+        threshold = self.profile.abstain_below if min_confidence is None else min_confidence
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise InvalidRequestError(f"min_confidence must be between 0 and 1, got {threshold}")
         profile = self.profile.with_overrides(kind=kind)
         sampling = (sampling or profile.sampling).validated()
         if sampling.seed is None:
@@ -277,6 +285,7 @@ class Mux:
         if decision.winner is not None:
             vote = decision.vote_of(decision.winner)
             winning_text = next(s.text for s in vote.samples if s.answer == decision.answer)
+        level = self._calibration(profile, sampling.k, decision)
         result = MuxResult(
             question=question,
             kind=profile.kind,
@@ -287,8 +296,20 @@ class Mux:
             seconds=time.perf_counter() - started,
             policy=self.options.policy,
             early_stop=self.options.early_stop,
+            calibration=None if level is None else (level.agreeing, level.k, level.answered, level.right),
+            calibration_text="" if level is None else sentence(level, profile.measured),
+            min_confidence=threshold,
+            abstained=threshold is not None and decision.answer is not None and decision.confidence < threshold,
         )
         yield DecisionMade(result)
+
+    def _calibration(self, profile: Profile, k: int, decision: Decision) -> Level | None:
+        """The profile's validation accuracy at this answer's agreement, when it was measured for exactly
+        these members at this k and kind (a -k or --kind override is not calibrated)."""
+        if decision.answer is None or profile.kind != self.profile.kind:
+            return None
+        agreeing = round(decision.confidence * k)
+        return next((lv for lv in levels_of(profile.measured, k) if lv.agreeing == agreeing), None)
 
     def draw(
         self,

@@ -137,7 +137,8 @@ def create_app(worker: Worker, *, api_key: str | None = None, max_body: int = 1 
                 "max_tokens": req.max_tokens,
                 "seed": req.seed,
             }
-            return MuxJob(emit, profile=req.profile, question=req.question, sampling=overrides)
+            return MuxJob(emit, profile=req.profile, question=req.question, sampling=overrides,
+                          min_confidence=req.min_confidence)  # fmt: skip
         sampling = req.sampling(worker.default_profile.sampling)
         if req.endpoint == "chat":
             return GenerateJob(emit, model=req.model, messages=req.messages, sampling=sampling, stop=req.stop)

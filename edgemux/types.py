@@ -229,6 +229,10 @@ class MuxResult:
     seconds: float
     policy: str = "priority"
     early_stop: bool = True
+    calibration: tuple[int, int, int, int] | None = None  # (agreeing, k, answered, right) on validation data
+    calibration_text: str = ""  # the same, in words
+    min_confidence: float | None = None
+    abstained: bool = False  # the confidence was below min_confidence: the answer is only a best guess
 
     @property
     def tokens(self) -> int:
@@ -252,6 +256,14 @@ class MuxResult:
             "confidence": d.confidence,
             "tie_break": d.tie_break,
             "reason": d.reason,
+            "abstained": self.abstained,
+            "min_confidence": self.min_confidence,
+            "calibration": None if self.calibration is None else {
+                "agreeing": self.calibration[0], "k": self.calibration[1], "validation_answered": self.calibration[2],
+                "validation_right": self.calibration[3],
+                "validation_accuracy": round(self.calibration[3] / self.calibration[2], 4) if self.calibration[2] else None,
+                "text": self.calibration_text,
+            },
             "text": self.text,
             "kind": self.kind,
             "profile": self.profile,

@@ -53,6 +53,7 @@ class MuxJob(Job):
     profile: str = "default"
     question: str = ""
     sampling: dict[str, Any] = field(default_factory=dict)  # overrides of the profile's sampling
+    min_confidence: float | None = None  # None: the profile's abstain_below
 
 
 @dataclass
@@ -205,7 +206,7 @@ class Worker:
     def _run_mux(self, job: MuxJob) -> None:
         mux = self.mux_for(job.profile)
         sampling = replace(mux.profile.sampling, **{k: v for k, v in job.sampling.items() if v is not None}).validated()
-        events = mux.stream(job.question, sampling=sampling)
+        events = mux.stream(job.question, sampling=sampling, min_confidence=job.min_confidence)
         try:
             for event in events:
                 if job.cancelled.is_set():

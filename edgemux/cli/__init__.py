@@ -28,6 +28,7 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [  # most specific first
     (errors.EdgemuxError, 1),
 ]
 NO_ANSWER_EXIT = 8
+ABSTAIN_EXIT = 10  # an answer below --min-confidence: 'not sure', the best guess on stderr
 
 
 def sampling_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -10,7 +10,7 @@ import click
 
 from .. import errors, fetch
 from ..scheduler import POLICIES, STOP_RULES
-from . import NO_ANSWER_EXIT, budget_option, chosen_profile, cli, gpu_layers_option, profile_options
+from . import ABSTAIN_EXIT, NO_ANSWER_EXIT, budget_option, chosen_profile, cli, gpu_layers_option, profile_options
 
 
 @cli.command()
@@ -27,16 +27,22 @@ from . import NO_ANSWER_EXIT, budget_option, chosen_profile, cli, gpu_layers_opt
               help="decision: stop what cannot change winner, answer or confidence; answer: also stop once the answer is settled (confidence becomes a lower bound)")  # fmt: skip
 @click.option("--choice", "-c", "choices", multiple=True,
               help="a choice of a multiple-choice question (repeat: A, B, C, …); implies --kind choice")  # fmt: skip
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
+              help="below this confidence (share of the winner's samples agreeing) say 'not sure' and exit 10 [the profile's abstain_below]")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="print the whole result as JSON on stdout")
 @click.option("--explain", is_flag=True, help="print the vote table on stderr after the answer")
 @click.option("--quiet", "-q", is_flag=True, help="no progress or live view; only the answer")
 def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx: int | None, n_gpu_layers: int,
         n_threads: int | None, budget: str | None, policy: str, early_stop: bool, stop_rule: str,
-        choices: tuple[str, ...], as_json: bool, explain: bool, quiet: bool, **sampling: Any) -> None:  # fmt: skip
+        choices: tuple[str, ...], min_confidence: float | None, as_json: bool, explain: bool, quiet: bool,
+        **sampling: Any) -> None:  # fmt: skip
     """Answer QUESTION with the profile's models (use - to read it from stdin).
 
-    Each model draws k samples; the model whose own samples agree most wins, and its majority answer is
-    printed on stdout. The live view on stderr shows every model's samples as they finish.
+    Each member (a model with a strategy: MODEL or MODEL:pot) draws k samples; the member whose own samples
+    agree most wins, and its majority answer is printed on stdout. The live view on stderr shows every
+    member's samples as they finish, then how often answers that confident were right on the profile's
+    validation runs. With --min-confidence (or the profile's abstain_below), a less confident answer is not
+    printed: edgemux says it is not sure, gives its best guess and the vote on stderr, and exits 10.
 
     \b
     Multiple choice: edgemux ask --profile arc "Which gas do plants take in?" -c oxygen -c "carbon dioxide"
@@ -55,12 +61,23 @@ def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx
     options = LoadOptions(n_gpu_layers, n_threads, budget, policy, early_stop, stop_rule)
     with Mux(chosen, load=options, fetch_progress=progress) as mux:
         mux.pull()
-        events = mux.stream(question, choices=choices or None)
+        events = mux.stream(question, choices=choices or None, min_confidence=min_confidence)
         result = ui.follow(events, chosen.member_names, live=ui.stderr.is_terminal, quiet=quiet)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
-    elif result.answer is not None:
+    elif result.answer is not None and not result.abstained:
         click.echo(result.answer)
+    if result.abstained:
+        click.echo(
+            f"edgemux: not sure: best guess {result.answer} from {result.decision.winner}, confidence "
+            f"{result.decision.confidence:.2f} < {result.min_confidence:g}"
+            + (f" ({result.calibration_text})" if result.calibration_text else ""),
+            err=True,
+        )
+        ui.stderr.print(ui.vote_table(result))
+        sys.exit(ABSTAIN_EXIT)
+    if result.calibration_text and not quiet:
+        ui.stderr.print(f"[dim]{result.calibration_text}[/]", soft_wrap=True)
     if explain:
         ui.stderr.print(ui.vote_table(result))
     if result.answer is None:

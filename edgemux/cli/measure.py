@@ -89,6 +89,7 @@ def eval_cmd(tasks_path: Path | None, runs_path: Path | None, profile: str, mode
         for why, n in report.left_out.items():
             ui.stderr.print(f"left out: {n} {why}")
         ui.wide_stdout().print(ui.eval_table(report))
+        ui.wide_stdout().print(ui.risk_coverage_table(report))
         if out is not None:
             ui.stderr.print(f"report: {out / 'report.md'}")
 

@@ -202,9 +202,12 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     chosen, why = choose(found, tolerance)
     if fixed is not None:
         why += " (models fixed by --models)"
+    from ..calibration import measure
+
     text = profile_document(
-        name, chosen, why, result, found, runs=runs_names, budget=budget, description=description
-    )
+        name, chosen, why, result, found, runs=runs_names, budget=budget, description=description,
+        calibration=measure(table, chosen.models, chosen.k),
+    )  # fmt: skip
     write_profile(target, text, force=force)
     click.echo(f"wrote {target}\n{why}", err=True)
 

@@ -12,12 +12,13 @@ from .tables import (
     plan_table,
     profile_dict,
     profile_view,
+    risk_coverage_table,
     search_tables,
     vote_table,
 )
 
 __all__ = [
     "DownloadBar", "LiveView", "bench_tables", "decision_line", "eval_table", "follow", "follow_loads",
-    "models_table", "plan_dict", "plan_table", "profile_dict", "profile_view", "search_tables", "stderr", "stdout",
+    "models_table", "plan_dict", "plan_table", "profile_dict", "profile_view", "risk_coverage_table", "search_tables", "stderr", "stdout",
     "steps_bar", "track_collection", "vote_table", "wide_stdout",
 ]  # fmt: skip

@@ -206,6 +206,17 @@ def eval_table(report: EvalReport) -> Table:
     return table
 
 
+def risk_coverage_table(report: EvalReport) -> Table:
+    """SLM-MUX answering only at or above each confidence: what share it answers, and how accurately."""
+    table = Table(title="risk–coverage of SLM-MUX (answer only at or above the confidence)", header_style="bold")
+    for name in ("confidence ≥", "answered", "coverage", "accuracy"):
+        table.add_column(name, justify="right")
+    for p in report.risk_coverage():
+        accuracy = "—" if p.accuracy is None else f"{100 * p.accuracy:.1f}%"
+        table.add_row(f"{p.threshold:.2f}", str(p.answered), f"{100 * p.coverage:.1f}%", accuracy)
+    return table
+
+
 def bench_tables(rows: list[ThroughputRow], scaling: list[ScalingRow], ensemble: EnsembleRow | None) -> list[Table]:
     tables = []
     main = Table(header_style="bold")
