@@ -140,6 +140,19 @@ def test_mux_answer_carries_the_vote(server: Running) -> None:
     assert answer == response.choices[0].message.content  # same seed, same decision
 
 
+def test_min_confidence_marks_the_answer_abstained(server: Running) -> None:
+    client = server.client()
+    ask = {"model": "mux:tiny", "messages": [{"role": "user", "content": "What is 2 + 3?"}], "max_tokens": 40, "seed": 2}
+    sure = client.chat.completions.create(**ask, extra_body={"min_confidence": 0.0})  # type: ignore[call-overload]
+    unsure = client.chat.completions.create(**ask, extra_body={"min_confidence": 1.0})  # type: ignore[call-overload]
+    a, b = sure.model_extra["edgemux"], unsure.model_extra["edgemux"]  # type: ignore[index]
+    assert a["abstained"] is False and a["min_confidence"] == 0.0
+    assert b["abstained"] is (b["confidence"] < 1.0) and b["min_confidence"] == 1.0  # 200 either way, best guess
+    assert b["answer"] == a["answer"] and unsure.choices[0].message.content == sure.choices[0].message.content
+    with pytest.raises(openai.BadRequestError, match="min_confidence"):
+        client.chat.completions.create(**ask, extra_body={"min_confidence": 2})  # type: ignore[call-overload]
+
+
 def test_a_mux_profile_of_members(server: Running, home: Path) -> None:
     """A profile whose members are one model with two strategies: served as mux:NAME, one load, a vote
     per member, and the program member's samples say how their programs ran."""
