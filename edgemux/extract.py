@@ -23,6 +23,7 @@ __all__ = ["canonical_reference", "extract", "last_boxed", "normalize_math", "no
 _NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?|-?\.\d+")
 _HASHES = re.compile(r"####\s*\$?\s*(-?[\d,]*\.?\d+)")
 _SIMPLE_FRAC = re.compile(r"^(-?)\\frac\{(-?\d+)\}\{(-?\d+)\}$")
+_SCIENTIFIC = re.compile(r"(-?\d+(?:\.\d+)?)\s*(?:\\times|\\cdot|\*|x|×)\s*10\s*\^\s*\{?\s*(-?\d+)\s*\}?")
 
 
 def last_boxed(text: str) -> str | None:
@@ -61,26 +62,39 @@ def _canonical_fraction(value: Fraction) -> str:
 
 
 def normalize_number(raw: str) -> str | None:
-    """'$1,000.00' -> '1000'; '007' -> '7'; '-0' -> '0'; '\\frac{1}{2}' -> '0.5'; None if no number."""
-    s = raw.replace("\\!", "").replace("\\,", "").replace("{,}", "").strip()
+    """'$1,000.00' -> '1000'; '007' -> '7'; '-0' -> '0'; '\\frac{1}{2}' and '1/2' -> '0.5';
+    '1.5\\times10^3' -> '1500'; '400 - 20 = 380' -> '380' (the result); None if no number."""
+    s = _plain_minus(raw).replace("\\!", "").replace("\\,", "").replace("{,}", "").strip()
+    if "=" in s:  # a worked equation in the box: its result is what is on the right
+        s = s.rsplit("=", 1)[1]
     if m := re.search(r"(-?)\\[dt]?frac\{(-?\d+)\}\{(-?\d+)\}", s):
         sign = -1 if m.group(1) else 1
         num, den = int(m.group(2)), int(m.group(3))
         return _canonical_fraction(sign * Fraction(num, den)) if den else None
+    if m := _SCIENTIFIC.search(s):
+        return _canonical_fraction(Fraction(m.group(1).replace(",", "")) * Fraction(10) ** int(m.group(2)))
+    if m := re.fullmatch(r"\s*(-?\d+)\s*/\s*(\d+)\s*", s):
+        return _canonical_fraction(Fraction(int(m.group(1)), int(m.group(2)))) if int(m.group(2)) else None
     numbers = _NUMBER.findall(s)
     if not numbers:
         return None
     return _canonical_fraction(Fraction(numbers[0].replace(",", "")))
 
 
+def _plain_minus(text: str) -> str:
+    """Unicode minus signs (−, –) before a digit are minus signs: '−7' is -7, not 7."""
+    return re.sub(r"[\u2212\u2013](?=\s?\d)", "-", text)
+
+
 def _extract_number(text: str) -> str | None:
+    text = _plain_minus(text)
     hashes = _HASHES.findall(text)
     if hashes:
         return normalize_number(hashes[-1])
     boxed = last_boxed(text)
-    if boxed is not None:
+    if boxed is not None and boxed.strip():  # an empty \\boxed{} is the instruction echoed, not an answer
         return normalize_number(boxed)
-    numbers = _NUMBER.findall(text)
+    numbers = _NUMBER.findall(text.replace("\\boxed{}", ""))
     return normalize_number(numbers[-1]) if numbers else None
 
 
@@ -115,7 +129,7 @@ def normalize_math(answer: str) -> str:
     s = s.replace("\\left", "").replace("\\right", "")
     s = s.replace("^{\\circ}", "").replace("^\\circ", "").replace("°", "")
     s = s.replace("\\$", "").replace("$", "")
-    s = re.sub(r"\\(?:text|textbf|mbox|mathrm)\{\s*[a-zA-Z ]*\}\s*$", "", s)  # trailing units
+    s = re.sub(r"(?<=\S)\s*\\(?:text|textbf|mbox|mathrm)\{\s*[a-zA-Z ]*\}\s*$", "", s)  # trailing units
     s = re.sub(r"\\(?:text|textbf|mbox|mathrm)\{([^{}]*)\}", r"\1", s)
     s = s.replace("\\%", "").replace("%", "")
     s = re.sub(r"\\[,;:]", "", s)
@@ -164,24 +178,45 @@ def _extract_math(text: str) -> str | None:
 # -- multiple choice --------------------------------------------------------------------------------------
 
 _LETTERS = "ABCDEFGHIJ"
+# After the letter: the end, a line end, punctuation, or "A. text" — not another word ("Answer: A human …"
+# is an echoed question, not the choice A).
+_LETTER_END = r"(?=\s*$|\s*[.,;:!)*#\]]|\s*\n)"
 _CHOICE_PATTERNS = (
-    re.compile(r"(?i:answer)\s*(?:(?i:is)|:)?\s*[:\-]?\s*\**\s*\(?\s*([A-J])\b\s*\)?"),
+    re.compile(r"(?i:answer)\s*(?:(?i:is)|:)?\s*[:\-]?\s*\**\s*\(?\s*([A-J])" + _LETTER_END, re.MULTILINE),
     re.compile(r"\\boxed\{\s*(?:\\text\{)?\s*\(?([A-J])\)?"),
     re.compile(r"^\s*\**\(?([A-J])[).:]?\**\s*$", re.MULTILINE),
-    re.compile(r"\(([A-J])\)"),
+    # "(C)" — unless it abbreviates the word before it ("Carbon (C)", "Celsius (C)"): see _is_abbreviation
+    re.compile(r"(\w*)\W{0,2}\(([A-J])\)"),
     # "A. Put the objects in groups.": a reply that starts with a choice, written the way the prompt lists them
     re.compile(r"\A\s*\**([A-J])[.)]\s+\S"),
 )
+_OPTION_LINE = re.compile(r"^\s*([A-J])[.)]\s+\S.*$", re.MULTILINE)
+
+
+def _without_echoed_options(text: str) -> str:
+    """Drop an echoed option list ('A. …', 'B. …' lines, two or more): repeating the choices is not choosing."""
+    letters = [m.group(1) for m in _OPTION_LINE.finditer(text)]
+    if len(letters) >= 2 and "".join(letters[:2]) in _LETTERS:  # consecutive letters: the list itself
+        return _OPTION_LINE.sub("", text)
+    return text
 
 
 def _extract_choice(text: str, n_choices: int | None = None) -> str | None:
     allowed = _LETTERS[: n_choices or len(_LETTERS)]
+    text = _without_echoed_options(text)
     for pattern in _CHOICE_PATTERNS:
-        found = [str(m).upper() for m in pattern.findall(text) if str(m).upper() in allowed]
-        # "Answer: A" must be a letter, not the start of a word ("Answer: All of them").
+        found = [_letter(m) for m in pattern.findall(text)]
+        found = [letter for letter in found if letter is not None and letter in allowed]
         if found:
             return found[-1]
     return None
+
+
+def _letter(match: str | tuple[str, str]) -> str | None:
+    if isinstance(match, tuple):  # (word before, letter): "Carbon (C)" names a symbol, not a choice
+        before, letter = match
+        return None if before[:1].upper() == letter.upper() else letter.upper()
+    return match.upper()
 
 
 # -- free text --------------------------------------------------------------------------------------------
