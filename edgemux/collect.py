@@ -97,6 +97,7 @@ def run_collection(mux: Mux, collection: Collection) -> Iterator[Record]:
                 prompt_tokens=prompt_tokens,
                 samples=tuple(samples),
                 tests=task.tests,
+                choices=task.choices,
             )
             writer.append(record)
             yield record

@@ -227,6 +227,6 @@ def _first_k(record: Record, k: int, kind: str, rescore: bool, run_programs: boo
         return ordered
     return [
         replace(s, answer=recorded_answer(kind, record.model, s, n_choices=record.n_choices, tests=record.tests,
-                                          run_programs=run_programs))
+                                          run_programs=run_programs, choices=record.choices))
         for s in ordered
     ]  # fmt: skip

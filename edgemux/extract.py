@@ -201,15 +201,29 @@ def _without_echoed_options(text: str) -> str:
     return text
 
 
-def _extract_choice(text: str, n_choices: int | None = None) -> str | None:
-    allowed = _LETTERS[: n_choices or len(_LETTERS)]
+def _extract_choice(text: str, n_choices: int | None = None, choices: Sequence[str] | None = None) -> str | None:
+    allowed = _LETTERS[: n_choices or (len(choices) if choices else len(_LETTERS))]
     text = _without_echoed_options(text)
     for pattern in _CHOICE_PATTERNS:
         found = [_letter(m) for m in pattern.findall(text)]
         found = [letter for letter in found if letter is not None and letter in allowed]
         if found:
             return found[-1]
-    return None
+    return _choice_by_text(text, choices) if choices else None
+
+
+def _fold(text: str) -> str:
+    return re.sub(r"[\W_]+", " ", text).strip().casefold()
+
+
+def _choice_by_text(text: str, choices: Sequence[str]) -> str | None:
+    """A one-line reply that is exactly one choice's text ('fog', 'Answer: fog') is that choice."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if len(lines) != 1:
+        return None
+    reply = _fold(re.sub(r"(?i)^\s*answer\s*[:\-]?\s*", "", lines[0]))
+    hits = [i for i, choice in enumerate(choices) if reply and _fold(choice) == reply]
+    return _LETTERS[hits[0]] if len(hits) == 1 else None
 
 
 def _letter(match: str | tuple[str, str]) -> str | None:
@@ -245,10 +259,18 @@ def _extract_code(text: str, tests: Sequence[str] | None) -> str | None:
     return ast.unparse(ast.parse(program)) if program is not None else None
 
 
-def extract(kind: str, text: str, *, n_choices: int | None = None, tests: Sequence[str] | None = None) -> str | None:
-    """The canonical answer in ``text`` for a task of ``kind``, or None when there is none to find."""
+def extract(
+    kind: str,
+    text: str,
+    *,
+    n_choices: int | None = None,
+    tests: Sequence[str] | None = None,
+    choices: Sequence[str] | None = None,
+) -> str | None:
+    """The canonical answer in ``text`` for a task of ``kind``, or None when there is none to find. With the
+    choices' texts, a reply that gives a choice's text instead of its letter is that choice."""
     if kind == "choice":
-        return _extract_choice(text, n_choices)
+        return _extract_choice(text, n_choices, choices)
     if kind == "code":
         return _extract_code(text, tests)
     try:

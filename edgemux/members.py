@@ -12,6 +12,7 @@ decodes its own prompt as its own batch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import InvalidRequestError
@@ -124,12 +125,13 @@ def canonical_output(kind: str, stdout: str) -> str | None:
 
 
 def answer_of(member: Member | None, kind: str, text: str, *, program_stdout: str | None = None,
-              n_choices: int | None = None, tests: tuple[str, ...] | None = None) -> str | None:  # fmt: skip
+              n_choices: int | None = None, tests: tuple[str, ...] | None = None,
+              choices: Sequence[str] | None = None) -> str | None:  # fmt: skip
     """A sample's canonical answer. For ``pot`` members that is the recorded output of its program (None
     when it did not run cleanly); nothing is executed here."""
     if member is not None and member.runs_programs:
         return canonical_output(kind, program_stdout) if program_stdout is not None else None
-    return extract(kind, text, n_choices=n_choices, tests=tests)
+    return extract(kind, text, n_choices=n_choices, tests=tests, choices=choices)
 
 
 RUN_PROGRAMS_NEEDED = (
@@ -139,7 +141,8 @@ RUN_PROGRAMS_NEEDED = (
 
 
 def recorded_answer(record_kind: str, member_name: str, sample: Sample, *, n_choices: int | None,
-                    tests: tuple[str, ...] | None, run_programs: bool = False) -> str | None:  # fmt: skip
+                    tests: tuple[str, ...] | None, run_programs: bool = False,
+                    choices: Sequence[str] | None = None) -> str | None:  # fmt: skip
     """A recorded sample's answer by today's rules, for re-scoring a runs file. Programs are never run
     here unless ``run_programs`` (the user asked): a program-of-thought sample is scored from its recorded
     output, and a code answer (MBPP) keeps the behaviour recorded when it was collected."""
@@ -148,7 +151,7 @@ def recorded_answer(record_kind: str, member_name: str, sample: Sample, *, n_cho
     program = sample.program
     return answer_of(parse_member(member_name), record_kind, sample.text,
                      program_stdout=program.stdout if program is not None and program.ok else None,
-                     n_choices=n_choices, tests=tests)  # fmt: skip
+                     n_choices=n_choices, tests=tests, choices=choices)  # fmt: skip
 
 
 def run_program_of(text: str) -> ProgramRun:

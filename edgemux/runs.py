@@ -45,6 +45,7 @@ class Record:
     prompt_tokens: int
     samples: tuple[Sample, ...]
     tests: tuple[str, ...] | None = None  # code tasks: the asserts answers are run against
+    choices: tuple[str, ...] | None = None  # choice tasks: the choices' texts (a reply may give one instead of its letter)
 
     @property
     def k(self) -> int:
@@ -54,6 +55,7 @@ class Record:
         row = {
             "task": self.task, "model": self.model, "kind": self.kind, "reference": self.reference,
             "n_choices": self.n_choices, **({"tests": list(self.tests)} if self.tests else {}),
+            **({"choices": list(self.choices)} if self.choices else {}),
             "settings": self.settings, "prompt_tokens": self.prompt_tokens,
             "samples": [
                 {"index": s.index, "seed": s.seed, "text": s.text, "answer": s.answer, "tokens": s.tokens,
@@ -90,6 +92,7 @@ def _record(row: Any, where: str) -> Record:
         str(row["task"]), str(row["model"]), row["kind"], row.get("reference"), row.get("n_choices"),
         dict(row["settings"]), int(row.get("prompt_tokens", 0)), tuple(samples),
         tuple(row["tests"]) if row.get("tests") else None,
+        tuple(str(c) for c in row["choices"]) if isinstance(row.get("choices"), list) and row["choices"] else None,
     )  # fmt: skip
 
 

@@ -266,7 +266,7 @@ class Mux:
             self.resident.release(model)
 
         def make_sample(name: str, f: FinishedSequence) -> Sample:
-            return _sample(parse_member(name), f, seeds, profile.kind, n_choices, tests)
+            return _sample(parse_member(name), f, seeds, profile.kind, n_choices, tests, choices)
 
         votes = yield from decode(
             self._order(profile, ranks),
@@ -335,7 +335,7 @@ class Mux:
             finished = [f for step in engine.generate(tokens, sampling, seeds, stop) for f in step.finished]
         finally:
             self.resident.release(member.model)
-        samples = [_sample(member, f, seeds, self.profile.kind, n_choices, tests) for f in finished]
+        samples = [_sample(member, f, seeds, self.profile.kind, n_choices, tests, choices) for f in finished]
         return sorted(samples, key=lambda s: s.index), len(tokens)
 
     def _order(self, profile: Profile, ranks: dict[str, int] | None) -> list[str]:
@@ -359,13 +359,13 @@ class Mux:
 
 def _sample(
     member: Member, f: FinishedSequence, seeds: Sequence[int], kind: str, n_choices: int | None,
-    tests: Sequence[str] | None,
+    tests: Sequence[str] | None, choices: Sequence[str] | None = None,
 ) -> Sample:
     """A finished sequence as a sample: its answer extracted, or for a program-of-thought member, its program
     run in the sandbox and the printed value canonicalised (an unparsable sample when it does not run)."""
     program = run_program_of(f.text) if member.runs_programs else None
     answer = answer_of(member, kind, f.text, program_stdout=program.stdout if program and program.ok else None,
-                       n_choices=n_choices, tests=tuple(tests) if tests else None)  # fmt: skip
+                       n_choices=n_choices, tests=tuple(tests) if tests else None, choices=choices)  # fmt: skip
     if program is not None and not program.ok:
         log.info("%s sample %d: its program %s (%s)", member.name, f.index, program.status, program.detail)
     return Sample(member.name, f.index, seeds[f.index], f.text, answer, f.tokens, f.stop_reason, f.seconds, program)

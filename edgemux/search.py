@@ -101,7 +101,8 @@ def build_table(records: Sequence[Record], *, rescore: bool = True, run_programs
             seconds[m, t] = max(s.seconds for s in record.samples)
             for j, s in enumerate(sorted(record.samples, key=lambda s: s.index)):
                 answer = (
-                    recorded_answer(kind, model, s, n_choices=record.n_choices, tests=record.tests, run_programs=True)
+                    recorded_answer(kind, model, s, n_choices=record.n_choices, tests=record.tests, run_programs=True,
+                                    choices=record.choices)
                     if rescore else s.answer
                 )  # fmt: skip
                 tokens[m, t, j] = s.tokens

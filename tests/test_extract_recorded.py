@@ -81,3 +81,17 @@ def test_a_text_reference_is_its_own_answer() -> None:
 
 def test_there_are_at_least_thirty_hand_checked_cases() -> None:
     assert len(CHOICE) + len(NUMBER) + len(MATH) >= 30
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("fog", "A"),  # gemma3-270m answering with the choice's text (real sample)
+        ("Answer: Shady areas increased.", "B"),
+        ("gas\nAnswer: liquid\nAnswer: solid", None),  # listing the choices is not choosing one
+        ("rain or fog", None),
+    ],
+)
+def test_a_reply_that_is_a_choices_text(text: str, expected: str | None) -> None:
+    choices = ["fog", "Shady areas increased.", "solid", "liquid"]
+    assert extract("choice", text, choices=choices) == expected
