@@ -7,6 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..benchmark import EnsembleRow, ScalingRow, ThroughputRow
+from ..calibration import levels_of
 from ..evaluate import EvalReport
 from ..memory import Plan, format_bytes
 from ..profiles import Profile
@@ -147,6 +148,7 @@ def profile_dict(profile: Profile) -> dict[str, object]:
         "system": profile.system,
         "n_ctx": profile.n_ctx,
         "budget": profile.budget,
+        "abstain_below": profile.abstain_below,
         "measured": profile.measured,
         "path": str(profile.path) if profile.path else None,
     }
@@ -155,8 +157,8 @@ def profile_dict(profile: Profile) -> dict[str, object]:
 def profile_view(profile: Profile) -> Group:
     s = profile.sampling
     models = Table(title=f"profile {profile.name} ({profile.kind})", header_style="bold", caption=profile.description)
-    for name in ("model", "validation accuracy", "resident"):
-        models.add_column(name, justify="left" if name == "model" else "right")
+    for name in ("member", "validation accuracy", "resident"):
+        models.add_column(name, justify="left" if name == "member" else "right")
     for model in profile.models:
         accuracy = "—" if model.validation_accuracy is None else f"{100 * model.validation_accuracy:.1f}%"
         models.add_row(model.name, accuracy, "pinned" if model.resident else "")
@@ -181,6 +183,13 @@ def profile_view(profile: Profile) -> Group:
         for key in ("why", "verdict"):
             if measured.get(key):
                 lines.append(Text(f"  {key}: {measured[key]}"))
+        levels = levels_of(measured, s.k)
+        if levels:
+            cells = [f"{lv.agreeing}/{lv.k}: {'—' if lv.accuracy is None else f'{100 * lv.accuracy:.0f}%'} of {lv.answered}"
+                     for lv in levels]  # fmt: skip
+            lines.append(Text("  calibration (right when the winner's samples agree): " + ", ".join(cells)))
+    if profile.abstain_below is not None:
+        lines.append(Text(f"abstains below confidence {profile.abstain_below:g} (ask exits 10)"))
     return Group(models, *lines)
 
 
