@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from .equivalence import Unifier
 from .errors import InvalidRequestError
 from .calibration import CoveragePoint, risk_coverage
 from .extract import canonical_reference
@@ -188,13 +189,15 @@ def score_runs(
         first = per[models[0]]
         if kind == "code" and not run_programs:
             raise InvalidRequestError(RUN_PROGRAMS_NEEDED)
-        reference = canonical_reference(kind, first.reference, first.tests) if first.reference is not None else None
+        unify = Unifier(kind)  # answers that mean the same (MATH) are one answer; the reference's spelling first
+        reference = unify(canonical_reference(kind, first.reference, first.tests)) if first.reference is not None else None
         if reference is None:
             left_out["tasks without a usable reference answer"] = (
                 left_out.get("tasks without a usable reference answer", 0) + 1
             )
             continue
-        samples = {m: _first_k(per[m], k, kind, rescore, run_programs) for m in models}
+        samples = {m: [replace(s, answer=unify(s.answer)) for s in _first_k(per[m], k, kind, rescore, run_programs)]
+                   for m in models}  # fmt: skip
         batch_seconds = {m: max(s.seconds for s in samples[m]) for m in models}
         batch_tokens = {m: sum(s.tokens for s in samples[m]) for m in models}
         answers: dict[str, str | None] = {}

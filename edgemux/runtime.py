@@ -20,6 +20,7 @@ from . import fetch
 from .calibration import Level, levels_of, sentence
 from .catalog import Catalog
 from .earlystop import tie_ranks
+from .equivalence import Unifier
 from .errors import BudgetError, InvalidRequestError
 from .members import Member, answer_of, parse_member, run_program_of
 from .memory import ModelShape, estimate, kv_cells
@@ -265,8 +266,11 @@ class Mux:
             busy.discard(model)
             self.resident.release(model)
 
+        unify = Unifier(profile.kind)  # MATH answers that mean the same vote together
+
         def make_sample(name: str, f: FinishedSequence) -> Sample:
-            return _sample(parse_member(name), f, seeds, profile.kind, n_choices, tests, choices)
+            sample = _sample(parse_member(name), f, seeds, profile.kind, n_choices, tests, choices)
+            return replace(sample, answer=unify(sample.answer))
 
         votes = yield from decode(
             self._order(profile, ranks),

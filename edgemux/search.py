@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .equivalence import Unifier
 from .errors import InvalidRequestError
 from .extract import canonical_reference
 from .members import RUN_PROGRAMS_NEEDED, recorded_answer
@@ -94,7 +95,8 @@ def build_table(records: Sequence[Record], *, rescore: bool = True, run_programs
     seconds = np.zeros(shape[:2], dtype=np.float64)
     for t, task in enumerate(tasks):
         per_model = by_task[task]
-        reference = canonical_reference(kind, next(iter(per_model.values())).reference or "", _tests(per_model))
+        unify = Unifier(kind)  # answers that mean the same (MATH) share an id; the reference's spelling first
+        reference = unify(canonical_reference(kind, next(iter(per_model.values())).reference or "", _tests(per_model)))
         ids: dict[str, int] = {}
         for m, model in enumerate(models):
             record = per_model[model]
@@ -107,6 +109,7 @@ def build_table(records: Sequence[Record], *, rescore: bool = True, run_programs
                 )  # fmt: skip
                 tokens[m, t, j] = s.tokens
                 truncated[m, t, j] = s.stop_reason == "length"
+                answer = unify(answer)
                 if answer is not None:
                     answers[m, t, j] = ids.setdefault(answer, len(ids))
                     correct[m, t, j] = answer == reference
