@@ -155,7 +155,7 @@ def _apply_outlook(
 ) -> Iterator[Event]:
     view = outlook(progress, ranks)
     live = [m for m in progress if m not in votes]
-    if view.settled is None and stop_rule == "answer" and view.answer is not None:
+    if stop_rule == "answer" and view.answer is not None:  # the answer is all this rule keeps exact
         reason = f"answer settled: every model that could still win would answer {view.answer}"
         for m in live:
             yield from stop(m, reason)

@@ -183,9 +183,12 @@ def test_early_stop_keeps_the_answer_of_full_sampling() -> None:
         "--json",
         question,
     )
-    early = json.loads(invoke(*common).stdout)
+    exact = json.loads(invoke(*common).stdout)  # the decision rule: one model's samples all finish
+    early = json.loads(invoke(*common, "--stop-rule", "answer").stdout)  # stops once the answer is settled
     full = json.loads(invoke(*common, "--no-early-stop").stdout)
+    assert (exact["answer"], exact["winner"], exact["confidence"]) == (full["answer"], full["winner"], full["confidence"])
     assert (early["answer"], early["winner"]) == (full["answer"], full["winner"])
+    assert early["confidence"] <= full["confidence"]  # the answer rule's documented lower bound
     assert early["early_stop"]["stopped_samples"] and full["early_stop"]["stopped_samples"] == []
     assert early["tokens"] < full["tokens"]
     for sample in early["models"][0]["samples"]:  # samples that ran are the same samples (same seeds)

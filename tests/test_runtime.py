@@ -168,18 +168,18 @@ def test_priority_with_a_unanimous_favourite_never_runs_the_others(fake_models: 
 
 
 def test_early_stop_agrees_with_full_sampling(fake_models: list[str]) -> None:
-    # alpha is split three ways (at most 1/3); beta has 2/3 for sure after two samples: its long third
-    # sample cannot change anything, and early stop must cancel it.
-    outputs = {"alpha": ["#### 1", "#### 2", "#### 3"], "beta": ["#### 3", "#### 3", "w " * 30 + "#### 3"]}
+    # beta is unanimous after three short samples; alpha, split, can reach at most 2/3 with its long third
+    # sample: early stop must cancel that one. The winner's own samples always finish (exact confidence).
+    outputs = {"alpha": ["#### 1", "#### 2", "w " * 30 + "#### 3"], "beta": ["#### 3", "#### 3", "#### 3"]}
     answers = {}
     for policy in ("interleave", "priority"):
         for early in (False, True):
             with mux(fake_models, outputs, options=LoadOptions(policy=policy, early_stop=early)) as m:
                 r = m.ask("q")
-                answers[(policy, early)] = (r.answer, r.decision.winner, r.tokens)
+                answers[(policy, early)] = (r.answer, r.decision.winner, r.decision.confidence, r.tokens)
     full = answers[("interleave", False)]
-    assert all(a[:2] == full[:2] for a in answers.values())
-    assert answers[("interleave", True)][2] < full[2]  # beta's long third sample was not needed
+    assert all(a[:3] == full[:3] for a in answers.values())  # answer, winner and confidence
+    assert answers[("interleave", True)][3] < full[3]  # alpha's long third sample was not needed
 
 
 def test_tight_budget_takes_turns(fake_models: list[str], monkeypatch: pytest.MonkeyPatch) -> None:

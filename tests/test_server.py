@@ -246,10 +246,10 @@ def test_a_full_queue_answers_429_with_retry_after() -> None:
         wait_for(lambda: server.worker.current is not None)
         with ThreadPoolExecutor(1) as pool:
             queued = pool.submit(client.completions.create, model="smollm2-135m", prompt="Hi", max_tokens=2)
-            wait_for(lambda: server.worker.depth == 1)
+            wait_for(lambda: server.worker.queue.qsize() == 1)  # the queue of 1 is full
             with pytest.raises(openai.RateLimitError) as refused:
                 client.completions.create(model="smollm2-135m", prompt="Hello", max_tokens=2)
             assert refused.value.status_code == 429 and int(refused.value.response.headers["Retry-After"]) >= 1
             busy.close()  # let the decode thread go: the queued request is answered, not lost
             assert queued.result(timeout=60).choices[0].text is not None
-        assert server.worker.depth == 0
+        wait_for(lambda: server.worker.depth == 0)
