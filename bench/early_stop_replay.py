@@ -47,7 +47,6 @@ SETTINGS = {
     "staged": LoadOptions(policy="staged", early_stop=True),
     "staged+answer": LoadOptions(policy="staged", early_stop=True, stop_rule="answer"),
 }
-EARLY = [name for name in SETTINGS if name != "full"]
 
 
 def main() -> None:
@@ -57,8 +56,18 @@ def main() -> None:
     parser.add_argument("-k", type=int, default=None, help="samples per model [the profile's]")
     parser.add_argument("--measured-ties", action="store_true",
                         help="break ties by each model's accuracy on these runs (what `profile build` writes)")  # fmt: skip
+    parser.add_argument("--settings", default=",".join(SETTINGS),
+                        help="which of full,priority,interleave,...+answer,staged[+answer] to replay (full is always)")  # fmt: skip
+    parser.add_argument("--no-bound", action="store_true",
+                        help="skip the clairvoyant bound (an exhaustive search: minutes per question at k = 5)")  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    chosen = {"full", *[s.strip() for s in args.settings.split(",") if s.strip()]}
+    unknown = chosen - set(SETTINGS)
+    if unknown:
+        sys.exit(f"unknown settings: {', '.join(sorted(unknown))}; choose from {', '.join(SETTINGS)}")
+    settings = {name: options for name, options in SETTINGS.items() if name in chosen}
+    early_names = [name for name in settings if name != "full"]
 
     profile = load_profile(args.profile)
     k = args.k or profile.sampling.k
@@ -87,7 +96,7 @@ def main() -> None:
     def factory(spec, path, n_ctx, n_seq_max, options):  # type: ignore[no-untyped-def]
         return engines.setdefault(spec.name, ReplayEngine())
 
-    totals = {name: {"tokens": 0, "correct": 0, "same": 0, "same_confidence": 0} for name in SETTINGS}
+    totals = {name: {"tokens": 0, "correct": 0, "same": 0, "same_confidence": 0} for name in settings}
     accuracy = [m.validation_accuracy for m in profile.models]
     bound_tokens = 0
     for task in tasks:
@@ -95,7 +104,7 @@ def main() -> None:
         first = next(iter(per.values()))
         reference = canonical_reference(first.kind, first.reference) if first.reference else None  # type: ignore[attr-defined]
         answers, confidences = {}, {}
-        for name, options in SETTINGS.items():
+        for name, options in settings.items():
             with Mux(profile, load=options, engine_factory=factory) as mux:
                 for member in members:
                     samples = sorted(per[member].samples, key=lambda s: s.index)[:k]  # type: ignore[attr-defined]
@@ -108,8 +117,9 @@ def main() -> None:
             totals[name]["same_confidence"] += confidences[name] == confidences["full"]
             totals[name]["correct"] += result.answer is not None and result.answer == reference
             totals[name]["same"] += result.answer == answers["full"]
-        slot_answers, slot_tokens = question_slots(per, members, k)
-        bound_tokens += cheapest_certificate(slot_answers, slot_tokens, members, k, accuracy)[0]
+        if not args.no_bound:
+            slot_answers, slot_tokens = question_slots(per, members, k)
+            bound_tokens += cheapest_certificate(slot_answers, slot_tokens, members, k, accuracy)[0]
     n = len(tasks)
     out = {
         "runs": args.runs, "profile": profile.name, "models": members, "k": k, "questions": n,
@@ -117,21 +127,25 @@ def main() -> None:
         **{name: {"tokens_per_question": t["tokens"] / n, "accuracy": t["correct"] / n, "same_answer_as_full": t["same"] / n,
                   "confidence_differs_from_full": n - t["same_confidence"]}
            for name, t in totals.items()},
-        **{f"{name}_tokens_saved": 1 - totals[name]["tokens"] / totals["full"]["tokens"] for name in EARLY},
-        "clairvoyant_bound_tokens_per_question": bound_tokens / n,
-        "most_any_exact_rule_saves": 1 - bound_tokens / totals["full"]["tokens"],
+        **{f"{name}_tokens_saved": 1 - totals[name]["tokens"] / totals["full"]["tokens"] for name in early_names},
+        **({} if args.no_bound else {
+            "clairvoyant_bound_tokens_per_question": bound_tokens / n,
+            "most_any_exact_rule_saves": 1 - bound_tokens / totals["full"]["tokens"],
+        }),
     }  # fmt: skip
     if args.json:
         print(json.dumps(out, indent=2))
         return
     print(f"{n} questions, {' + '.join(members)}, k={k}, ties by {out['tie_break']}")
-    for name in SETTINGS:
+    for name in settings:
         r = out[name]
         print(f"  {name:<18} {r['tokens_per_question']:7.0f} tokens/question  accuracy {100 * r['accuracy']:5.1f}%  "
               f"same answer as full {100 * r['same_answer_as_full']:5.1f}%  "
               f"confidence differs on {r['confidence_differs_from_full']}")  # fmt: skip
-    for name in EARLY:
+    for name in early_names:
         print(f"  {name} early stop saves {100 * out[f'{name}_tokens_saved']:.1f}% of the tokens")
+    if args.no_bound:
+        return
     print(f"  no exact rule can save more than {100 * out['most_any_exact_rule_saves']:.1f}% "
           f"(clairvoyant bound, bench/early_stop_bound.py: {out['clairvoyant_bound_tokens_per_question']:.0f} tokens/question)")  # fmt: skip
 
