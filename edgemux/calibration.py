@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .search import RunTable
 
-__all__ = ["CoveragePoint", "Level", "levels_of", "measure", "risk_coverage", "sentence"]
+__all__ = ["CoveragePoint", "Level", "calibration_block", "levels_of", "measure", "risk_coverage", "sentence"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,17 @@ def measure(table: RunTable, members: Sequence[str], k: int) -> list[Level]:
     return [
         Level(c, k, int((agreeing == c).sum()), int((won_right & (agreeing == c)).sum())) for c in range(k, -1, -1)
     ]
+
+
+def calibration_block(levels: Sequence[Level], *, runs: str, tasks: int) -> str:
+    """A profile's ``measured:`` section holding only the calibration (for a hand-written profile), as YAML
+    to append to its file so that its comments and layout stay as they were."""
+    rows = "".join(
+        f"    - {{agreeing: {lv.agreeing}, k: {lv.k}, answered: {lv.answered}, right: {lv.right}, "
+        f"accuracy: {'null' if lv.accuracy is None else round(lv.accuracy, 4)}}}\n"
+        for lv in levels
+    )
+    return f"measured:\n  runs: {runs}\n  tasks: {tasks}\n  calibration:\n{rows}"
 
 
 def levels_of(measured: Mapping[str, Any], k: int) -> list[Level]:

@@ -131,3 +131,28 @@ def test_profile_build_stores_the_calibration(tmp_path: Path) -> None:
     levels = levels_of(profile.measured, profile.sampling.k)
     assert len(levels) == profile.sampling.k + 1 and sum(lv.answered for lv in levels) == profile.measured["tasks"]
     assert all(isinstance(lv, Level) and 0 <= lv.right <= lv.answered for lv in levels)
+
+
+def test_profile_calibrate_adds_the_measured_levels_to_a_hand_written_profile(tmp_path: Path) -> None:
+    from edgemux.runs import RunWriter
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("# my own profile: this comment stays\nname: mine\nkind: number\nmodels: [a]\n"
+                    "sampling: {k: 3, temperature: 0.7, max_tokens: 64}\n")  # fmt: skip
+    settings = {"k": 3, "temperature": 0.7, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "max_tokens": 64}
+    runs = tmp_path / "runs.jsonl"
+    with RunWriter(runs) as w:
+        for t, answers in enumerate([["1", "1", "1"], ["2", "2", "9"], ["3", "4", "5"]]):
+            r = record(f"t{t}", "a", answers, "1" if t == 0 else "2" if t == 1 else "7")
+            w.append(Record(r.task, r.model, r.kind, r.reference, None, settings, 5, r.samples))
+    result = CliRunner().invoke(cli, ["profile", "calibrate", str(path), "--runs", str(runs)])
+    assert result.exit_code == 0, result.output
+    assert path.read_text().startswith("# my own profile: this comment stays")
+    levels = levels_of(load_profile(str(path)).measured, 3)
+    assert [(lv.agreeing, lv.answered, lv.right) for lv in levels] == [(3, 1, 1), (2, 1, 1), (1, 1, 0), (0, 0, 0)]
+    again = CliRunner().invoke(cli, ["profile", "calibrate", str(path), "--runs", str(runs)])
+    assert again.exit_code == 2 and "measured section already" in again.stderr
+    other = tmp_path / "other.yaml"
+    other.write_text("name: other\nkind: number\nmodels: [a]\nsampling: {k: 3, temperature: 0.3, max_tokens: 64}\n")
+    refused = CliRunner().invoke(cli, ["profile", "calibrate", str(other), "--runs", str(runs)])
+    assert refused.exit_code == 2 and "temperature=0.7" in refused.stderr

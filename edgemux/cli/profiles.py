@@ -212,6 +212,62 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     click.echo(f"wrote {target}\n{why}", err=True)
 
 
+@profile_group.command("calibrate")
+@click.argument("name")
+@click.option("--runs", "runs_path", required=True, type=click.Path(path_type=Path),
+              help="runs of exactly this profile's members and settings (`edgemux collect --profile NAME`)")  # fmt: skip
+@click.option("--out", type=click.Path(path_type=Path), help="where to write it [the profile's own file]")
+def profile_calibrate(name: str, runs_path: Path, out: Path | None) -> None:
+    """Measure a hand-written profile's calibration on validation runs and add it to the profile.
+
+    How often its answers were right at each level of agreement, for its members at its k, from runs
+    collected with its own settings; `ask` then says it with every answer. A profile built by `edgemux
+    profile build` has it already (rebuild it instead).
+
+    \b
+    Example:
+      edgemux collect --tasks dev.jsonl --profile mine --limit 100 --out runs/mine.jsonl
+      edgemux profile calibrate mine --runs runs/mine.jsonl
+    """
+    from ..build import write_profile
+    from ..calibration import calibration_block, measure
+    from ..profiles import load_profile
+    from ..runs import read_runs_files
+    from ..search import build_table
+
+    profile = load_profile(name)
+    assert profile.path is not None
+    if profile.measured:
+        raise errors.InvalidRequestError(
+            f"{profile.path} has a measured section already (built by `edgemux profile build`?): rebuild it "
+            "from its runs instead"
+        )
+    table = build_table(read_runs_files(runs_path))
+    missing = [m for m in profile.member_names if m not in table.models]
+    if missing:
+        raise errors.InvalidRequestError(f"{runs_path} has no samples of {', '.join(missing)}")
+    if table.kind != profile.kind or table.k < profile.sampling.k:
+        raise errors.InvalidRequestError(
+            f"{runs_path} holds {table.kind} answers with k={table.k}; {name} asks {profile.kind} with "
+            f"k={profile.sampling.k}"
+        )
+    mine = {f: getattr(profile.sampling, f) for f in profile.sampling.field_names() if f not in ("k", "seed")}
+    differ = sorted(f for f, v in mine.items() if table.settings.get(f) != v)
+    if differ:
+        raise errors.InvalidRequestError(
+            f"{runs_path} was collected with other settings ({', '.join(f'{f}={table.settings.get(f)!r}' for f in differ)}); "
+            f"collect with --profile {name} so that the calibration is of what `ask` runs"
+        )
+    levels = measure(table, profile.member_names, profile.sampling.k)
+    runs_names = ",".join(Path(p).name for p in str(runs_path).split(",") if p.strip())
+    text = profile.path.read_text(encoding="utf-8").rstrip("\n") + "\n" + calibration_block(
+        levels, runs=runs_names, tasks=len(table.tasks)
+    )
+    target = out or profile.path
+    write_profile(target, text, force=True)
+    click.echo(f"wrote {target}: calibration on {len(table.tasks)} tasks of {runs_names}", err=True)
+
+
 @profile_group.command("show")
 @click.argument("name")
 @click.option(
