@@ -3,7 +3,7 @@
 Scoring works on recorded samples (a runs file from ``collect``, or the one a live eval writes), so every
 method sees exactly the same samples:
 
-- ``<model>, 1 sample``: each model alone, its first sample;
+- ``<member>, first sample``: each member alone, its first recorded sample;
 - ``<model>, majority of k``: self-consistency;
 - ``pooled vote``: one majority over all the models' samples (Agent Forest);
 - ``SLM-MUX``: the profile's rule (``mux.tally``/``mux.decide``, the code ``ask`` runs);
@@ -116,7 +116,7 @@ class EvalReport:
 
 
 def single_name(model: str) -> str:
-    return f"{model}, 1 sample"
+    return f"{model}, first sample"
 
 
 def consistency_name(model: str, k: int) -> str:

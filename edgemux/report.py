@@ -79,7 +79,7 @@ def search_markdown(result: SearchResult, *, top: int = 3) -> str:
     lines = [
         f"{result.tasks} questions, kind `{result.kind}`, k = {k} collected; accuracies in %.",
         "",
-        _row(["model", "1 sample", f"majority of {k}", "confidently wrong", "no answer", "cut off", "tokens / sample"]),
+        _row(["member", "one sample (mean)", f"majority of {k}", "confidently wrong", "no answer", "cut off", "tokens / sample"]),
         _row(["---", "---:", "---:", "---:", "---:", "---:", "---:"]),
     ]
     for m in sorted(result.models, key=lambda m: -m.accuracy):

@@ -70,5 +70,5 @@ def test_eval_scores_code_by_running_it() -> None:
     report = score_runs(runs, profile, run_programs=True)
     scores = {m.method: m.correct for m in report.methods}
     # a: right, wrong, right (2/3 right, behaviour-equal); b: wrong, wrong, none (2/3 wrong) → tie at 2/3 → a wins
-    assert scores == {"a, 1 sample": 1, "b, 1 sample": 0, "a, majority of 3": 1, "b, majority of 3": 0,
+    assert scores == {"a, first sample": 1, "b, first sample": 0, "a, majority of 3": 1, "b, majority of 3": 0,
                       "pooled vote": 0, "SLM-MUX": 1, "oracle": 1}  # fmt: skip

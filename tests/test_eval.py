@@ -37,8 +37,8 @@ def invoke(*args: str) -> Result:
 #   D  8   ∅ 8 2    3 2 3      m1 8 ✓ (1/3, 8 first)   m2 3 ✗ (2/3)   MUX m2 → 3 ✗   pooled 2 ✗ (2 and 3 tie, 2 seen first)
 # single sample (index 0): m1 7 ✓ 5 ✓ 4 ✗ ∅ ✗ = 2/4; m2 7 ✓ 9 ✗ 1 ✓ 3 ✗ = 2/4. Oracle (some majority right): A C D = 3/4.
 EXPECTED = {
-    "m1, 1 sample": (2, 10),
-    "m2, 1 sample": (2, 20),
+    "m1, first sample": (2, 10),
+    "m2, first sample": (2, 20),
     "m1, majority of 3": (2, 30),
     "m2, majority of 3": (2, 60),
     "pooled vote": (2, 90),
@@ -123,7 +123,7 @@ def test_live_eval_with_the_real_model(smollm2_in_home: Path, tmp_path: Path) ->
     result = invoke(*args)
     assert result.exit_code == 0, result.output
     methods = {m["method"]: m for m in json.loads(result.stdout)["methods"]}
-    assert set(methods) == {"smollm2-135m, 1 sample", "smollm2-135m, majority of 2", "pooled vote", "SLM-MUX",
+    assert set(methods) == {"smollm2-135m, first sample", "smollm2-135m, majority of 2", "pooled vote", "SLM-MUX",
                             "SLM-MUX + early stop", "oracle"}  # fmt: skip
     assert all(m["questions"] == 2 for m in methods.values())
     assert 0 < methods["SLM-MUX + early stop"]["tokens_per_question"] <= methods["SLM-MUX"]["tokens_per_question"]
