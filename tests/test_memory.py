@@ -145,12 +145,15 @@ def test_estimate_matches_what_loading_really_costs(smollm2_path: Path) -> None:
 
 
 def test_plan_cli() -> None:
-    ok = CliRunner().invoke(cli, ["plan", "--profile", "default", "--budget", "8GiB", "--json"])
+    pair = "qwen2.5-coder-1.5b,qwen2.5-coder-0.5b"
+    ok = CliRunner().invoke(cli, ["plan", "--models", pair, "--budget", "8GiB", "--json"])
     assert ok.exit_code == 0, ok.stderr
     data = json.loads(ok.stdout)
     assert data["fits"] and [m["name"] for m in data["models"]] == ["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"]
     assert data["budget_source"] == "--budget"
-    bad = CliRunner().invoke(cli, ["plan", "--profile", "default", "--budget", "1GiB"])
+    members = json.loads(CliRunner().invoke(cli, ["plan", "--profile", "default", "--budget", "8GiB", "--json"]).stdout)
+    assert [m["name"] for m in members["models"]] == ["qwen2.5-coder-1.5b"]  # two members, one model to load
+    bad = CliRunner().invoke(cli, ["plan", "--models", pair, "--budget", "1GiB"])
     assert bad.exit_code == 9
     assert "drop qwen2.5-coder-1.5b" in bad.stderr and "does not fit" in bad.stdout
     alone = CliRunner().invoke(cli, ["plan", "--models", "qwen2.5-coder-1.5b", "--budget", "1GiB"])
