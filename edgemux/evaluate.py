@@ -22,9 +22,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from .calibration import CoveragePoint, risk_coverage
 from .equivalence import Unifier
 from .errors import InvalidRequestError
-from .calibration import CoveragePoint, risk_coverage
 from .extract import canonical_reference
 from .members import RUN_PROGRAMS_NEEDED, recorded_answer
 from .mux import decide, tally
@@ -158,6 +158,8 @@ def score_runs(
     if len(kinds) > 1:
         raise InvalidRequestError(f"the runs mix task kinds ({', '.join(sorted(kinds))})")
     kind = kinds.pop()
+    if kind == "code" and not run_programs:
+        raise InvalidRequestError(RUN_PROGRAMS_NEEDED)
     collected = min(r.k for per in by_task.values() for r in per.values())
     k = k or min(profile.sampling.k, collected)
     if k > collected:
@@ -187,8 +189,6 @@ def score_runs(
             )
             continue
         first = per[models[0]]
-        if kind == "code" and not run_programs:
-            raise InvalidRequestError(RUN_PROGRAMS_NEEDED)
         unify = Unifier(kind)  # answers that mean the same (MATH) are one answer; the reference's spelling first
         reference = unify(canonical_reference(kind, first.reference, first.tests)) if first.reference is not None else None
         if reference is None:

@@ -54,9 +54,6 @@ class Profile:
     def members(self) -> list[Member]:
         return [parse_member(m.name) for m in self.models]
 
-    def member(self, name: str) -> Member:
-        return parse_member(name)
-
     @property
     def model_names(self) -> list[str]:
         """The distinct models to load, in profile order (a model that serves two members once)."""

@@ -239,11 +239,12 @@ class Mux:
         started = time.perf_counter()
         ranks = tie_ranks(profile.member_names, {m.name: m.validation_accuracy for m in profile.models})
 
+        members = {m.name: m for m in profile.members}
         prompts: dict[str, tuple[list[int], tuple[str, ...]]] = {}
         busy: set[str] = set()  # models decoding for a member now: another member of the same model waits
 
         def start(name: str, indices: Sequence[int]) -> Generator[Event, None, Iterator[BatchStep] | None]:
-            member = parse_member(name)
+            member = members[name]
             if member.model in busy or not self.resident.can_acquire(member.model):
                 return None
             engine = yield from self._hold(member.model)
@@ -262,14 +263,14 @@ class Mux:
             return generator
 
         def finish(name: str) -> None:
-            model = parse_member(name).model
+            model = members[name].model
             busy.discard(model)
             self.resident.release(model)
 
         unify = Unifier(profile.kind)  # MATH answers that mean the same vote together
 
         def make_sample(name: str, f: FinishedSequence) -> Sample:
-            sample = _sample(parse_member(name), f, seeds, profile.kind, n_choices, tests, choices)
+            sample = _sample(members[name], f, seeds, profile.kind, n_choices, tests, choices)
             return replace(sample, answer=unify(sample.answer))
 
         votes = yield from decode(
