@@ -56,7 +56,7 @@ def main() -> None:
     ]
 
     probe = Mux(profile, load=LoadOptions(budget="1TiB"))
-    sizes = {n: probe.estimated_bytes(n) for n in names}
+    sizes = {n: probe.models.estimated_bytes(n) or 0 for n in names}
     two = sorted(sizes.values())[-2:]
     budget = sum(two) + (min(sizes.values()) // 2)  # any two fit, all three do not
     assert budget < sum(sizes.values())

@@ -270,8 +270,7 @@ class Engine:
         """Seconds to evaluate ``tokens`` as one sequence's prompt from an empty cache (llama-bench's pp)."""
         if self.closed:
             raise EngineError("the engine is closed")
-        if len(tokens) > self.n_ctx:
-            self._new_context(len(tokens), max(1, self.n_seq_max))
+        self.check_fits(len(tokens), 1, 0)
         llama_cpp.llama_memory_clear(self._memory, True)
         start = time.perf_counter()
         try:
@@ -284,12 +283,25 @@ class Engine:
     # -- generation ---------------------------------------------------------------------------------
 
     def check_fits(self, prompt_tokens: int, k: int, max_tokens: int) -> int:
-        """Cells needed for the prompt (stored once) plus k sequences of up to max_tokens; raise if impossible."""
+        """Cells needed for the prompt (stored once) plus k sequences of up to max_tokens; raise with the
+        numbers when they exceed what the model was trained for or the context it was given at load (the
+        context never grows: its bytes were granted by the resident set when it loaded)."""
         needed = prompt_tokens + k * max_tokens
         if prompt_tokens + max_tokens > self.n_ctx_train:
             raise PromptTooLongError(
                 f"the prompt is {prompt_tokens} tokens and a sample may add {max_tokens}, but {self.path.name} "
                 f"was trained for {self.n_ctx_train} tokens: shorten the question or lower --max-tokens"
+            )
+        if needed > self.n_ctx:
+            raise PromptTooLongError(
+                f"the prompt is {prompt_tokens} tokens and {k} samples of up to {max_tokens} tokens need "
+                f"{needed} KV cells, but {self.path.name} was loaded with {self.n_ctx}: shorten the question, "
+                f"lower --max-tokens or -k, or raise --n-ctx to at least {prompt_tokens + max_tokens} "
+                "(the context of one sample)"
+            )
+        if k > self.n_seq_max:
+            raise InvalidRequestError(
+                f"{k} samples at once, but {self.path.name} was loaded for at most {self.n_seq_max}: lower n / -k"
             )
         return needed
 
@@ -334,9 +346,10 @@ class Engine:
             needed += self.check_fits(len(r.prompt), len(r.seeds), r.sampling.max_tokens)
             total += len(r.seeds)
         if needed > self.n_ctx or total > self.n_seq_max:
-            new_ctx = min(max(needed, self.n_ctx), max(self.n_ctx_train * len(requests), needed))
-            log.info("growing the context of %s to %d cells, %d sequences", self.path.name, new_ctx, total)
-            self._new_context(new_ctx, max(total, self.n_seq_max))
+            raise PromptTooLongError(
+                f"{len(requests)} requests need {needed} KV cells and {total} sequences together; "
+                f"{self.path.name} was loaded with {self.n_ctx} cells for {self.n_seq_max}: decode them apart"
+            )
         start = time.perf_counter()
         # Every call evaluates its prompt afresh. Reusing the cells of an identical earlier prompt would save
         # that work, but the last prompt token evaluated alone gives logits that differ in the last bits from

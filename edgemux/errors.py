@@ -8,6 +8,7 @@ to do next; the CLI maps the types to exit codes in one place (``cli.py``).
     │   └── PromptTooLongError   the prompt and the samples do not fit the context
     ├── BudgetError              the models cannot fit the memory budget (the message names the fix)
     ├── FetchError               pip or Hugging Face download failed, network down
+    │   ├── NotCachedError       the model is not downloaded yet (the server downloads on its own thread)
     │   └── ChecksumError        the assembled file's sha256 or size is wrong (the file is removed)
     ├── ModelFileError           the file is missing, truncated, or not a GGUF at all
     └── EngineError              llama.cpp refused to load or decode
@@ -27,6 +28,7 @@ __all__ = [
     "FetchError",
     "InvalidRequestError",
     "ModelFileError",
+    "NotCachedError",
     "NotFoundError",
     "PromptTooLongError",
 ]
@@ -73,6 +75,14 @@ class BudgetError(EdgemuxError):
 
 class FetchError(EdgemuxError):
     """A download failed; nothing was left in the cache."""
+
+
+class NotCachedError(FetchError):
+    """A model that must be downloaded before it can load, where loading may not wait for the network."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name} is not downloaded yet: run `edgemux models pull {name}`")
+        self.name = name
 
 
 class ChecksumError(FetchError):

@@ -137,6 +137,16 @@ def _number(body: dict[str, Any], key: str, kind: type, low: float, high: float)
     return kind(value)
 
 
+def _sampling_field(body: dict[str, Any], key: str, name: str | None = None) -> Any:
+    """A request field that sets Sampling's field ``name`` (default: the same name), checked by its range."""
+    name = name or key
+    low, high, low_open = Sampling.range_of(name)
+    value = _number(body, key, type(Sampling.__dataclass_fields__[name].default or 0), low, high)
+    if value is not None and low_open and value <= low:
+        raise errors.InvalidRequestError(f"'{key}' must be in ({low:g}, {high:g}], got {value}")
+    return value
+
+
 def parse_request(body: Any, endpoint: str) -> ChatRequest:
     if not isinstance(body, dict):
         raise errors.InvalidRequestError("the request body must be a JSON object")
@@ -159,13 +169,15 @@ def parse_request(body: Any, endpoint: str) -> ChatRequest:
         if not isinstance(prompt, str):
             raise errors.InvalidRequestError("'prompt' must be a string (token arrays and batches are not supported)")
         request.prompt = prompt
-    request.n = _number(body, "n", int, 1, 16) or 1
-    request.temperature = _number(body, "temperature", float, 0, 2)
-    request.top_p = _number(body, "top_p", float, 0, 1)
-    request.max_tokens = _number(body, "max_completion_tokens", int, 1, 32768) or _number(
-        body, "max_tokens", int, 1, 32768
+    # The sampling fields and their ranges are Sampling's own (n is its k; the server refuses more samples
+    # than its models were loaded for, with the numbers).
+    request.n = _sampling_field(body, "n", "k") or 1
+    request.temperature = _sampling_field(body, "temperature")
+    request.top_p = _sampling_field(body, "top_p")
+    request.max_tokens = _sampling_field(body, "max_completion_tokens", "max_tokens") or _sampling_field(
+        body, "max_tokens"
     )
-    request.seed = _number(body, "seed", int, 0, 2**31 - 1 - 16)
+    request.seed = _sampling_field(body, "seed")
     # edgemux's own field (mux models): below this confidence the answer is marked abstained
     request.min_confidence = _number(body, "min_confidence", float, 0, 1)
     stop = body.get("stop")

@@ -11,8 +11,8 @@ from . import fetch
 from .catalog import Catalog
 from .errors import ConfigError, EdgemuxError, InvalidRequestError
 from .gguf import read_header
-from .memory import ModelShape, Plan, default_budget_bytes, estimate, kv_cells, parse_bytes, plan
 from .members import parse_member
+from .memory import ModelShape, Plan, default_budget_bytes, estimate, kv_cells, parse_bytes, plan
 from .profiles import Profile
 from .types import ModelSpec
 

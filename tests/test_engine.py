@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgemux.engine import Engine, GenerationRequest
-from edgemux.errors import EngineError, ModelFileError, PromptTooLongError
+from edgemux.errors import EngineError, InvalidRequestError, ModelFileError, PromptTooLongError
 from edgemux.memory import rss_bytes
 from edgemux.types import FinishedSequence, Sampling
 
@@ -95,11 +95,16 @@ def test_cancel_frees_the_sequences(engine: Engine) -> None:
     assert out[0].tokens == 8
 
 
-def test_context_grows_for_more_sequences(smollm2_path: Path) -> None:
+def test_the_context_never_grows_past_what_it_was_loaded_with(smollm2_path: Path) -> None:
+    # The resident set granted the bytes of 256 cells for one sequence at load; more is refused with the
+    # numbers, and the context is the same afterwards.
     with Engine(smollm2_path, n_ctx=256, n_seq_max=1, n_threads=2) as e:
-        out = run(e, Sampling(temperature=0.7, max_tokens=100), seeds=[1, 2, 3])
-        assert len(out) == 3
-        assert e.n_seq_max >= 3 and e.n_ctx >= 300
+        with pytest.raises(PromptTooLongError, match=r"need \d+ KV cells, but smollm2-135m.gguf was loaded with 256"):
+            run(e, Sampling(temperature=0.7, max_tokens=100), seeds=[1, 2, 3])
+        with pytest.raises(InvalidRequestError, match="at most 1"):
+            run(e, Sampling(temperature=0.7, max_tokens=20), seeds=[1, 2])
+        assert (e.n_ctx, e.n_seq_max) == (256, 1)
+        assert len(run(e, Sampling(temperature=0.7, max_tokens=20), seeds=[1])) == 1  # what fits still runs
 
 
 def test_prompt_longer_than_the_model_context(engine: Engine) -> None:

@@ -101,7 +101,7 @@ def test_collect_records_program_runs_and_search_reads_them_without_running(fake
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text(json.dumps({"id": "t1", "question": "6 times 7?", "answer": "42"}) + "\n")
     outputs = {"alpha": [PROGRAM_42], "beta": ["#### 42"]}
-    monkeypatch.setattr("edgemux.runtime._llama_engine", fake_engine_factory(outputs))
+    monkeypatch.setattr("edgemux.loader.llama_engine", fake_engine_factory(outputs))
     pot, cot = tmp_path / "pot.jsonl", tmp_path / "cot.jsonl"
     runner = CliRunner()
     for out, members in ((pot, "alpha:pot"), (cot, "alpha,beta")):

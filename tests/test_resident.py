@@ -146,3 +146,43 @@ def test_a_three_model_rotation_loads_once_per_turn() -> None:
                 clock.tick()
     assert rs.peak_bytes <= 4 * GiB
     assert all(x != y for x, y in zip(rs.loads, rs.loads[1:], strict=False))
+
+
+def unsized_set(measured: dict[str, int], budget: int = 4 * GiB) -> tuple[ResidentSet, dict[str, Engine]]:
+    """Models whose size only loading tells (no shape before download: the estimate is None)."""
+    made: dict[str, Engine] = {}
+
+    def load(name: str) -> Engine:
+        made[name] = Engine(name, measured=measured[name])
+        return made[name]
+
+    return ResidentSet(budget, load, lambda name: SIZES.get(name)), made
+
+
+def test_a_model_of_unknown_size_is_measured_once_loaded_not_counted_as_zero() -> None:
+    rs, made = unsized_set({"a-1g": GiB, "mystery": 2 * GiB})
+    rs.acquire("a-1g")
+    rs.release("a-1g")
+    assert rs.can_acquire("mystery")
+    rs.acquire("mystery")
+    assert rs.nbytes("mystery") == 2 * GiB and rs.resident_bytes == 3 * GiB
+    rs.release("mystery")
+
+
+def test_a_model_of_unknown_size_that_does_not_fit_is_unloaded_again() -> None:
+    rs, made = unsized_set({"a-1g": GiB, "b-2g": 2 * GiB, "mystery": 3 * GiB})
+    rs.acquire("a-1g")
+    rs.acquire("b-2g")  # both held: nothing can be evicted
+    with pytest.raises(BudgetError, match="mystery needs 3.00 GiB"):
+        rs.acquire("mystery")
+    assert made["mystery"].closed and not rs.is_resident("mystery") and rs.loads == ["a-1g", "b-2g"]
+    rs.release("b-2g")  # now b can go to make room: it is evicted for what mystery measured
+    rs.acquire("mystery")
+    assert rs.names() == ["a-1g", "mystery"] and rs.resident_bytes == 4 * GiB
+
+
+def test_a_model_of_unknown_size_larger_than_the_budget_says_so() -> None:
+    rs, made = unsized_set({"mystery": 5 * GiB})
+    with pytest.raises(BudgetError, match="alone needs 5.00 GiB, the budget is 4.00 GiB"):
+        rs.acquire("mystery")
+    assert made["mystery"].closed and rs.resident_bytes == 0

@@ -17,8 +17,11 @@ import openai
 import pytest
 import uvicorn
 
+from edgemux.downloads import Downloads
+from edgemux.fetch import Progress
 from edgemux.runtime import LoadOptions
 from edgemux.serve import create_app
+from edgemux.types import ModelSpec
 from edgemux.worker import Worker
 
 KEY = "sekret"
@@ -44,10 +47,11 @@ class Running:
 
 
 @contextlib.contextmanager
-def running_server(max_queue: int = 4) -> Iterator[Running]:
-    worker = Worker(default_profile="tiny", budget_bytes=2 << 30, load=LoadOptions(n_threads=2), max_queue=max_queue)
+def running_server(max_queue: int = 4, downloads: Downloads | None = None, **worker_args: int) -> Iterator[Running]:
+    worker = Worker(default_profile="tiny", budget_bytes=2 << 30, load=LoadOptions(n_threads=2), max_queue=max_queue,
+                    **worker_args)  # fmt: skip
     worker.start()
-    app = create_app(worker, api_key=KEY, max_body=64 * 1024)
+    app = create_app(worker, api_key=KEY, max_body=64 * 1024, downloads=downloads)
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -206,7 +210,7 @@ def test_client_disconnect_stops_the_generation(server: Running) -> None:
     assert server.worker.stats.generated_tokens < 1000
     ok = client.completions.create(model="smollm2-135m", prompt="Hello", max_tokens=4)
     assert ok.choices[0].text is not None
-    metrics = http("GET", server.url + "/metrics")[1].decode()
+    metrics = http("GET", server.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"})[1].decode()
     assert 'edgemux_resident_bytes{model="smollm2-135m"}' in metrics and "edgemux_queue_depth 0" in metrics
 
 
@@ -253,3 +257,88 @@ def test_a_full_queue_answers_429_with_retry_after() -> None:
             busy.close()  # let the decode thread go: the queued request is answered, not lost
             assert queued.result(timeout=60).choices[0].text is not None
         wait_for(lambda: server.worker.depth == 0)
+
+
+def test_other_sites_and_foreign_host_names_are_refused(server: Running) -> None:
+    """A web page elsewhere may not drive the server (a text/plain form post is a 'simple' request a
+    browser sends without asking), nor read it through DNS rebinding (its Host is its own name)."""
+    body = json.dumps({"model": "smollm2-135m", "prompt": "Hi", "max_tokens": 2}).encode()
+    auth = {"Authorization": f"Bearer {KEY}"}
+    status, answer = http("POST", server.url + "/v1/completions", body,
+                          {**auth, "Content-Type": "text/plain", "Origin": "http://evil.example"})  # fmt: skip
+    assert status == 403 and b"evil.example" in answer and b"--allow-origin" in answer
+    status, answer = http("GET", server.url + "/v1/models", None, {**auth, "Host": "rebind.example:8080"})
+    assert status == 403 and json.loads(answer)["error"]["code"] == "forbidden_host"
+    assert http("GET", server.url + "/health", None, {"Host": "rebind.example"})[0] == 403
+    # pages on this machine and plain clients are served
+    status, _ = http("POST", server.url + "/v1/completions", body,
+                     {**auth, "Content-Type": "application/json", "Origin": "http://localhost:3000"})  # fmt: skip
+    assert status == 200
+    assert http("GET", server.url + "/v1/models", None, {**auth, "Host": "localhost:1234"})[0] == 200
+
+
+def test_metrics_need_the_key_and_health_stays_open(server: Running) -> None:
+    assert http("GET", server.url + "/metrics")[0] == 401
+    status, text = http("GET", server.url + "/metrics", None, {"Authorization": f"Bearer {KEY}"})
+    assert status == 200 and b"edgemux_budget_bytes" in text
+    status, health = http("GET", server.url + "/health")
+    assert status == 200 and json.loads(health)["status"] == "ok"
+
+
+@pytest.mark.usefixtures("smollm2_in_home")
+def test_the_largest_requests_are_refused_with_numbers_and_the_context_never_grows() -> None:
+    with running_server(cells=512, max_sequences=4) as server:
+        client = server.client()
+        with pytest.raises(openai.BadRequestError, match="at most 4"):
+            client.completions.create(model="smollm2-135m", prompt="Hi", n=64, max_tokens=4)
+        with pytest.raises(openai.BadRequestError, match=r"need \d+ KV cells, but smollm2-135m.gguf was loaded with 512"):
+            client.completions.create(model="smollm2-135m", prompt="Hi", n=4, max_tokens=32768 // 64)
+        with pytest.raises(openai.BadRequestError, match="trained for 8192 tokens"):
+            client.chat.completions.create(model="mux:tiny", messages=[{"role": "user", "content": "1+1?"}],
+                                           max_tokens=32768)  # fmt: skip
+        with pytest.raises(openai.BadRequestError, match="KV cells"):  # mux samples share the same context
+            client.chat.completions.create(model="mux:tiny", messages=[{"role": "user", "content": "1+1?"}],
+                                           max_tokens=4000)  # fmt: skip
+        # the largest that fits is answered: four samples filling the context
+        largest = client.completions.create(model="smollm2-135m", prompt="Hi", n=4, max_tokens=120, temperature=1)
+        assert len(largest.choices) == 4
+        engine = server.worker.resident.acquire("smollm2-135m")
+        server.worker.resident.release("smollm2-135m")
+        assert (engine.n_ctx, engine.n_seq_max) == (512, 4)
+        assert server.worker.resident.resident_bytes <= server.worker.budget_bytes
+
+
+@pytest.mark.usefixtures("smollm2_in_home")
+def test_a_model_that_is_not_downloaded_is_fetched_beside_the_decode_thread() -> None:
+    release = threading.Event()
+    started: list[str] = []
+
+    def slow_failing_pull(spec: ModelSpec, progress: Progress) -> None:  # the network, on its own thread
+        started.append(spec.name)
+        progress.start(spec.name, 1000)
+        progress.advance(250)
+        release.wait(30)
+        raise OSError("network unreachable")
+
+    with running_server(downloads=None) as server:
+        pass  # (only to know the catalog)
+    downloads = Downloads(server.worker.catalog, pull=slow_failing_pull)
+    with running_server(downloads=downloads) as server:
+        client = server.client()
+        question = [{"role": "user", "content": "What is 2 + 2?"}]
+        with pytest.raises(openai.APIStatusError) as waiting:
+            client.chat.completions.create(model="mux:default", messages=question)
+        assert waiting.value.status_code == 503 and waiting.value.response.headers["Retry-After"] == "10"
+        assert "qwen2.5-coder-1.5b is being downloaded" in str(waiting.value)
+        wait_for(lambda: started and downloads.running()[0].done_bytes == 250)
+        with pytest.raises(openai.APIStatusError, match="being downloaded \\(25 % of"):
+            client.chat.completions.create(model="mux:default", messages=question)
+        health = json.loads(http("GET", server.url + "/health")[1])
+        assert {d["model"] for d in health["downloads"]} == set(started) and health["downloads"][0]["bytes"] == 250
+        # the decode thread is not waiting on the network: other requests are answered meanwhile
+        assert client.completions.create(model="smollm2-135m", prompt="Hi", max_tokens=2).choices
+        release.set()
+        wait_for(lambda: not downloads.running())
+        with pytest.raises(openai.APIStatusError, match="failed \\(network unreachable\\)"):
+            client.chat.completions.create(model="mux:default", messages=question)
+        assert len(started) == 1  # a failed download is not retried by every request

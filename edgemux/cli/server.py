@@ -24,23 +24,63 @@ from . import budget_option, cli, gpu_layers_option
 @click.option("--max-body", default="1MiB", show_default=True, help="largest request body")
 @gpu_layers_option
 @click.option("--threads", "n_threads", type=int, default=None, help="CPU threads [one per core]")
+@click.option(
+    "--n-ctx",
+    "cells",
+    type=int,
+    default=4096,
+    show_default=True,
+    help="KV cells each model gets, shared by all the samples it decodes at once",
+)
+@click.option(
+    "--max-sequences",
+    type=int,
+    default=8,
+    show_default=True,
+    help="samples one model decodes at once (a request's n, and queued requests batched together)",
+)
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="a Host name to serve besides the loopback ones (repeatable); '*' serves any",
+)
+@click.option(
+    "--allow-origin",
+    "allow_origins",
+    multiple=True,
+    metavar="URL",
+    help="a web page origin allowed to call the server, e.g. http://localhost:3000 (repeatable)",
+)
+@click.option(
+    "--allow-unauthenticated",
+    is_flag=True,
+    help="bind beyond loopback without --api-key (anyone who can reach the port may use it)",
+)
 @click.option("--quiet", "-q", is_flag=True, help="no line per request")
 def serve(host: str, port: int, profile: str, budget: str | None, api_key: str | None, max_queue: int, max_body: str,
-          n_gpu_layers: int, n_threads: int | None, quiet: bool) -> None:  # fmt: skip
+          n_gpu_layers: int, n_threads: int | None, cells: int, max_sequences: int, allow_hosts: tuple[str, ...],
+          allow_origins: tuple[str, ...], allow_unauthenticated: bool, quiet: bool) -> None:  # fmt: skip
     """An OpenAI-compatible server on HOST:PORT for desktop apps and editors.
 
     \b
     GET  /v1/models            mux:<profile> for every profile, and every model by name
     POST /v1/chat/completions  model mux:<profile>: the SLM-MUX answer, the vote in the 'edgemux' field;
     POST /v1/completions       a model name: plain generation, n > 1 drawn as one batch; stream: true works
-    GET  /health, /metrics     readiness and Prometheus counters
+    GET  /health, /metrics     readiness (open, for probes) and Prometheus counters (behind the key)
+    \b
+    Safe to leave running: it binds to loopback; requests whose Host is not a loopback name (DNS
+    rebinding) or that come from another web site's page (Origin) are refused with 403; binding to
+    another address needs --api-key (or --allow-unauthenticated). A model that is not downloaded yet is
+    fetched in the background: requests for it get 503 with Retry-After meanwhile.
     \b
     Needs the server extra:  pip install 'edgemux[server]'
     """
     try:
         import uvicorn
 
-        from ..serve import create_app
+        from ..serve import LOOPBACK_HOSTS, Exposure, create_app, is_loopback
     except ImportError:
         raise errors.InvalidRequestError(
             "edgemux serve needs the server extra: pip install 'edgemux[server]'"
@@ -50,14 +90,27 @@ def serve(host: str, port: int, profile: str, budget: str | None, api_key: str |
     from ..planning import resolve_budget
     from ..profiles import load_profile
     from ..runtime import LoadOptions
-    from ..types import ModelLoaded, ModelLoading
+    from ..types import MAX_SAMPLES_PER_MODEL, ModelLoaded, ModelLoading
     from ..worker import Worker
 
     if not 1 <= max_queue <= 10_000:
         raise errors.InvalidRequestError("--max-queue must be between 1 and 10000")
+    if not 1 <= max_sequences <= MAX_SAMPLES_PER_MODEL or cells < 64:
+        raise errors.InvalidRequestError(
+            f"--max-sequences must be between 1 and {MAX_SAMPLES_PER_MODEL} and --n-ctx at least 64"
+        )
+    if not is_loopback(host) and api_key is None and not allow_unauthenticated:
+        raise errors.InvalidRequestError(
+            f"--host {host} would let anyone who can reach this machine use its models: set --api-key "
+            "(or EDGEMUX_API_KEY), or pass --allow-unauthenticated if that is what you want"
+        )
+    exposure = Exposure(
+        hosts=None if "*" in allow_hosts else (*LOOPBACK_HOSTS, *([] if is_loopback(host) else [host]), *allow_hosts),
+        origins=tuple(o.rstrip("/") for o in allow_origins),
+    )
     budget_bytes, _ = resolve_budget(budget, load_profile(profile))
     worker = Worker(default_profile=profile, budget_bytes=budget_bytes, load=LoadOptions(n_gpu_layers, n_threads, budget),
-                    max_queue=max_queue)  # fmt: skip
+                    max_queue=max_queue, cells=cells, max_sequences=max_sequences)  # fmt: skip
 
     def on_preload(event: object) -> None:
         if isinstance(event, ModelLoading):
@@ -72,7 +125,7 @@ def serve(host: str, port: int, profile: str, budget: str | None, api_key: str |
         fetch.pull(worker.catalog.get(name), ui.DownloadBar())
     worker.start(on_preload)
     ui.stderr.print(f"edgemux serving on http://{host}:{port}/v1 (profile {worker.default_profile.name}; Ctrl-C stops)")
-    app = create_app(worker, api_key=api_key, max_body=parse_bytes(max_body))
+    app = create_app(worker, api_key=api_key, max_body=parse_bytes(max_body), exposure=exposure)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:

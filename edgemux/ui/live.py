@@ -10,6 +10,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ..members import parse_member
 from ..types import (
     DecisionMade,
     DecodeProgress,
@@ -22,7 +23,6 @@ from ..types import (
     SampleFinished,
     SamplingStarted,
 )
-from ..members import parse_member
 from .console import stderr
 
 # -- the live view of one question ----------------------------------------------------------------------
