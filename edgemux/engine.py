@@ -17,14 +17,13 @@ import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import llama_cpp
-from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from .errors import EngineError, InvalidRequestError, PromptTooLongError
 from .gguf import check_file
-from .memory import rss_bytes
+from .memory import check_context, rss_bytes
+from .tokenizer import Tokenizer
 from .types import BatchStep, FinishedSequence, Sampling, StopReason
 
 __all__ = ["Engine", "GenerationRequest", "default_threads", "system_info"]
@@ -131,7 +130,7 @@ class Engine:
             )
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
-        self._chat_formatter = self._make_chat_formatter()
+        self.text = Tokenizer(self._model, self.path.name)
         try:
             self._new_context(n_ctx, n_seq_max)
         except BaseException:
@@ -209,56 +208,17 @@ class Engine:
         self._batch = llama_cpp.llama_batch_init(n_tokens, 0, n_seq_max)
         self._batch_capacity, self._batch_seq_max = n_tokens, n_seq_max
 
-    # -- text ----------------------------------------------------------------------------------------
-
-    def _token_text(self, token: int) -> str:
-        if token < 0:
-            return ""
-        return str(llama_cpp.llama_vocab_get_text(self._vocab, token).decode("utf-8", errors="replace"))
-
-    def _make_chat_formatter(self) -> Jinja2ChatFormatter | None:
-        template = llama_cpp.llama_model_chat_template(self._model, None)
-        if not template:
-            return None
-        return Jinja2ChatFormatter(
-            template=template.decode("utf-8"),
-            eos_token=self._token_text(llama_cpp.llama_vocab_eos(self._vocab)),
-            bos_token=self._token_text(llama_cpp.llama_vocab_bos(self._vocab)),
-        )
+    # -- text (the model's own tokenizer and chat template) ------------------------------------------
 
     @property
     def has_chat_template(self) -> bool:
-        return self._chat_formatter is not None
+        return self.text.has_chat_template
 
     def render_chat(self, messages: Sequence[tuple[str, str]]) -> str:
-        """Apply the GGUF's own chat template (rendered with Jinja, as transformers does)."""
-        if self._chat_formatter is None:
-            raise InvalidRequestError(f"{self.path.name} has no chat template; give it prompt_style: completion")
-        chat: list[Any] = [{"role": r, "content": c} for r, c in messages]
-        rendered = self._chat_formatter(messages=chat)
-        return rendered.prompt
+        return self.text.render_chat(messages)
 
     def tokenize(self, text: str) -> list[int]:
-        data = text.encode("utf-8")
-        bos = self._token_text(llama_cpp.llama_vocab_bos(self._vocab))
-        # Templates often write the BOS token themselves; adding it again would double it.
-        add_special = not (bos and text.startswith(bos))
-        capacity = len(data) + 16
-        buf = (llama_cpp.llama_token * capacity)()
-        n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_special, True)
-        if n < 0:
-            capacity = -n
-            buf = (llama_cpp.llama_token * capacity)()
-            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_special, True)
-        return list(buf[:n])
-
-    def _piece(self, token: int) -> bytes:
-        buf = ctypes.create_string_buffer(64)
-        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
-        if n < 0:
-            buf = ctypes.create_string_buffer(-n)
-            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
-        return buf.raw[:n]
+        return self.text.tokenize(text)
 
     # -- benchmarking -----------------------------------------------------------------------------
 
@@ -286,19 +246,7 @@ class Engine:
         """Cells needed for the prompt (stored once) plus k sequences of up to max_tokens; raise with the
         numbers when they exceed what the model was trained for or the context it was given at load (the
         context never grows: its bytes were granted by the resident set when it loaded)."""
-        needed = prompt_tokens + k * max_tokens
-        if prompt_tokens + max_tokens > self.n_ctx_train:
-            raise PromptTooLongError(
-                f"the prompt is {prompt_tokens} tokens and a sample may add {max_tokens}, but {self.path.name} "
-                f"was trained for {self.n_ctx_train} tokens: shorten the question or lower --max-tokens"
-            )
-        if needed > self.n_ctx:
-            raise PromptTooLongError(
-                f"the prompt is {prompt_tokens} tokens and {k} samples of up to {max_tokens} tokens need "
-                f"{needed} KV cells, but {self.path.name} was loaded with {self.n_ctx}: shorten the question, "
-                f"lower --max-tokens or -k, or raise --n-ctx to at least {prompt_tokens + max_tokens} "
-                "(the context of one sample)"
-            )
+        needed = check_context(self.path.name, prompt_tokens, k, max_tokens, cells=self.n_ctx, trained=self.n_ctx_train)
         if k > self.n_seq_max:
             raise InvalidRequestError(
                 f"{k} samples at once, but {self.path.name} was loaded for at most {self.n_seq_max}: lower n / -k"
@@ -495,7 +443,7 @@ class Engine:
             return
         s.tokens += 1
         s.last_token = token
-        piece = s.decoder.decode(self._piece(token))
+        piece = s.decoder.decode(self.text.piece(token))
         s.text += piece
         if stop and piece:
             window = len(piece) + max(len(x) for x in stop)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from . import fetch
 from .catalog import Catalog
 from .errors import InvalidRequestError, NotCachedError
-from .memory import ModelShape, estimate
+from .memory import ModelShape, check_context, estimate
 from .planning import shape_of
 from .resident import ResidentSet
 from .types import Event, ModelLoaded, ModelLoading, ModelSpec, Sampling
@@ -26,6 +26,8 @@ from .types import Event, ModelLoaded, ModelLoading, ModelSpec, Sampling
 __all__ = ["ContextShape", "EngineLike", "LoadOptions", "Models", "llama_engine"]
 
 log = logging.getLogger("edgemux.loader")
+
+TEMPLATE_TOKENS = 256  # more than any chat template adds around a prompt's text
 
 
 class EngineLike(Protocol):
@@ -136,6 +138,25 @@ class Models:
             name, self._shapes[name], cells=self.shape.cells, k=self.shape.sequences,
             n_gpu_layers=self.options.n_gpu_layers,
         ).total_bytes  # fmt: skip
+
+    def check_prompt_before_load(
+        self, name: str, k: int, max_tokens: int, text_bytes: int, tokens_of: Callable[[Any], list[int]]
+    ) -> None:
+        """Refuse (PromptTooLongError, with the numbers) a prompt that cannot fit ``name``'s context before
+        the model is loaded for it: ``text_bytes`` bounds its tokens from above (a token is at least one
+        byte, the chat template adds little), so only a long prompt pays for reading the vocabulary alone
+        and counting them with ``tokens_of(tokenizer)``."""
+        spec = self.catalog.get(name)
+        cells = min(self.shape.cells, spec.context_length * self.shape.sequences)
+        if text_bytes + TEMPLATE_TOKENS + k * max_tokens <= cells:
+            return
+        if self._engine_factory is not llama_engine or not fetch.is_cached(spec):
+            return  # a scripted engine checks for itself; an absent file is counted once it is here
+        from .tokenizer import Tokenizer
+
+        with Tokenizer.open(fetch.cached_path(spec), spec.file_nbytes) as tokenizer:
+            prompt_tokens = len(tokens_of(tokenizer))
+        check_context(name, prompt_tokens, k, max_tokens, cells=cells, trained=spec.context_length)
 
     def hold(self, name: str) -> Generator[Event, None, EngineLike]:
         """Acquire ``name`` from the resident set, announcing the load when it is not loaded yet."""

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .errors import InvalidRequestError
+from .errors import InvalidRequestError, PromptTooLongError
 from .gguf import GGUFHeader, Skipped
 
 __all__ = [
@@ -136,6 +136,26 @@ class MemoryEstimate:
     def total_bytes(self) -> int:
         """Host (CPU RAM) bytes: what RSS grows by."""
         return self.weights_bytes + self.kv_bytes + self.compute_bytes + self.other_bytes
+
+
+def check_context(name: str, prompt_tokens: int, k: int, max_tokens: int, *, cells: int, trained: int) -> int:
+    """KV cells a prompt (stored once) and k samples of up to max_tokens need; PromptTooLongError with the
+    numbers when that exceeds the ``cells`` the model's context was given at load, or one sample exceeds
+    what it was ``trained`` for (0: unknown). Contexts never grow: their bytes were granted at load."""
+    needed = prompt_tokens + k * max_tokens
+    if trained and prompt_tokens + max_tokens > trained:
+        raise PromptTooLongError(
+            f"the prompt is {prompt_tokens} tokens and a sample may add {max_tokens}, but {name} "
+            f"was trained for {trained} tokens: shorten the question or lower --max-tokens"
+        )
+    if needed > cells:
+        raise PromptTooLongError(
+            f"the prompt is {prompt_tokens} tokens and {k} samples of up to {max_tokens} tokens need "
+            f"{needed} KV cells, but {name} was loaded with {cells}: shorten the question, "
+            f"lower --max-tokens or -k, or raise --n-ctx to at least {prompt_tokens + max_tokens} "
+            "(the context of one sample)"
+        )
+    return needed
 
 
 def kv_cells(n_ctx: int, k: int, max_tokens: int) -> int:

@@ -170,6 +170,8 @@ class Mux:
             member = members[name]
             if member.model in busy or not self.resident.can_acquire(member.model):
                 return None
+            if name not in prompts and not self.resident.is_resident(member.model):
+                self._check_prompt_before_load(member, text, profile, sampling)
             engine = yield from self.models.hold(member.model)
             first = name not in prompts
             if first:
@@ -273,21 +275,43 @@ class Mux:
         # Models already loaded go first, so a tight budget swaps each model in at most once per question.
         return sorted(names, key=lambda n: not self.resident.is_resident(parse_member(n).model))
 
+    def _check_prompt_before_load(self, member: Member, question: str, profile: Profile, sampling: Sampling) -> None:
+        """A question too long for the context is refused before its model loads (seconds, for nothing)."""
+        instruction = member.instruction(profile.kind, profile.instruction)
+        text_bytes = sum(len(t.encode()) for t in (question, instruction or "", profile.system or ""))
+
+        def tokens_of(tokenizer: Any) -> list[int]:
+            return self._prompt_tokens(tokenizer, member, question, profile, sampling, check=False)[0]
+
+        self.models.check_prompt_before_load(member.model, sampling.k, sampling.max_tokens, text_bytes, tokens_of)
+
     def _prompt_tokens(
-        self, engine: EngineLike, member: Member, question: str, profile: Profile, sampling: Sampling
+        self,
+        engine: EngineLike,
+        member: Member,
+        question: str,
+        profile: Profile,
+        sampling: Sampling,
+        check: bool = True,
     ) -> tuple[list[int], tuple[str, ...]]:
         style = self.specs[member.model].prompt_style if engine.has_chat_template else "completion"
         instruction = member.instruction(profile.kind, profile.instruction)
         prompt = build_prompt(question, profile.kind, style, instruction, profile.system)
         text = engine.render_chat(prompt.messages) if prompt.messages else prompt.text
         tokens = engine.tokenize(text)
-        engine.check_fits(len(tokens), sampling.k, sampling.max_tokens)
+        if check:
+            engine.check_fits(len(tokens), sampling.k, sampling.max_tokens)
         return tokens, prompt.stop
 
 
 def _sample(
-    member: Member, f: FinishedSequence, seeds: Sequence[int], kind: str, n_choices: int | None,
-    tests: Sequence[str] | None, choices: Sequence[str] | None = None,
+    member: Member,
+    f: FinishedSequence,
+    seeds: Sequence[int],
+    kind: str,
+    n_choices: int | None,
+    tests: Sequence[str] | None,
+    choices: Sequence[str] | None = None,
 ) -> Sample:
     """A finished sequence as a sample: its answer extracted, or for a program-of-thought member, its program
     run in the sandbox and the printed value canonicalised (an unparsable sample when it does not run)."""

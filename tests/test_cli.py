@@ -92,6 +92,16 @@ def test_question_longer_than_the_context() -> None:
     assert_clean_error(result, 2, "trained for 8192 tokens")
 
 
+@pytest.mark.usefixtures("smollm2_in_home")
+def test_a_question_too_long_for_n_ctx_is_refused_before_the_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The context is never grown behind the budget's back; the refusal comes from the vocabulary alone.
+    loads: list[str] = []
+    monkeypatch.setattr("edgemux.engine.Engine.__init__", lambda self, *a, **kw: loads.append("loaded"))
+    result = invoke("ask", "--profile", "tiny", "--n-ctx", "512", "How many? " + "apple " * 5000)
+    assert_clean_error(result, 2, "KV cells")
+    assert "raise --n-ctx to at least 5" in result.output and loads == []
+
+
 def test_models_list_json(smollm2_in_home: Path) -> None:
     result = invoke("models", "list", "--json")
     assert result.exit_code == 0

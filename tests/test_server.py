@@ -342,3 +342,14 @@ def test_a_model_that_is_not_downloaded_is_fetched_beside_the_decode_thread() ->
         with pytest.raises(openai.APIStatusError, match="failed \\(network unreachable\\)"):
             client.chat.completions.create(model="mux:default", messages=question)
         assert len(started) == 1  # a failed download is not retried by every request
+
+
+def test_binding_beyond_loopback_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from edgemux.cli import cli
+
+    monkeypatch.delenv("EDGEMUX_API_KEY", raising=False)
+    result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--profile", "tiny"])
+    assert result.exit_code == 2 and "--api-key" in result.output and "--allow-unauthenticated" in result.output
+    assert "Traceback" not in result.output
