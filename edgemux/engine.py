@@ -1,4 +1,4 @@
-"""The llama.cpp engine: the only module that imports ``llama_cpp``.
+"""The llama.cpp engine: one loaded model, its context and the batched decode loop (llama.cpp comes from ``llama.py``).
 
 An Engine is one loaded GGUF model with one context. ``generate`` draws k samples over one shared prompt
 as one batch: the prompt is evaluated once with every sequence id attached to its tokens (so its KV cells
@@ -18,10 +18,9 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import llama_cpp
-
 from .errors import EngineError, InvalidRequestError, PromptTooLongError
 from .gguf import check_file
+from .llama import llama_cpp
 from .memory import check_context, rss_bytes
 from .tokenizer import Tokenizer
 from .types import BatchStep, FinishedSequence, Sampling, StopReason
@@ -29,26 +28,6 @@ from .types import BatchStep, FinishedSequence, Sampling, StopReason
 __all__ = ["Engine", "GenerationRequest", "default_threads", "system_info"]
 
 log = logging.getLogger("edgemux.engine")
-_llama_log = logging.getLogger("edgemux.llama")
-if _llama_log.level == logging.NOTSET:  # llama.cpp warns about quirks of valid models; quiet unless asked
-    _llama_log.setLevel(logging.ERROR)
-# ggml.h: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (llama-cpp-python's own table is out of date).
-_LOG_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
-_last_level = logging.DEBUG
-
-
-@llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
-def _forward_llama_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-    # llama.cpp is chatty on stderr; route it to logging (shown with -v) instead. Level 5 continues a line.
-    global _last_level
-    py_level = _last_level if level == 5 else _LOG_LEVELS.get(level, logging.DEBUG)
-    _last_level = py_level
-    if _llama_log.isEnabledFor(py_level):
-        _llama_log.log(py_level, text.decode("utf-8", errors="replace").rstrip("\n"))
-
-
-llama_cpp.llama_log_set(_forward_llama_log, ctypes.c_void_p(0))
-llama_cpp.llama_backend_init()
 
 
 def system_info() -> dict[str, object]:

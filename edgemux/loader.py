@@ -139,6 +139,14 @@ class Models:
             n_gpu_layers=self.options.n_gpu_layers,
         ).total_bytes  # fmt: skip
 
+    def reshape(self, shape: ContextShape) -> None:
+        """Give models loaded from now on the context ``shape``; loaded ones are unloaded (they are idle
+        between questions), so every context still gets its bytes from the resident set first."""
+        if shape != self.shape:
+            log.info("contexts resized to %d cells for %d sequences", shape.cells, shape.sequences)
+            self.resident.close()
+            self.shape = shape
+
     def check_prompt_before_load(
         self, name: str, k: int, max_tokens: int, text_bytes: int, tokens_of: Callable[[Any], list[int]]
     ) -> None:

@@ -157,6 +157,7 @@ class Mux:
         if sampling.seed is None:
             sampling = replace(sampling, seed=random.randrange(2**31 - 1 - sampling.k))
         seeds = [sampling.seed + j for j in range(sampling.k)]  # type: ignore[operator]
+        self._fit_context(profile, sampling)
         text = format_question(question, choices, tests)
         n_choices = len(choices) if choices else None
         started = time.perf_counter()
@@ -232,6 +233,17 @@ class Mux:
             abstained=threshold is not None and decision.answer is not None and decision.confidence < threshold,
         )
         yield DecisionMade(result)
+
+    def _fit_context(self, profile: Profile, sampling: Sampling) -> None:
+        """A Mux with its own models sizes their contexts for the samples asked (an API call may ask for more
+        than the profile's k or max_tokens); a shared one (the server's) keeps its shape and refuses what
+        does not fit, with the numbers."""
+        if not self._owns_models:
+            return
+        shape = self.models.shape
+        cells = kv_cells(profile.n_ctx, sampling.k, sampling.max_tokens)
+        if cells > shape.cells or sampling.k > shape.sequences:
+            self.models.reshape(ContextShape(max(cells, shape.cells), max(sampling.k, shape.sequences)))
 
     def _calibration(self, profile: Profile, k: int, decision: Decision) -> Level | None:
         """The profile's validation accuracy at this answer's agreement, when it was measured for exactly

@@ -11,11 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from .errors import EngineError, InvalidRequestError
 from .gguf import check_file
+from .llama import llama_cpp
 
 __all__ = ["Tokenizer"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -25,6 +26,8 @@ from ..types import (
 )
 from .console import stderr
 
+REFRESH_PER_S = 8
+
 # -- the live view of one question ----------------------------------------------------------------------
 
 
@@ -40,17 +43,30 @@ class _Row:
 
 
 class LiveView:
-    """Consumes Mux events and keeps one row per member: sample progress, answers, confidence."""
+    """Consumes Mux events and keeps one row per member: sample progress, answers, confidence.
+
+    Updating is cheap (a few fields per event); the table is built only when the screen is redrawn, at
+    Live's fixed rate, by ``__rich__`` on rich's refresh thread, hence the lock.
+    """
 
     def __init__(self, models: Iterable[str]) -> None:
         self.rows = {m: _Row() for m in models}
         self.result: MuxResult | None = None
+        self._lock = threading.Lock()
+
+    def __rich__(self) -> Group:
+        with self._lock:
+            return self.render()
 
     def _rows_of_model(self, model: str) -> list[_Row]:
         """Loads are per model; rows are per member (a model may serve several)."""
         return [row for name, row in self.rows.items() if parse_member(name).model == model]
 
     def update(self, event: Event) -> None:
+        with self._lock:
+            self._update(event)
+
+    def _update(self, event: Event) -> None:
         if isinstance(event, ModelLoading):
             for row in self._rows_of_model(event.model):
                 row.state = "loading"
@@ -127,10 +143,11 @@ def follow(
     """Drain the event stream, rendering it; return the final result."""
     view = LiveView(models)
     if live and not quiet:
-        with Live(view.render(), console=console, refresh_per_second=8, transient=False) as screen:
+        # Redrawn REFRESH_PER_S times a second whatever the token rate (a GPU makes hundreds of events a
+        # second); the last frame is drawn on exit.
+        with Live(view, console=console, refresh_per_second=REFRESH_PER_S, transient=False):
             for event in events:
                 view.update(event)
-                screen.update(view.render())
     else:
         for event in events:
             view.update(event)

@@ -1,0 +1,33 @@
+"""The one place llama.cpp is imported and set up: its log routed to Python logging (shown with -v) and
+its backend initialised, once, before any model (or vocabulary) is loaded. ``engine`` and ``tokenizer``
+take ``llama_cpp`` from here."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+
+import llama_cpp
+
+__all__ = ["llama_cpp"]
+
+_llama_log = logging.getLogger("edgemux.llama")
+if _llama_log.level == logging.NOTSET:  # llama.cpp warns about quirks of valid models; quiet unless asked
+    _llama_log.setLevel(logging.ERROR)
+# ggml.h: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (llama-cpp-python's own table is out of date).
+_LOG_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+_last_level = logging.DEBUG
+
+
+@llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+def _forward_llama_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    # llama.cpp is chatty on stderr; route it to logging (shown with -v) instead. Level 5 continues a line.
+    global _last_level
+    py_level = _last_level if level == 5 else _LOG_LEVELS.get(level, logging.DEBUG)
+    _last_level = py_level
+    if _llama_log.isEnabledFor(py_level):
+        _llama_log.log(py_level, text.decode("utf-8", errors="replace").rstrip("\n"))
+
+
+llama_cpp.llama_log_set(_forward_llama_log, ctypes.c_void_p(0))
+llama_cpp.llama_backend_init()
