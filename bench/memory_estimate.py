@@ -23,7 +23,7 @@ from edgemux.memory import ModelShape, estimate, format_bytes, kv_cells
 CHILD = r"""
 import json, os, sys
 from edgemux.engine import Engine
-from edgemux.memory import rss_bytes as rss
+from edgemux.osmemory import rss_bytes as rss
 from edgemux.types import Sampling
 path, cells, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 before = rss()

@@ -15,7 +15,8 @@ import json
 import threading
 from pathlib import Path
 
-from edgemux.memory import format_bytes, rss_bytes
+from edgemux.memory import format_bytes
+from edgemux.osmemory import rss_bytes
 from edgemux.profiles import adhoc_profile
 from edgemux.runtime import LoadOptions, Mux
 from edgemux.types import Sampling

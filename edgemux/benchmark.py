@@ -17,7 +17,6 @@ import dataclasses
 import os
 import platform
 import random
-import resource
 import shutil
 import statistics
 import subprocess
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import osmemory
 from .types import ModelSpec, Sampling
 
 if TYPE_CHECKING:  # the engine (llama.cpp) is imported only when something is measured
@@ -194,11 +194,6 @@ def measure_models(
     return rows, scaling
 
 
-def peak_rss_bytes() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
-
-
 def hardware() -> dict[str, object]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -258,5 +253,5 @@ def run_ensemble(mux: object, questions: int, tick: Callable[[], None]) -> Ensem
         60 * n / seconds,
         tokens / n,
         seconds / n,
-        peak_rss_bytes(),
+        osmemory.peak_rss_bytes(),
     )

@@ -21,7 +21,8 @@ from pathlib import Path
 from .errors import EngineError, InvalidRequestError, PromptTooLongError
 from .gguf import check_file
 from .llama import llama_cpp
-from .memory import check_context, rss_bytes
+from .memory import check_context
+from .osmemory import rss_bytes
 from .tokenizer import Tokenizer
 from .types import BatchStep, FinishedSequence, Sampling, StopReason
 

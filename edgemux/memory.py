@@ -16,9 +16,7 @@ The model of llama.cpp's memory, checked against its own buffer report on the de
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,14 +27,11 @@ __all__ = [
     "MemoryEstimate",
     "ModelShape",
     "Plan",
-    "available_bytes",
-    "default_budget_bytes",
     "estimate",
     "format_bytes",
     "kv_cells",
     "parse_bytes",
     "plan",
-    "rss_bytes",
 ]
 
 N_UBATCH = 512
@@ -214,35 +209,6 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}" if unit == "GiB" else f"{n:.0f} {unit}"
         n /= 1024
     return f"{n:.2f} GiB"
-
-
-def available_bytes() -> int:
-    """Memory the OS could give us now: MemAvailable on Linux; on macOS the GPU working-set limit where set."""
-    if sys.platform.startswith("linux"):
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if sys.platform == "darwin":
-        # Apple silicon shares RAM with the GPU, but Metal caps the working set below total RAM
-        # (about 2/3 on small machines, 3/4 on large); llama.cpp models must fit under that cap.
-        return int(total * (0.67 if total <= 36 * 2**30 else 0.75))
-    return total
-
-
-def rss_bytes() -> int | None:
-    """This process's resident set size now (Linux), or None where it cannot be read cheaply."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return None
-
-
-def default_budget_bytes() -> int:
-    """A safe share of what is free now: leave room for the OS, the app and page-cache churn."""
-    return int(available_bytes() * 0.8)
 
 
 # -- plans -----------------------------------------------------------------------------------------------

@@ -12,11 +12,12 @@ from .catalog import Catalog
 from .errors import ConfigError, EdgemuxError, InvalidRequestError
 from .gguf import read_header
 from .members import parse_member
-from .memory import ModelShape, Plan, default_budget_bytes, estimate, kv_cells, parse_bytes, plan
+from .memory import ModelShape, Plan, estimate, kv_cells, parse_bytes, plan
+from .osmemory import available_bytes
 from .profiles import Profile
 from .types import ModelSpec
 
-__all__ = ["BudgetSource", "estimated_bytes_of", "model_bytes", "plan_profile", "resolve_budget", "shape_of"]
+__all__ = ["BudgetSource", "default_budget_bytes", "estimated_bytes_of", "model_bytes", "plan_profile", "resolve_budget", "shape_of"]
 
 BudgetSource = str  # "--budget", "EDGEMUX_BUDGET", "profile", "default"
 
@@ -31,6 +32,11 @@ def shape_of(spec: ModelSpec) -> ModelShape:
     raise InvalidRequestError(
         f"{spec.name} is not cached and its manifest has no shape: run `edgemux models pull {spec.name}` to plan with it"
     )
+
+
+def default_budget_bytes() -> int:
+    """A safe share of what is free now: leave room for the OS, the app and page-cache churn."""
+    return int(available_bytes() * 0.8)
 
 
 def resolve_budget(cli_value: str | None, profile: Profile) -> tuple[int, BudgetSource]:

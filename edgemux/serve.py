@@ -29,7 +29,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import errors
 from .downloads import Downloads
-from .memory import rss_bytes
 from .openai_api import (
     MUX_PREFIX,
     ApiError,
@@ -46,6 +45,7 @@ from .openai_api import (
     status_of,
     text_chunk,
 )
+from .osmemory import rss_bytes
 from .profiles import list_profiles
 from .types import BatchStep, FinishedSequence, MuxResult, SamplingStarted
 from .worker import GenerateJob, Job, MuxJob, QueueFull, Worker

@@ -11,7 +11,7 @@ import pytest
 
 from edgemux.engine import Engine, GenerationRequest
 from edgemux.errors import EngineError, InvalidRequestError, ModelFileError, PromptTooLongError
-from edgemux.memory import rss_bytes
+from edgemux.osmemory import rss_bytes
 from edgemux.types import FinishedSequence, Sampling
 
 QUESTION = "What is 12 + 30? Answer with the number."

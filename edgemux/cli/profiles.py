@@ -174,7 +174,8 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     from .. import paths
     from ..build import candidates, choose, profile_document, write_profile
     from ..members import parse_members
-    from ..memory import default_budget_bytes, parse_bytes
+    from ..memory import parse_bytes
+    from ..planning import default_budget_bytes
     from ..runs import read_runs_files
     from ..search import build_table
     from ..search import search as run_search
