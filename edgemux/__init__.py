@@ -2,37 +2,70 @@
 
 from __future__ import annotations
 
-from .catalog import Catalog
-from .errors import (
-    BudgetError,
-    ChecksumError,
-    ConfigError,
-    EdgemuxError,
-    EngineError,
-    FetchError,
-    InvalidRequestError,
-    ModelFileError,
-    NotFoundError,
-    PromptTooLongError,
-)
-from .profiles import Profile, ProfileModel, list_profiles, load_profile
-from .runtime import LoadOptions, Mux
-from .types import (
-    Decision,
-    DecisionMade,
-    DecodeProgress,
-    ModelFinished,
-    ModelLoaded,
-    ModelLoading,
-    ModelSpec,
-    ModelStopped,
-    ModelVote,
-    MuxResult,
-    Sample,
-    SampleFinished,
-    Sampling,
-    SamplingStarted,
-)
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+# Names are imported when first used, so `import edgemux.mux` (the pure decision core) does not load the
+# runtime, fetching, YAML or llama.cpp; `from edgemux import Mux` still works as before.
+_HOME = {
+    "Catalog": "catalog",
+    "LoadOptions": "loader",
+    "Mux": "runtime",
+    "Profile": "profiles",
+    "ProfileModel": "profiles",
+    "list_profiles": "profiles",
+    "load_profile": "profiles",
+    **dict.fromkeys(
+        ["BudgetError", "ChecksumError", "ConfigError", "EdgemuxError", "EngineError", "FetchError",
+         "InvalidRequestError", "ModelFileError", "NotFoundError", "PromptTooLongError"], "errors"),
+    **dict.fromkeys(
+        ["Decision", "DecisionMade", "DecodeProgress", "ModelFinished", "ModelLoaded", "ModelLoading", "ModelSpec",
+         "ModelStopped", "ModelVote", "MuxResult", "Sample", "SampleFinished", "Sampling", "SamplingStarted"],
+        "types"),
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'edgemux' has no attribute {name!r}")
+    value = getattr(import_module(f".{_HOME[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from .catalog import Catalog
+    from .errors import (
+        BudgetError,
+        ChecksumError,
+        ConfigError,
+        EdgemuxError,
+        EngineError,
+        FetchError,
+        InvalidRequestError,
+        ModelFileError,
+        NotFoundError,
+        PromptTooLongError,
+    )
+    from .loader import LoadOptions
+    from .profiles import Profile, ProfileModel, list_profiles, load_profile
+    from .runtime import Mux
+    from .types import (
+        Decision,
+        DecisionMade,
+        DecodeProgress,
+        ModelFinished,
+        ModelLoaded,
+        ModelLoading,
+        ModelSpec,
+        ModelStopped,
+        ModelVote,
+        MuxResult,
+        Sample,
+        SampleFinished,
+        Sampling,
+        SamplingStarted,
+    )
 
 __all__ = [
     "BudgetError",

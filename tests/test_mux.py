@@ -94,3 +94,14 @@ def test_decision_keeps_every_vote() -> None:
 def test_decide_needs_votes() -> None:
     with pytest.raises(ValueError):
         decide([])
+
+
+def test_the_decision_core_imports_no_runtime() -> None:
+    """`import edgemux.mux` is the pure rule: no runtime, fetching, YAML or llama.cpp comes with it."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, edgemux.mux, edgemux.earlystop; "
+             "print([m for m in ('edgemux.runtime', 'edgemux.fetch', 'yaml', 'llama_cpp') if m in sys.modules])")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
