@@ -11,10 +11,12 @@ from edgemux import DecisionMade, ModelLoaded, Mux, SampleFinished, Sampling
 
 
 def test_all_matches_exports() -> None:
-    public = {name for name in vars(edgemux) if not name.startswith("_")}
-    modules = {name for name, value in vars(edgemux).items() if type(value).__name__ == "module"}
-    assert set(edgemux.__all__) == public - modules - {"annotations"}  # the __future__ import
+    # Every exported name resolves (they are imported on first use), and nothing else is lazily exported.
+    assert all(getattr(edgemux, name) is not None for name in edgemux.__all__)
+    assert set(edgemux.__all__) == set(edgemux._HOME)
     assert sorted(edgemux.__all__) == edgemux.__all__
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        edgemux.Nope  # noqa: B018
 
 
 @pytest.mark.usefixtures("smollm2_in_home")
