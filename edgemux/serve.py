@@ -15,20 +15,18 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from . import errors
 from .downloads import Downloads
+from .exposure import Exposure, Guard
 from .openai_api import (
     MUX_PREFIX,
     ApiError,
@@ -50,7 +48,7 @@ from .profiles import list_profiles
 from .types import BatchStep, FinishedSequence, MuxResult, SamplingStarted
 from .worker import GenerateJob, Job, MuxJob, QueueFull, Worker
 
-__all__ = ["Exposure", "create_app", "metrics_text"]
+__all__ = ["create_app", "metrics_text"]
 
 log = logging.getLogger("edgemux.serve")
 access = logging.getLogger("edgemux.access")
@@ -59,53 +57,6 @@ access = logging.getLogger("edgemux.access")
 def _error(e: BaseException, headers: dict[str, str] | None = None) -> JSONResponse:
     status, _, _ = status_of(e)
     return JSONResponse(error_body(e), status_code=status, headers=headers)
-
-
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding to ``host`` keeps the server on this machine."""
-    import ipaddress
-
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _hostname(value: str) -> str:
-    """The host of a Host header or an Origin's netloc, without port or IPv6 brackets, lower case."""
-    value = value.strip().lower()
-    if value.startswith("["):
-        return value[1 : value.find("]")] if "]" in value else value
-    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
-
-
-@dataclass(frozen=True)
-class Exposure:
-    """Who may talk to the server. ``hosts``: names a request's Host header may carry (DNS rebinding: a web
-    page whose name resolves to 127.0.0.1 still sends its own name), None for any; ``origins``: browser
-    origins allowed besides the loopback ones (a page on any other site is refused, so it cannot drive the
-    server with a form post). Requests without an Origin header (scripts, SDKs, curl) are not browsers'."""
-
-    hosts: tuple[str, ...] | None = LOOPBACK_HOSTS
-    origins: tuple[str, ...] = ()
-
-    def refusal(self, headers: Any) -> str | None:
-        host = _hostname(headers.get("host", ""))
-        if self.hosts is not None and host not in self.hosts:
-            return f"Host {host!r} is not served here (allowed: {', '.join(self.hosts)}; add names with --allow-host)"
-        origin = headers.get("origin")
-        if origin is not None and origin != "null":
-            parsed = urlsplit(origin)
-            if _hostname(parsed.netloc) not in LOOPBACK_HOSTS and origin.rstrip("/") not in self.origins:
-                return f"requests from the web page at {origin} are refused (allow it with --allow-origin {origin})"
-        elif origin == "null" and "null" not in self.origins:
-            return "requests from sandboxed or file:// pages (Origin: null) are refused"
-        return None
 
 
 class _Api:
@@ -373,24 +324,12 @@ def create_app(
         Route("/v1/chat/completions", api.chat, methods=["POST"]),
         Route("/v1/completions", api.completion, methods=["POST"]),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(_Guard, exposure=guard)])
+    return Starlette(routes=routes, middleware=[Middleware(Guard, exposure=guard, refuse=_refuse)])
 
 
-class _Guard:
-    """ASGI middleware (not BaseHTTPMiddleware, which would buffer streams and hide disconnects): a request
-    whose Host or Origin the exposure refuses gets 403 before any handler runs."""
-
-    def __init__(self, app: ASGIApp, exposure: Exposure) -> None:
-        self.app, self.exposure = app, exposure
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            refusal = self.exposure.refusal(Headers(scope=scope))
-            if refusal is not None:
-                access.info("%s %s refused: %s", scope["method"], scope["path"], refusal)
-                await _error(ApiError(403, refusal, "forbidden_host"))(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+async def _refuse(scope: Scope, receive: Receive, send: Send, method: str, path: str, refusal: str) -> None:
+    access.info("%s %s refused: %s", method, path, refusal)
+    await _error(ApiError(403, refusal, "forbidden_host"))(scope, receive, send)
 
 
 def _errors_as_json(handler: Any) -> Any:

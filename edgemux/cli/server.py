@@ -80,7 +80,8 @@ def serve(host: str, port: int, profile: str, budget: str | None, api_key: str |
     try:
         import uvicorn
 
-        from ..serve import LOOPBACK_HOSTS, Exposure, create_app, is_loopback
+        from ..exposure import LOOPBACK_HOSTS, Exposure, is_loopback
+        from ..serve import create_app
     except ImportError:
         raise errors.InvalidRequestError(
             "edgemux serve needs the server extra: pip install 'edgemux[server]'"
