@@ -8,6 +8,9 @@ decodes its own prompt as its own batch.
 - ``pot``: program of thought — the model writes a Python program that prints the answer; edgemux runs it
   in the sandbox and the printed value, canonicalised by the task kind, is the sample's answer. A program
   that fails, times out or prints nothing is an unparsable sample.
+- ``mix``: reasoning in words with a program in the same reply; the program's *real* output replaces the
+  answer the model wrote. A reply without a program, or whose program fails or prints nothing, keeps the
+  answer read from its text (``bench/mixed_strategy.py`` measures it against the other two).
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ from .sandbox import ProgramRun, run_python
 from .types import Sample
 
 __all__ = [
-    "STRATEGIES", "Member", "answer_of", "canonical_output", "parse_member", "parse_members", "recorded_answer",
-    "run_program_of",
+    "STRATEGIES", "Member", "answer_of", "canonical_output", "parse_member", "parse_members", "program_in",
+    "recorded_answer", "run_program_of",
 ]
 
 STRATEGIES: dict[str, str] = {
     "cot": "chain of thought: reasoning in words, the answer read from the text",
     "pot": "program of thought: a Python program edgemux runs in a sandbox; what it prints is the answer",
+    "mix": "words and code in one reply: the code's real output replaces the answer written, else the text's",
 }
 
 # The program-of-thought instruction per task kind (chat models). MATH answers are LaTeX; sympy keeps them
@@ -54,6 +58,13 @@ POT_INSTRUCTIONS = {
     ),
 }
 
+# The mixed strategy asks for both in one reply; what the program prints wins over what the text says.
+MIX_INSTRUCTION = (
+    "Solve the problem step by step in words. Do the calculations in one short Python program in a ```python "
+    "block that prints only the final answer; it will be run and its real output used. End with the line "
+    "'The answer is ...'.\n\n{question}"
+)
+
 
 @dataclass(frozen=True)
 class Member:
@@ -69,14 +80,16 @@ class Member:
 
     @property
     def runs_programs(self) -> bool:
-        return self.strategy == "pot"
+        return self.strategy in ("pot", "mix")
 
     def instruction(self, kind: str, cot_instruction: str | None) -> str | None:
         """The user turn this member asks with (None: the kind's default chain-of-thought instruction)."""
+        if self.runs_programs and kind == "code":
+            raise InvalidRequestError(f"code tasks already answer with programs: use a plain model, not :{self.strategy}")
         if self.strategy == "pot":
-            if kind == "code":
-                raise InvalidRequestError("code tasks already answer with programs: use a plain model, not :pot")
             return POT_INSTRUCTIONS[kind]
+        if self.strategy == "mix":
+            return MIX_INSTRUCTION
         return cot_instruction
 
 
@@ -128,9 +141,12 @@ def answer_of(member: Member | None, kind: str, text: str, *, program_stdout: st
               n_choices: int | None = None, tests: tuple[str, ...] | None = None,
               choices: Sequence[str] | None = None) -> str | None:  # fmt: skip
     """A sample's canonical answer. For ``pot`` members that is the recorded output of its program (None
-    when it did not run cleanly); nothing is executed here."""
+    when it did not run cleanly); for ``mix`` members that output when there is one, else the text's answer.
+    Nothing is executed here."""
     if member is not None and member.runs_programs:
-        return canonical_output(kind, program_stdout) if program_stdout is not None else None
+        printed = canonical_output(kind, program_stdout) if program_stdout is not None else None
+        if printed is not None or member.strategy == "pot":
+            return printed
     return extract(kind, text, n_choices=n_choices, tests=tests, choices=choices)
 
 
@@ -154,12 +170,20 @@ def recorded_answer(record_kind: str, member_name: str, sample: Sample, *, n_cho
                      n_choices=n_choices, tests=tests, choices=choices)  # fmt: skip
 
 
-def run_program_of(text: str) -> ProgramRun:
-    """Run the program in a reply (its last ```python block, else the reply itself when it parses) in the
-    sandbox. A reply with no program is a failed run, so the sample counts as unparsable."""
+def program_in(member: Member, text: str) -> str | None:
+    """The program a member's reply holds: its last ```python block, else (``pot`` only: the whole reply is
+    meant to be code) the reply itself when it parses. A ``mix`` reply's prose never runs as a program."""
     from .code import extract_program
 
-    program = extract_program(text)
+    if member.strategy == "mix" and "```" not in text:
+        return None
+    return extract_program(text)
+
+
+def run_program_of(member: Member, text: str) -> ProgramRun:
+    """Run the program in a member's reply in the sandbox. A reply with no program is a failed run (for
+    ``pot`` an unparsable sample; ``mix`` then keeps its text's answer)."""
+    program = program_in(member, text)
     if program is None:
         return ProgramRun("error", "", "no Python program in the reply", 0.0)
     return run_python(program)

@@ -327,7 +327,7 @@ def _sample(
 ) -> Sample:
     """A finished sequence as a sample: its answer extracted, or for a program-of-thought member, its program
     run in the sandbox and the printed value canonicalised (an unparsable sample when it does not run)."""
-    program = run_program_of(f.text) if member.runs_programs else None
+    program = run_program_of(member, f.text) if member.runs_programs else None
     answer = answer_of(member, kind, f.text, program_stdout=program.stdout if program and program.ok else None,
                        n_choices=n_choices, tests=tuple(tests) if tests else None, choices=choices)  # fmt: skip
     if program is not None and not program.ok:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from edgemux.cli import cli
 from edgemux.errors import InvalidRequestError
-from edgemux.members import Member, canonical_output, parse_member, parse_members, recorded_answer
+from edgemux.members import Member, canonical_output, parse_member, parse_members, program_in, recorded_answer
 from edgemux.profiles import Profile, ProfileModel, adhoc_profile
 from edgemux.runs import Record, read_runs, read_runs_files
 from edgemux.runtime import LoadOptions, Mux
@@ -27,7 +27,8 @@ def test_member_names() -> None:
     assert parse_member("qwen2.5-coder-1.5b:pot") == Member("qwen2.5-coder-1.5b", "pot")
     assert parse_member("qwen2.5-coder-1.5b") == Member("qwen2.5-coder-1.5b", "cot")
     assert parse_member("m:cot").name == "m"  # one spelling per member
-    with pytest.raises(InvalidRequestError, match="unknown strategy 'foo'.*cot.*pot"):
+    assert parse_member("m:mix") == Member("m", "mix")
+    with pytest.raises(InvalidRequestError, match="unknown strategy 'foo'.*cot.*pot.*mix"):
         parse_member("m:foo")
     with pytest.raises(InvalidRequestError, match="named twice"):
         parse_members(["m", "m:cot"])
@@ -61,6 +62,19 @@ def test_rescoring_a_program_sample_uses_its_recorded_output_and_runs_nothing() 
     failed = Sample("m:pot", 0, 1, PROGRAM_42, None, 10, "eos", 1.0, ProgramRun("timeout", "42\n", "", 5.0))
     assert recorded_answer("number", "m:pot", failed, n_choices=None, tests=None) is None
     assert recorded_answer("number", "m", sample, n_choices=None, tests=None) == "7"  # prose: extracted
+
+
+def test_a_mixed_reply_takes_its_programs_real_output_else_its_texts_answer() -> None:
+    mixed = Member("m", "mix")
+    invented = "Let me compute.\n```python\nprint(6*7)\n```\n```output\n41\n```\nThe answer is 41."
+    ran = Sample("m:mix", 0, 1, invented, None, 10, "eos", 1.0, ProgramRun("ok", "42\n", "", 0.05))
+    assert recorded_answer("number", "m:mix", ran, n_choices=None, tests=None) == "42"  # the real output wins
+    failed = Sample("m:mix", 0, 1, invented, None, 10, "eos", 1.0, ProgramRun("error", "", "ZeroDivisionError", 0.05))
+    assert recorded_answer("number", "m:mix", failed, n_choices=None, tests=None) == "41"  # else the text's
+    assert program_in(mixed, "42") is None and program_in(Member("m", "pot"), "42") == "42"  # prose is not code
+    assert "```python" in (mixed.instruction("number", None) or "")
+    with pytest.raises(InvalidRequestError, match="not :mix"):
+        mixed.instruction("code", None)
 
 
 def mux(members: list[str], outputs: dict[str, list[str]], created: dict[str, FakeEngine] | None = None, **kw: object) -> Mux:

@@ -84,7 +84,7 @@ def profile_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = sampling_options(command)
     for option in reversed([
         click.option("--profile", "-p", default="default", show_default=True, help="profile name or path to a profile .yaml"),
-        click.option("--models", "-m", help="comma-separated members, MODEL or MODEL:STRATEGY (cot, pot): an ad-hoc ensemble instead of the profile's"),
+        click.option("--models", "-m", help="comma-separated members, MODEL or MODEL:STRATEGY (cot, pot, mix): an ad-hoc ensemble instead of the profile's"),
         click.option("--kind", type=click.Choice(TASK_KINDS), help="how answers are extracted and compared [from the profile]"),
         click.option("--n-ctx", type=int, default=None, help="context of one sample, prompt + answer [from the profile]"),
     ]):  # fmt: skip
