@@ -43,7 +43,7 @@ from .openai_api import (
     status_of,
     text_chunk,
 )
-from .osmemory import rss_bytes
+from .osmemory import peak_rss_bytes, rss_bytes
 from .profiles import list_profiles
 from .types import BatchStep, FinishedSequence, MuxResult, SamplingStarted
 from .worker import GenerateJob, Job, MuxJob, QueueFull, Worker
@@ -282,7 +282,7 @@ def _delta_chunks(req: ChatRequest, rid: str, step: BatchStep, sent: dict[int, i
 
 
 def metrics_text(worker: Worker) -> str:
-    """Prometheus text: requests, tokens, queue, resident bytes per model, budget, process RSS."""
+    """Prometheus text: requests, tokens, queue, resident bytes per model, budget, process RSS and its peak."""
     lines = [
         "# HELP edgemux_requests_total Requests answered, by model and HTTP status.",
         "# TYPE edgemux_requests_total counter",
@@ -305,6 +305,9 @@ def metrics_text(worker: Worker) -> str:
         "# HELP edgemux_process_resident_bytes Resident memory of the whole server process.",
         "# TYPE edgemux_process_resident_bytes gauge",
         f"edgemux_process_resident_bytes {rss_bytes() or 0}",
+        "# HELP edgemux_process_peak_resident_bytes The most the server process has held resident since start.",
+        "# TYPE edgemux_process_peak_resident_bytes gauge",
+        f"edgemux_process_peak_resident_bytes {peak_rss_bytes()}",
     ]
     return "\n".join(lines) + "\n"
 
