@@ -51,6 +51,12 @@ class Record:
     def k(self) -> int:
         return len(self.samples)
 
+    def reference_answer(self) -> str | None:
+        """The reference in the kind's canonical form (None when there is none, or it does not parse)."""
+        from .extract import canonical_reference
+
+        return canonical_reference(self.kind, self.reference, self.tests) if self.reference is not None else None
+
     def to_json(self) -> str:
         row = {
             "task": self.task, "model": self.model, "kind": self.kind, "reference": self.reference,

@@ -105,3 +105,15 @@ def test_the_decision_core_imports_no_runtime() -> None:
              "print([m for m in ('edgemux.runtime', 'edgemux.fetch', 'yaml', 'llama_cpp') if m in sys.modules])")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_ui_renders_and_builds_nothing() -> None:
+    """`import edgemux.ui` brings no runtime, bench, eval or search (and no Unix-only `resource`)."""
+    import subprocess
+    import sys
+
+    heavy = ("edgemux.runtime", "edgemux.benchmark", "edgemux.evaluate", "edgemux.search", "edgemux.runs",
+             "resource", "llama_cpp", "yaml")  # fmt: skip
+    probe = f"import sys, edgemux.ui; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

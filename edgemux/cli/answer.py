@@ -10,7 +10,7 @@ import click
 
 from .. import errors, fetch
 from ..scheduler import POLICIES, STOP_RULES
-from . import ABSTAIN_EXIT, NO_ANSWER_EXIT, budget_option, chosen_profile, cli, gpu_layers_option, profile_options
+from .common import ABSTAIN_EXIT, NO_ANSWER_EXIT, budget_option, chosen_profile, cli, gpu_layers_option, profile_options
 
 
 @cli.command()

@@ -11,7 +11,7 @@ import click
 
 from .. import errors, fetch
 from ..catalog import Catalog
-from . import budget_option, chosen_profile, cli, gpu_layers_option, profile_options, run_programs_option
+from .common import budget_option, chosen_profile, cli, gpu_layers_option, profile_options, run_programs_option
 
 
 @cli.command("eval")

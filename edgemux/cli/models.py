@@ -9,7 +9,7 @@ import click
 
 from .. import fetch
 from ..catalog import Catalog
-from . import cli
+from .common import cli
 
 
 @cli.group()

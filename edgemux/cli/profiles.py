@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from .. import errors, fetch
-from . import budget_option, chosen_profile, cli, gpu_layers_option, profile_options, run_programs_option
+from .common import budget_option, chosen_profile, cli, gpu_layers_option, profile_options, run_programs_option
 
 
 @cli.command()
@@ -150,7 +150,9 @@ def profile_group() -> None:
 @click.option("--tolerance", type=float, default=1.0, show_default=True,
               help="take the cheapest setup within this many accuracy points of the best")  # fmt: skip
 @click.option("--allow-single", is_flag=True, help="let a single model with self-consistency be chosen")
-@click.option("-m", "--models", help="comma-separated members (MODEL or MODEL:STRATEGY): keep exactly these, choose only k")
+@click.option(
+    "-m", "--models", help="comma-separated members (MODEL or MODEL:STRATEGY): keep exactly these, choose only k"
+)
 @run_programs_option
 @click.option(
     "--lambda", "lam", type=float, default=1.0, show_default=True, help="weight of Contradiction in the objective"
@@ -196,7 +198,9 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     if fixed is not None:
         for m in fixed:
             if m not in table.models:
-                raise errors.NotFoundError("member", m, table.models, f"--models names a member {runs_names} has not run")
+                raise errors.NotFoundError(
+                    "member", m, table.models, f"--models names a member {runs_names} has not run"
+                )
         max_models = max(max_models, len(fixed))
     result = run_search(table, max_models=max_models, lam=lam, repeats=repeats)
     found = candidates(result, budget_bytes, allow_single=allow_single, only=fixed)
@@ -261,8 +265,10 @@ def profile_calibrate(name: str, runs_path: Path, out: Path | None) -> None:
         )
     levels = measure(table, profile.member_names, profile.sampling.k)
     runs_names = ",".join(Path(p).name for p in str(runs_path).split(",") if p.strip())
-    text = profile.path.read_text(encoding="utf-8").rstrip("\n") + "\n" + calibration_block(
-        levels, runs=runs_names, tasks=len(table.tasks)
+    text = (
+        profile.path.read_text(encoding="utf-8").rstrip("\n")
+        + "\n"
+        + calibration_block(levels, runs=runs_names, tasks=len(table.tasks))
     )
     target = out or profile.path
     write_profile(target, text, force=True)

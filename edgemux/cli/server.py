@@ -7,7 +7,7 @@ import logging
 import click
 
 from .. import errors, fetch
-from . import budget_option, cli, gpu_layers_option
+from .common import budget_option, cli, gpu_layers_option
 
 
 @cli.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -19,13 +20,14 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from ..extract import canonical_reference
-from ..runs import Record
 from ..types import (
     Event,
     ModelLoaded,
 )
 from .console import stderr
+
+if TYPE_CHECKING:
+    from ..runs import Record
 
 
 class DownloadBar:
@@ -77,19 +79,15 @@ def track_collection(
             bar = progress.add_task("collecting", total=total, completed=done, last="")
             for record in records:
                 out.append(record)
-                progress.update(bar, advance=1, last=_record_line(record, _reference(record)))
+                progress.update(bar, advance=1, last=_record_line(record, record.reference_answer()))
         return out
     start = time.monotonic()
     for record in records:
         out.append(record)
         n = done + len(out)
         remaining = (time.monotonic() - start) / len(out) * (total - n)
-        console.print(f"[{n}/{total}, {remaining / 60:.0f} min left] {_record_line(record, _reference(record))}")
+        console.print(f"[{n}/{total}, {remaining / 60:.0f} min left] {_record_line(record, record.reference_answer())}")
     return out
-
-
-def _reference(record: Record) -> str | None:
-    return canonical_reference(record.kind, record.reference, record.tests) if record.reference is not None else None
 
 
 def follow_loads(events: Iterator[Event], *, quiet: bool, console: Console = stderr) -> None:

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..benchmark import EnsembleRow, ScalingRow, ThroughputRow
 from ..calibration import levels_of
-from ..evaluate import EvalReport
-from ..memory import Plan, format_bytes
-from ..profiles import Profile
-from ..search import SearchResult
-from ..types import (
-    ModelSpec,
-    MuxResult,
-)
+from ..memory import format_bytes
+
+if TYPE_CHECKING:  # what the tables draw; the ui builds none of it
+    from ..benchmark import EnsembleRow, ScalingRow, ThroughputRow
+    from ..evaluate import EvalReport
+    from ..memory import Plan
+    from ..profiles import Profile
+    from ..search import SearchResult
+    from ..types import ModelSpec, MuxResult
 
 
 def vote_table(result: MuxResult) -> Table:
