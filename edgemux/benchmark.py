@@ -99,7 +99,7 @@ class EnsembleRow:
 
 
 def backend_name() -> str:
-    from .engine import system_info
+    from .llama import system_info
 
     info = str(system_info()["system_info"])
     for name in ("CUDA", "Metal", "Vulkan", "ROCm", "SYCL"):
@@ -222,7 +222,7 @@ def hardware() -> dict[str, object]:
             gpu = None
     elif sys.platform == "darwin" and platform.machine() == "arm64":
         gpu = "Apple silicon GPU (Metal)"
-    from .engine import system_info
+    from .llama import system_info
 
     return {
         "cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import codecs
 import ctypes
 import logging
-import os
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,29 +19,16 @@ from pathlib import Path
 
 from .errors import EngineError, InvalidRequestError, PromptTooLongError
 from .gguf import check_file
-from .llama import llama_cpp
+from .llama import default_threads, llama_cpp
 from .memory import check_context
 from .osmemory import rss_bytes
+from .samplers import eog_tokens, new_sampler
 from .tokenizer import Tokenizer
 from .types import BatchStep, FinishedSequence, Sampling, StopReason
 
-__all__ = ["Engine", "GenerationRequest", "default_threads", "system_info"]
+__all__ = ["Engine", "GenerationRequest", "default_threads"]
 
 log = logging.getLogger("edgemux.engine")
-
-
-def system_info() -> dict[str, object]:
-    """What llama.cpp was built with and can use here (for benchmark reports)."""
-    return {
-        "llama_cpp_python": getattr(llama_cpp, "__version__", "unknown"),
-        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
-        "system_info": llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip(),
-    }
-
-
-def default_threads() -> int:
-    """Decode is compute-bound on CPUs: one thread per core, capped where more stop helping."""
-    return max(1, min(os.cpu_count() or 1, 8))
 
 
 @dataclass
@@ -99,7 +85,7 @@ class Engine:
         self._batch_capacity = 0
         self._batch_seq_max = 0
         self._prompt_logits_pos = 0
-        self._eog: list[int] | None = None
+        self._eog: list[int] | None = None  # end-of-generation tokens, listed on first need
         rss_before = rss_bytes()
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
@@ -267,36 +253,14 @@ class Engine:
             raise EngineError("the engine is closed")
         if not requests:
             return
-        needed, total = 0, 0
-        for r in requests:
-            if not r.prompt:
-                raise InvalidRequestError("the prompt is empty")
-            needed += self.check_fits(len(r.prompt), len(r.seeds), r.sampling.max_tokens)
-            total += len(r.seeds)
-        if needed > self.n_ctx or total > self.n_seq_max:
-            raise PromptTooLongError(
-                f"{len(requests)} requests need {needed} KV cells and {total} sequences together; "
-                f"{self.path.name} was loaded with {self.n_ctx} cells for {self.n_seq_max}: decode them apart"
-            )
+        self._check_fits_together(requests)
         start = time.perf_counter()
         # Every call evaluates its prompt afresh. Reusing the cells of an identical earlier prompt would save
         # that work, but the last prompt token evaluated alone gives logits that differ in the last bits from
         # the same token evaluated inside the whole prompt, and the samples then drift: same seeds would no
         # longer mean same samples, which early stop and the benchmarks rely on.
         llama_cpp.llama_memory_clear(self._memory, True)
-        groups: list[list[_Sequence]] = []
-        next_id = 0
-        for r in requests:
-            group = []
-            for i, seed in enumerate(r.seeds):
-                sampler = self._new_sampler(r.sampling, seed, r.ignore_eos)
-                group.append(
-                    _Sequence(
-                        i, next_id, sampler, r.sampling.max_tokens, r.stop, pos=len(r.prompt), prompt_len=len(r.prompt)
-                    )
-                )
-                next_id += 1
-            groups.append(group)
+        groups = self._sequences(requests)
         over = [False] * len(requests)
         finished: list[list[FinishedSequence]] = [[] for _ in requests]
         try:
@@ -337,6 +301,31 @@ class Engine:
             if self._ctx:
                 llama_cpp.llama_memory_clear(self._memory, True)
 
+    def _check_fits_together(self, requests: Sequence[GenerationRequest]) -> None:
+        needed, total = 0, 0
+        for r in requests:
+            if not r.prompt:
+                raise InvalidRequestError("the prompt is empty")
+            needed += self.check_fits(len(r.prompt), len(r.seeds), r.sampling.max_tokens)
+            total += len(r.seeds)
+        if needed > self.n_ctx or total > self.n_seq_max:
+            raise PromptTooLongError(
+                f"{len(requests)} requests need {needed} KV cells and {total} sequences together; "
+                f"{self.path.name} was loaded with {self.n_ctx} cells for {self.n_seq_max}: decode them apart"
+            )
+
+    def _sequences(self, requests: Sequence[GenerationRequest]) -> list[list[_Sequence]]:
+        """One group of sequences per request, each with its own seeded sampler and a unique sequence id."""
+        groups, next_id = [], 0
+        for r in requests:
+            eog = self._eog_tokens() if r.ignore_eos else ()
+            n = len(r.prompt)
+            groups.append([_Sequence(i, next_id + i, new_sampler(self._vocab, r.sampling, seed, eog=eog),
+                                     r.sampling.max_tokens, r.stop, pos=n, prompt_len=n)
+                           for i, seed in enumerate(r.seeds)])  # fmt: skip
+            next_id += len(r.seeds)
+        return groups
+
     def _sample(self, s: _Sequence, finished: list[FinishedSequence], start: float) -> None:
         token = llama_cpp.llama_sampler_sample(s.sampler, self._ctx, s.batch_pos)
         self._advance(s, token, s.max_tokens, s.stop)
@@ -352,29 +341,8 @@ class Engine:
 
     def _eog_tokens(self) -> list[int]:
         if self._eog is None:
-            n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
-            self._eog = [t for t in range(n_vocab) if llama_cpp.llama_vocab_is_eog(self._vocab, t)]
+            self._eog = eog_tokens(self._vocab)
         return self._eog
-
-    def _new_sampler(self, sampling: Sampling, seed: int, ignore_eos: bool = False) -> ctypes.c_void_p:
-        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-        if ignore_eos:
-            eog = self._eog_tokens()
-            biases = (llama_cpp.llama_logit_bias * len(eog))(
-                *[llama_cpp.llama_logit_bias(t, float("-inf")) for t in eog]
-            )
-            n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
-            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(eog), biases))
-        if sampling.temperature <= 0:
-            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
-            return chain  # type: ignore[no-any-return]
-        if sampling.top_k > 0:
-            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_k(sampling.top_k))
-        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(sampling.top_p, 1))
-        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_min_p(sampling.min_p, 1))
-        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(sampling.temperature))
-        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(seed))
-        return chain  # type: ignore[no-any-return]
 
     def _set_token(self, i: int, token: int, pos: int, seq_ids: Sequence[int], logits: bool) -> None:
         b = self._batch

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 
 import llama_cpp
 
-__all__ = ["llama_cpp"]
+__all__ = ["default_threads", "llama_cpp", "system_info"]
 
 _llama_log = logging.getLogger("edgemux.llama")
 if _llama_log.level == logging.NOTSET:  # llama.cpp warns about quirks of valid models; quiet unless asked
@@ -31,3 +32,17 @@ def _forward_llama_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> N
 
 llama_cpp.llama_log_set(_forward_llama_log, ctypes.c_void_p(0))
 llama_cpp.llama_backend_init()
+
+
+def system_info() -> dict[str, object]:
+    """What llama.cpp was built with and can use here (for benchmark reports)."""
+    return {
+        "llama_cpp_python": getattr(llama_cpp, "__version__", "unknown"),
+        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+        "system_info": llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip(),
+    }
+
+
+def default_threads() -> int:
+    """Decode is compute-bound on CPUs: one thread per core, capped where more stop helping."""
+    return max(1, min(os.cpu_count() or 1, 8))
