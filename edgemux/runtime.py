@@ -212,19 +212,25 @@ class Mux:
             stop_rule=self.options.stop_rule,
         )
         decision = decide([votes[name] for name in profile.member_names])
+        result = self._result(question, profile, sampling, decision, time.perf_counter() - started, threshold)
+        yield DecisionMade(result)
+
+    def _result(self, question: str, profile: Profile, sampling: Sampling, decision: Decision, seconds: float,
+                threshold: float | None) -> MuxResult:  # fmt: skip
+        """The decision as the answer a user gets: the winner's text, its calibration, abstention."""
         winning_text = ""
         if decision.winner is not None:
             vote = decision.vote_of(decision.winner)
             winning_text = next(s.text for s in vote.samples if s.answer == decision.answer)
         level = self._calibration(profile, sampling.k, decision)
-        result = MuxResult(
+        return MuxResult(
             question=question,
             kind=profile.kind,
             profile=profile.name,
             sampling=sampling,
             decision=decision,
             text=winning_text,
-            seconds=time.perf_counter() - started,
+            seconds=seconds,
             policy=self.options.policy,
             early_stop=self.options.early_stop,
             calibration=None if level is None else (level.agreeing, level.k, level.answered, level.right),
@@ -232,7 +238,6 @@ class Mux:
             min_confidence=threshold,
             abstained=threshold is not None and decision.answer is not None and decision.confidence < threshold,
         )
-        yield DecisionMade(result)
 
     def _fit_context(self, profile: Profile, sampling: Sampling) -> None:
         """A Mux with its own models sizes their contexts for the samples asked (an API call may ask for more
