@@ -98,6 +98,8 @@ def run_collection(mux: Mux, collection: Collection) -> Iterator[Record]:
                 samples=tuple(samples),
                 tests=task.tests,
                 choices=task.choices,
+                aliases=task.aliases,
+                question=task.question if mux.profile.kind == "open" else None,
             )
             writer.append(record)
             yield record

@@ -1,4 +1,4 @@
-"""Answers compared by meaning (MATH): two LaTeX answers vote together when they are the same value or the
+"""Answers compared by meaning (MATH; open answers by similarity, see ``opentext``): two LaTeX answers vote together when they are the same value or the
 same expression, written differently (``2\\sqrt2`` and ``\\sqrt8``, ``x^2+1`` and ``1+x^2``, ``0.5`` and
 ``\\frac12``).
 
@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["Unifier", "math_key"]
+__all__ = ["Reference", "Unifier", "math_key", "reference_of"]
 
 log = logging.getLogger("edgemux.equivalence")
 
@@ -71,13 +73,75 @@ def _parse(answer: str) -> object | None:
 
 
 class Unifier:
-    """One question's answers: each answer is replaced by the first one seen with the same meaning."""
+    """One question's answers: each answer is replaced by the first one seen with the same meaning — for
+    MATH the same value or expression; for open answers the most similar cluster leader at or above the
+    measure's threshold (``opentext``: clusters never merge, so counts bound exactly)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, measure: str = "lexical", question: str | None = None) -> None:
+        from .opentext import MEASURES
+
+        if measure not in MEASURES:
+            raise ValueError(f"unknown similarity measure {measure!r}; known: {', '.join(MEASURES)}")
         self.kind = kind
+        self.measure = measure
+        self.threshold = MEASURES[measure][1]
+        self._similarity = MEASURES[measure][0]
+        self.question = question or ""  # its words restate the question, they are not the answer
         self._first: dict[str, str] = {}
+        self.clusters: dict[str, int] = {}  # open answers: leader -> answers it stands for, in order seen
 
     def __call__(self, answer: str | None) -> str | None:
-        if answer is None or self.kind != "math":
+        if answer is None:
+            return None
+        if self.kind == "math":
+            return self._first.setdefault(math_key(answer), answer)
+        if self.kind == "open":
+            leader = self._leader(answer)
+            self.clusters[leader] = self.clusters.get(leader, 0) + 1
+            return leader
+        return answer
+
+    def _leader(self, answer: str) -> str:
+        if answer in self.clusters:
             return answer
-        return self._first.setdefault(math_key(answer), answer)
+        best, best_similarity = answer, self.threshold
+        for leader in self.clusters:  # first seen first: on a tie the older cluster keeps the answer
+            similarity = self._similarity(answer, leader, self.question)
+            if similarity > best_similarity or (similarity == best_similarity and best == answer):
+                best, best_similarity = leader, similarity
+        return best
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A question's reference answer and how an answer is judged against it: equal to the canonical
+    (and unified) reference; for open questions an exact match, after normalisation, of any alias."""
+
+    answer: str
+    kind: str
+    accepted: tuple[str, ...] = ()
+
+    def is_right(self, answer: str | None) -> bool:
+        if answer is None:
+            return False
+        if self.kind == "open":
+            from .opentext import exact_match
+
+            return exact_match(answer, self.accepted)
+        return answer == self.answer
+
+
+def reference_of(kind: str, reference: str | None, tests: Sequence[str] | None, aliases: Sequence[str] | None,
+                 unify: Unifier) -> Reference | None:  # fmt: skip
+    """The reference of one question, or None when it has no usable one. A MATH reference is unified first
+    (answers equal to it in meaning take its spelling); an open one is not: its answers are scored by exact
+    match, not by being similar to it."""
+    from .extract import canonical_reference
+
+    canonical = canonical_reference(kind, reference, tests) if reference is not None else None
+    if canonical is None:
+        return None
+    if kind == "open":
+        return Reference(canonical, kind, tuple(aliases or ()) + (reference,))  # type: ignore[operator]
+    unified = unify(canonical)
+    return Reference(unified, kind) if unified is not None else None

@@ -23,9 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from .calibration import CoveragePoint, risk_coverage
-from .equivalence import Unifier
+from .equivalence import Unifier, reference_of
 from .errors import InvalidRequestError
-from .extract import canonical_reference
 from .members import RUN_PROGRAMS_NEEDED, recorded_answer
 from .mux import decide, tally
 from .profiles import Profile
@@ -189,9 +188,10 @@ def score_runs(
             )
             continue
         first = per[models[0]]
-        unify = Unifier(kind)  # answers that mean the same (MATH) are one answer; the reference's spelling first
-        reference = unify(canonical_reference(kind, first.reference, first.tests)) if first.reference is not None else None
-        if reference is None:
+        # answers that mean the same (MATH) or say the same (open) are one answer; a MATH reference's spelling first
+        unify = Unifier(kind, question=first.question)
+        ref = reference_of(kind, first.reference, first.tests, first.aliases, unify)
+        if ref is None:
             left_out["tasks without a usable reference answer"] = (
                 left_out.get("tasks without a usable reference answer", 0) + 1
             )
@@ -204,20 +204,20 @@ def score_runs(
         for m in models:
             one = samples[m][0]
             answers[single_name(m)] = one.answer
-            scores[single_name(m)].add(one.answer == reference, one.tokens, one.seconds)
+            scores[single_name(m)].add(ref.is_right(one.answer), one.tokens, one.seconds)
             vote = tally(m, samples[m], accuracy[m])
             answers[consistency_name(m, k)] = vote.answer
-            scores[consistency_name(m, k)].add(vote.answer == reference, batch_tokens[m], batch_seconds[m])
+            scores[consistency_name(m, k)].add(ref.is_right(vote.answer), batch_tokens[m], batch_seconds[m])
         all_tokens, all_seconds = sum(batch_tokens.values()), sum(batch_seconds.values())
         pooled = pooled_answer([s for m in models for s in samples[m]])
         decision = decide([tally(m, samples[m], accuracy[m]) for m in models])
         answers[POOLED], answers[MUX] = pooled, decision.answer
-        scores[POOLED].add(pooled == reference, all_tokens, all_seconds)
-        scores[MUX].add(decision.answer == reference, all_tokens, all_seconds)
-        oracle_right = any(answers[consistency_name(m, k)] == reference for m in models)
-        answers[ORACLE] = reference if oracle_right else None
+        scores[POOLED].add(ref.is_right(pooled), all_tokens, all_seconds)
+        scores[MUX].add(ref.is_right(decision.answer), all_tokens, all_seconds)
+        oracle_right = any(ref.is_right(answers[consistency_name(m, k)]) for m in models)
+        answers[ORACLE] = ref.answer if oracle_right else None
         scores[ORACLE].add(oracle_right, all_tokens, all_seconds)
-        outcomes.append(QuestionOutcome(task, reference, answers, decision.confidence))
+        outcomes.append(QuestionOutcome(task, ref.answer, answers, decision.confidence))
     if not outcomes:
         reasons = "; ".join(f"{n} {why}" for why, n in left_out.items()) or "no tasks"
         raise InvalidRequestError(f"nothing to score: {reasons}")

@@ -18,6 +18,8 @@ import re
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 
+from .opentext import extract_open
+
 __all__ = ["canonical_reference", "extract", "last_boxed", "normalize_math", "normalize_number"]
 
 _NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?|-?\.\d+")
@@ -247,6 +249,7 @@ _EXTRACTORS: dict[str, Callable[[str], str | None]] = {
     "number": _extract_number,
     "math": _extract_math,
     "text": _extract_text,
+    "open": extract_open,
 }
 
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .collect import plan_collection, run_collection, task_seed
+from .equivalence import Unifier, reference_of
 from .errors import InvalidRequestError
 from .evaluate import MUX, MUX_EARLY, EvalReport, MethodScore, score_runs
-from .extract import canonical_reference
 from .members import parse_member
 from .runs import drop_cut_line, read_runs
 from .runtime import Mux
@@ -72,9 +72,17 @@ def run_live(mux: Mux, tasks: list[Task], out: Path, seed: int) -> Iterator[str]
             f.write(json.dumps(dataclasses.asdict(row)) + "\n")
             f.flush()
             os.fsync(f.fileno())
-            reference = canonical_reference(mux.profile.kind, task.answer, task.tests) if task.answer else None
-            mark = "" if reference is None else " ✓" if result.answer == reference else " ✗"
+            right = is_right(mux.profile.kind, task, result.answer)
+            mark = "" if right is None else " ✓" if right else " ✗"
             yield f"{task.id} early stop: {result.answer or '∅'}{mark} ({result.tokens} tokens, {len(result.stopped)} stopped)"
+
+
+def is_right(kind: str, task: Task, answer: str | None) -> bool | None:
+    """Whether an answer is right for a task (None: the task has no usable reference), judged as the
+    offline eval judges (a MATH answer equal in meaning, an open one matching an alias)."""
+    unify = Unifier(kind, question=task.question)
+    reference = reference_of(kind, task.answer, task.tests, task.aliases, unify)
+    return None if reference is None else reference.is_right(unify(answer))
 
 
 def evaluate_live(
@@ -95,9 +103,10 @@ def evaluate_live(
     report = score_runs(records, profile, rescore=rescore, resident_bytes=resident_bytes, run_programs=True)
     early = read_early_stop(out / "early_stop.jsonl")
     score = MethodScore(MUX_EARLY, resident_bytes=report.method(MUX).resident_bytes)
+    by_id = {t.id: t for t in tasks}
     for q in report.questions:
         row = early[q.task]
-        score.add(row.answer == q.reference, row.tokens, row.seconds)
+        score.add(bool(is_right(profile.kind, by_id[q.task], row.answer)), row.tokens, row.seconds)
         q.answers[MUX_EARLY] = row.answer
     report.methods.insert(report.methods.index(report.method(MUX)) + 1, score)
     return report

@@ -86,6 +86,8 @@ class Member:
         """The user turn this member asks with (None: the kind's default chain-of-thought instruction)."""
         if self.runs_programs and kind == "code":
             raise InvalidRequestError(f"code tasks already answer with programs: use a plain model, not :{self.strategy}")
+        if self.runs_programs and kind == "open":
+            raise InvalidRequestError(f"open questions are answered in words: use a plain model, not :{self.strategy}")
         if self.strategy == "pot":
             return POT_INSTRUCTIONS[kind]
         if self.strategy == "mix":

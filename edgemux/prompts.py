@@ -24,6 +24,11 @@ DEFAULT_INSTRUCTIONS = {
         "'Answer: X', where X is the letter of the correct choice.\n\n{question}"
     ),
     "text": "Answer the question briefly. End with a line of the form 'Answer: ...'.\n\n{question}",
+    # open: the reply is printed whole; its first line (the answer in a few words) is what votes
+    "open": (
+        "Answer the question. Give the answer itself, in a few words, on the first line; then, if it helps, "
+        "explain in one or two sentences.\n\n{question}"
+    ),
     "code": "Write a Python function for the task below. Reply with the code in one ```python block.\n\n{question}",
 }
 
@@ -49,6 +54,10 @@ _FEW_SHOT = {
     "text": (
         ("What is the capital of France?", "Answer: Paris"),
         ("Which planet is closest to the Sun?", "Answer: Mercury"),
+    ),
+    "open": (
+        ("What is the capital of France?", "Paris\nParis has been the capital of France since the 10th century."),
+        ("Who wrote the play Hamlet?", "William Shakespeare\nHe wrote it around 1600."),
     ),
     "code": (
         (

@@ -46,6 +46,8 @@ class Record:
     samples: tuple[Sample, ...]
     tests: tuple[str, ...] | None = None  # code tasks: the asserts answers are run against
     choices: tuple[str, ...] | None = None  # choice tasks: the choices' texts (a reply may give one instead of its letter)
+    aliases: tuple[str, ...] | None = None  # open questions: every accepted answer
+    question: str | None = None  # open questions: its words are not what two answers must share
 
     @property
     def k(self) -> int:
@@ -62,6 +64,8 @@ class Record:
             "task": self.task, "model": self.model, "kind": self.kind, "reference": self.reference,
             "n_choices": self.n_choices, **({"tests": list(self.tests)} if self.tests else {}),
             **({"choices": list(self.choices)} if self.choices else {}),
+            **({"aliases": list(self.aliases)} if self.aliases else {}),
+            **({"question": self.question} if self.question else {}),
             "settings": self.settings, "prompt_tokens": self.prompt_tokens,
             "samples": [
                 {"index": s.index, "seed": s.seed, "text": s.text, "answer": s.answer, "tokens": s.tokens,
@@ -99,6 +103,8 @@ def _record(row: Any, where: str) -> Record:
         dict(row["settings"]), int(row.get("prompt_tokens", 0)), tuple(samples),
         tuple(row["tests"]) if row.get("tests") else None,
         tuple(str(c) for c in row["choices"]) if isinstance(row.get("choices"), list) and row["choices"] else None,
+        tuple(str(a) for a in row["aliases"]) if isinstance(row.get("aliases"), list) and row["aliases"] else None,
+        str(row["question"]) if isinstance(row.get("question"), str) else None,
     )  # fmt: skip
 
 

@@ -26,6 +26,7 @@ from .loader import ContextShape, EngineFactory, EngineLike, LoadOptions, Models
 from .members import Member, answer_of, parse_member, run_program_of
 from .memory import kv_cells
 from .mux import decide
+from .opentext import central
 from .planning import resolve_budget
 from .profiles import Profile, adhoc_profile, load_profile
 from .prompts import build_prompt, format_question
@@ -193,7 +194,8 @@ class Mux:
             busy.discard(model)
             self.resident.release(model)
 
-        unify = Unifier(profile.kind)  # MATH answers that mean the same vote together
+        # MATH answers that mean the same, and open answers that say the same, vote together
+        unify = Unifier(profile.kind, question=question)
 
         def make_sample(name: str, f: FinishedSequence) -> Sample:
             sample = _sample(members[name], f, seeds, profile.kind, n_choices, tests, choices)
@@ -221,7 +223,9 @@ class Mux:
         winning_text = ""
         if decision.winner is not None:
             vote = decision.vote_of(decision.winner)
-            winning_text = next(s.text for s in vote.samples if s.answer == decision.answer)
+            texts = [s.text for s in vote.samples if s.answer == decision.answer]
+            # an open answer is printed as the most central reply of the winning cluster, whole
+            winning_text = texts[central(texts, question)] if profile.kind == "open" else texts[0]
         level = self._calibration(profile, sampling.k, decision)
         return MuxResult(
             question=question,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .equivalence import Unifier
+from .equivalence import Unifier, reference_of
 from .errors import InvalidRequestError
 from .extract import canonical_reference
 from .members import RUN_PROGRAMS_NEEDED, recorded_answer
@@ -49,7 +49,8 @@ class RunTable:
     left_out: dict[str, int] = field(default_factory=dict)
 
 
-def build_table(records: Sequence[Record], *, rescore: bool = True, run_programs: bool = False) -> RunTable:
+def build_table(records: Sequence[Record], *, rescore: bool = True, run_programs: bool = False,
+                measure: str = "lexical") -> RunTable:  # fmt: skip
     """Arrange records as arrays. ``rescore`` extracts every answer again from its text (a program's from
     its recorded output), so that runs collected before an extractor fix are scored by today's rules.
     Nothing is executed unless ``run_programs``: code tasks need it, to run their reference programs."""
@@ -95,8 +96,10 @@ def build_table(records: Sequence[Record], *, rescore: bool = True, run_programs
     seconds = np.zeros(shape[:2], dtype=np.float64)
     for t, task in enumerate(tasks):
         per_model = by_task[task]
-        unify = Unifier(kind)  # answers that mean the same (MATH) share an id; the reference's spelling first
-        reference = unify(canonical_reference(kind, next(iter(per_model.values())).reference or "", _tests(per_model)))
+        first = next(iter(per_model.values()))
+        # answers that mean the same (MATH) or say the same (open) share an id; a MATH reference's spelling first
+        unify = Unifier(kind, measure, question=first.question)
+        reference = reference_of(kind, first.reference, _tests(per_model), first.aliases, unify)
         ids: dict[str, int] = {}
         for m, model in enumerate(models):
             record = per_model[model]
@@ -112,7 +115,7 @@ def build_table(records: Sequence[Record], *, rescore: bool = True, run_programs
                 answer = unify(answer)
                 if answer is not None:
                     answers[m, t, j] = ids.setdefault(answer, len(ids))
-                    correct[m, t, j] = answer == reference
+                    correct[m, t, j] = reference is not None and reference.is_right(answer)
     return RunTable(kind, models, tasks, k, answers, correct, tokens, truncated, seconds, merged_settings(records),
                     left_out)  # fmt: skip
 

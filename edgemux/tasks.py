@@ -1,5 +1,5 @@
-"""Task files: JSONL with one task per line — ``id``, ``question``, optional ``answer`` and ``choices`` (the
-form of ../shared/data). Bad lines are reported with their line number; nothing is guessed."""
+"""Task files: JSONL with one task per line — ``id``, ``question``, optional ``answer``, ``choices`` and
+``aliases`` (accepted answers of an open question) (the form of ../shared/data). Bad lines are reported with their line number; nothing is guessed."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class Task:
     answer: str | None = None  # the reference, as the dataset writes it; None: collect works, nothing is scored
     choices: tuple[str, ...] | None = None
     tests: tuple[str, ...] | None = None  # code tasks: asserts that the answer must pass (MBPP's test_list)
+    aliases: tuple[str, ...] | None = None  # open questions: every accepted answer (TriviaQA, NQ)
 
 
 def _parse(line: str, where: str) -> Task:
@@ -41,12 +42,16 @@ def _parse(line: str, where: str) -> Task:
     tests = row.get("test_list", row.get("tests"))
     if tests is not None and (not isinstance(tests, list) or not all(isinstance(t, str) for t in tests)):
         raise InvalidRequestError(f"{where}: 'test_list' should be a list of assert statements")
+    aliases = row.get("aliases")
+    if aliases is not None and (not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases)):
+        raise InvalidRequestError(f"{where}: 'aliases' should be a list of accepted answers (strings)")
     return Task(
         str(row["id"]),
         str(row["question"]),
         None if answer is None else str(answer),
         tuple(choices) if choices else None,
         tuple(tests) if tests else None,
+        tuple(aliases) if aliases else None,
     )
 
 

@@ -35,8 +35,8 @@ __all__ = [
     "WheelPart",
 ]
 
-TASK_KINDS = ("number", "math", "choice", "text", "code")
-TaskKind = Literal["number", "math", "choice", "text"]
+TASK_KINDS = ("number", "math", "choice", "text", "open", "code")
+TaskKind = Literal["number", "math", "choice", "text", "open"]
 StopReason = Literal["eos", "stop", "length", "cancelled"]
 PromptStyle = Literal["chat", "completion"]
 
