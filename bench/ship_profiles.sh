@@ -16,10 +16,10 @@ edgemux profile build --runs $ARC --name arc --tolerance 2 --out profiles/arc.ya
 edgemux profile build --runs $GSM --name gsm8k --out profiles/gsm8k.yaml --force \
   --description "Numeric word problems (GSM8K style), chain of thought only, chosen on the GSM8K dev runs (see measured)"
 
-# default: numeric answers (what `edgemux ask` expects without choices), chosen over every member —
+# default: kind auto (`edgemux ask` answers any question); its computations are numeric answers, chosen over every member —
 # chain of thought and program of thought — on the GSM8K dev runs.
-edgemux profile build --runs $GSM,$GSM_POT --name default --out profiles/default.yaml --force \
-  --description "Numeric questions: the best members (programs and prose) on the GSM8K dev runs (see measured)"
+edgemux profile build --runs $GSM,$GSM_POT --name default --auto --out profiles/default.yaml --force \
+  --description "Any question: computations by the best members (programs and prose) on the GSM8K dev runs, questions in words by the prose member (see measured)"
 
 # math: MATH competition problems (LaTeX answers), over both coders' members.
 edgemux profile build --runs $MATH --name math --out profiles/math.yaml --force \

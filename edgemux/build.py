@@ -155,7 +155,10 @@ def profile_document(
     budget: str | None,
     description: str | None,
     calibration: Sequence[Level] = (),
+    auto: bool = False,
 ) -> str:
+    """The profile's YAML. ``auto``: the profile answers any question (``kind: auto``); what was measured
+    is its numeric kind (``measured.kind``), the one computations are answered as."""
     settings = result.settings
     accuracy = {m.model: m.accuracy for m in result.models}
     # Models in tie-break order (best measured accuracy first); the best one stays resident.
@@ -165,7 +168,7 @@ def profile_document(
     doc: dict[str, Any] = {
         "name": name,
         "description": description or f"{', '.join(ordered)} at k={chosen.k}, chosen by `edgemux profile build`",
-        "kind": result.kind,
+        "kind": "auto" if auto else result.kind,
         "models": [
             {"name": m, "validation_accuracy": round(accuracy[m], 4), **({"resident": True} if i == 0 else {})}
             for i, m in enumerate(ordered)
@@ -179,6 +182,7 @@ def profile_document(
         "n_ctx": settings.get("n_ctx", 4096),
         **({"budget": budget} if budget else {}),
         "measured": {
+            **({"kind": result.kind} if auto else {}),
             "runs": runs,
             "tasks": result.tasks,
             "collected_k": result.k,

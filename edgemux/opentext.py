@@ -21,7 +21,14 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 __all__ = [
-    "MEASURES", "answer_words", "central", "exact_match", "extract_open", "lexical_similarity", "normalize", "threshold_of",
+    "MEASURES",
+    "answer_words",
+    "central",
+    "exact_match",
+    "extract_open",
+    "lexical_similarity",
+    "normalize",
+    "threshold_of",
     "token_f1",
 ]
 

@@ -3,6 +3,7 @@ answer together, with which sampling settings, task kind and prompt, and how to 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from . import paths
 from .errors import ConfigError, InvalidRequestError, NotFoundError
 from .members import Member, parse_member
-from .types import TASK_KINDS, Sampling
+from .types import ASK_KINDS, Sampling
 from .yamlfile import Section, read_mapping
 
 __all__ = ["Profile", "ProfileModel", "list_profiles", "load_profile"]
@@ -60,6 +61,31 @@ class Profile:
         return list(dict.fromkeys(m.model for m in self.members))
 
     @property
+    def numeric_kind(self) -> str:
+        """What an ``auto`` profile answers computations as: the kind its runs measured (number or math)."""
+        kind = self.measured.get("kind")
+        return kind if kind in ("number", "math") else "number"
+
+    def for_question(self, question: str, choices: Sequence[str] | None) -> tuple[Profile, str]:
+        """An ``auto`` profile made concrete for one question, and why (see ``autokind``); members that
+        answer with programs sit out open questions. Any other profile is itself."""
+        if self.kind != "auto":
+            return self, ""
+        from .autokind import resolve_kind
+
+        kind, why = resolve_kind(question, choices, self.numeric_kind)
+        concrete = self.with_overrides(kind=kind)
+        if kind == "open":
+            words = tuple(m for m in self.models if not parse_member(m.name).runs_programs)
+            if not words:
+                raise InvalidRequestError(
+                    f"profile {self.name!r} has only program members ({', '.join(self.member_names)}); open "
+                    "questions need a member that answers in words: use --kind or --models"
+                )
+            concrete = replace(concrete, models=words)
+        return concrete, why
+
+    @property
     def has_validation_accuracy(self) -> bool:
         return all(m.validation_accuracy is not None for m in self.models)
 
@@ -72,14 +98,15 @@ class Profile:
         """A copy with some sampling settings, the task kind or the context replaced (CLI flags, API arguments)."""
         new_sampling = replace(self.sampling, **{k: v for k, v in (sampling or {}).items() if v is not None})
         new_kind = kind or self.kind
-        if new_kind not in TASK_KINDS:
-            raise InvalidRequestError(f"unknown task kind {new_kind!r}; use one of {', '.join(TASK_KINDS)}")
+        if new_kind not in ASK_KINDS:
+            raise InvalidRequestError(f"unknown task kind {new_kind!r}; use one of {', '.join(ASK_KINDS)}")
         new_ctx = n_ctx or self.n_ctx
         if new_ctx < 16:
             raise InvalidRequestError(f"n_ctx must be at least 16 tokens, got {new_ctx}")
         # The profile's instruction asks for its own kind's answer format ("a number in \boxed{}"); another
         # kind gets that kind's default instruction, or its answers could not be extracted.
-        instruction = self.instruction if new_kind == self.kind else None
+        measured_kind = self.numeric_kind if self.kind == "auto" else self.kind
+        instruction = self.instruction if new_kind in (self.kind, measured_kind) else None
         return replace(self, sampling=new_sampling.validated(), kind=new_kind, n_ctx=new_ctx, instruction=instruction)
 
 
@@ -105,8 +132,8 @@ def _check_unique(names: list[str], where: str) -> None:
 def parse_profile(path: Path) -> Profile:
     top = Section(read_mapping(path), path).only(_TOP_KEYS)
     kind = top.get("kind", str)
-    if kind not in TASK_KINDS:
-        raise ConfigError(f"{top.where('kind')}: expected one of {', '.join(TASK_KINDS)}, got {kind!r}")
+    if kind not in ASK_KINDS:
+        raise ConfigError(f"{top.where('kind')}: expected one of {', '.join(ASK_KINDS)}, got {kind!r}")
     models = []
     for i, item in enumerate(top.get("models", list)):
         if isinstance(item, str):

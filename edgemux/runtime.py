@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import fetch
+from .autokind import ends_in_number
 from .calibration import Level, levels_of, sentence
 from .catalog import Catalog
 from .earlystop import tie_ranks
@@ -25,8 +26,8 @@ from .errors import BudgetError, InvalidRequestError
 from .loader import ContextShape, EngineFactory, EngineLike, LoadOptions, Models
 from .members import Member, answer_of, parse_member, run_program_of
 from .memory import kv_cells
-from .mux import decide
-from .opentext import central
+from .mux import decide, tally
+from .opentext import central, extract_open
 from .planning import resolve_budget
 from .profiles import Profile, adhoc_profile, load_profile
 from .prompts import build_prompt, format_question
@@ -37,6 +38,8 @@ from .types import (
     DecisionMade,
     Event,
     FinishedSequence,
+    ModelStopped,
+    ModelVote,
     MuxResult,
     Sample,
     Sampling,
@@ -153,7 +156,10 @@ class Mux:
         threshold = self.profile.abstain_below if min_confidence is None else min_confidence
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise InvalidRequestError(f"min_confidence must be between 0 and 1, got {threshold}")
-        profile = self.profile.with_overrides(kind=kind)
+        profile, kind_reason = self.profile.with_overrides(kind=kind).for_question(question, choices)
+        for name in self.profile.member_names:
+            if name not in profile.member_names:  # a program member sitting out an open question
+                yield ModelStopped(name, "programs answer computations; this question is answered in words", ())
         sampling = (sampling or profile.sampling).validated()
         if sampling.seed is None:
             sampling = replace(sampling, seed=random.randrange(2**31 - 1 - sampling.k))
@@ -213,9 +219,30 @@ class Mux:
             early_stop=self.options.early_stop,
             stop_rule=self.options.stop_rule,
         )
+        if kind_reason and profile.kind in ("number", "math") and not _gave_numbers(profile, votes):
+            # the samples decide: a question taken for a computation whose samples end in no number
+            profile, votes, unify = self._read_again_as_open(profile, votes, question)
+            kind_reason = "no member's samples ended in a number: read again as answers in words"
         decision = decide([votes[name] for name in profile.member_names])
         result = self._result(question, profile, sampling, decision, time.perf_counter() - started, threshold)
+        result = replace(result, kind_reason=kind_reason)
+        if profile.kind == "open":
+            result = replace(result, similarity=f"{unify.measure} ≥ {unify.threshold:g}",
+                             clusters=tuple(sorted(unify.clusters.items(), key=lambda c: -c[1])))  # fmt: skip
         yield DecisionMade(result)
+
+    def _read_again_as_open(self, profile: Profile, votes: dict[str, ModelVote], question: str
+                            ) -> tuple[Profile, dict[str, ModelVote], Unifier]:  # fmt: skip
+        """The same samples read as open answers (``kind: auto`` when no number came); program members sit out."""
+        unify = Unifier("open", question=question)
+        words = tuple(m for m in profile.models if not parse_member(m.name).runs_programs)
+        if not words:
+            return profile, votes, unify
+        again = {}
+        for m in words:
+            samples = [replace(s, answer=unify(extract_open(s.text))) for s in votes[m.name].samples]
+            again[m.name] = tally(m.name, samples, m.validation_accuracy)
+        return replace(profile, kind="open", models=words), again, unify
 
     def _result(self, question: str, profile: Profile, sampling: Sampling, decision: Decision, seconds: float,
                 threshold: float | None) -> MuxResult:  # fmt: skip
@@ -323,6 +350,15 @@ class Mux:
         if check:
             engine.check_fits(len(tokens), sampling.k, sampling.max_tokens)
         return tokens, prompt.stop
+
+
+def _gave_numbers(profile: Profile, votes: dict[str, ModelVote]) -> bool:
+    """Whether any member answered with numbers: a program that printed one, or a reply ending in one."""
+    for m in profile.members:
+        samples = votes[m.name].samples
+        if any(s.answer is not None and (m.runs_programs or ends_in_number(s.text)) for s in samples):
+            return True
+    return False
 
 
 def _sample(

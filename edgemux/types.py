@@ -11,6 +11,7 @@ from .errors import InvalidRequestError
 from .sandbox import ProgramRun
 
 __all__ = [
+    "ASK_KINDS",
     "TASK_KINDS",
     "BatchStep",
     "Decision",
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 TASK_KINDS = ("number", "math", "choice", "text", "open", "code")
+ASK_KINDS = (*TASK_KINDS, "auto")  # auto: decided per question (autokind.py); runs files hold a concrete kind
 TaskKind = Literal["number", "math", "choice", "text", "open"]
 StopReason = Literal["eos", "stop", "length", "cancelled"]
 PromptStyle = Literal["chat", "completion"]
@@ -242,6 +244,9 @@ class MuxResult:
     calibration_text: str = ""  # the same, in words
     min_confidence: float | None = None
     abstained: bool = False  # the confidence was below min_confidence: the answer is only a best guess
+    kind_reason: str = ""  # kind auto: why this kind was used for this question
+    similarity: str = ""  # open answers: the measure and threshold two answers agree at ("lexical ≥ 0.8")
+    clusters: tuple[tuple[str, int], ...] = ()  # open answers: each cluster's answer and its size, all members
 
     @property
     def tokens(self) -> int:
@@ -275,6 +280,9 @@ class MuxResult:
             },
             "text": self.text,
             "kind": self.kind,
+            **({"kind_reason": self.kind_reason} if self.kind_reason else {}),
+            **({"clusters": {"similarity": self.similarity, "clusters": [
+                {"answer": a[:80], "size": n} for a, n in self.clusters]}} if self.clusters else {}),  # fmt: skip
             "profile": self.profile,
             "sampling": asdict(self.sampling),
             "seconds": round(self.seconds, 3),

@@ -45,7 +45,14 @@ def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx
     printed: edgemux says it is not sure, gives its best guess and the vote on stderr, and exits 10.
 
     \b
+    Any question: the default profile's kind is auto — choices make it multiple choice, a computation
+    (digits, LaTeX, "how many") a numeric answer, anything else an answer in words, printed whole, whose
+    samples agree when they say the same thing (similar answers cluster; confidence is the largest
+    cluster's share). --json says which kind was used and why; --kind overrides it.
+
+    
     Multiple choice: edgemux ask --profile arc "Which gas do plants take in?" -c oxygen -c "carbon dioxide"
+    Open:            edgemux ask "Why is the sky blue?"
     """
     from .. import ui
     from ..runtime import LoadOptions, Mux
@@ -54,7 +61,7 @@ def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx
         question = sys.stdin.read()
     if choices and len(choices) < 2:
         raise errors.InvalidRequestError("give at least two --choice options, or none")
-    chosen = chosen_profile(profile, models, kind or ("choice" if choices else None), n_ctx, sampling)
+    chosen = chosen_profile(profile, models, kind or ("choice" if choices else None), n_ctx, sampling, any_question=True)
     if not question.strip():
         raise errors.InvalidRequestError("the question is empty; pass it as an argument or use - to read stdin")
     progress = fetch.NullProgress if quiet else ui.DownloadBar
@@ -66,7 +73,8 @@ def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     elif result.answer is not None and not result.abstained:
-        click.echo(result.answer)
+        # an open answer is the winning cluster's most central reply, whole; other kinds print the answer
+        click.echo(result.text.strip() if result.kind == "open" else result.answer)
     if result.abstained:
         click.echo(
             f"edgemux: not sure: best guess {result.answer} from {result.decision.winner}, confidence "

@@ -12,8 +12,9 @@ from typing import Any
 import click
 
 from .. import errors
+from ..autokind import AUTO_RULE
 from ..profiles import Profile
-from ..types import TASK_KINDS, Sampling
+from ..types import ASK_KINDS, Sampling
 
 EXIT_CODES: list[tuple[type[BaseException], int]] = [  # most specific first
     (errors.PromptTooLongError, 2),
@@ -85,7 +86,7 @@ def profile_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed([
         click.option("--profile", "-p", default="default", show_default=True, help="profile name or path to a profile .yaml"),
         click.option("--models", "-m", help="comma-separated members, MODEL or MODEL:STRATEGY (cot, pot, mix): an ad-hoc ensemble instead of the profile's"),
-        click.option("--kind", type=click.Choice(TASK_KINDS), help="how answers are extracted and compared [from the profile]"),
+        click.option("--kind", type=click.Choice(ASK_KINDS), help=f"how answers are extracted and compared [from the profile]; {AUTO_RULE}"),
         click.option("--n-ctx", type=int, default=None, help="context of one sample, prompt + answer [from the profile]"),
     ]):  # fmt: skip
         command = option(command)
@@ -93,14 +94,22 @@ def profile_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def chosen_profile(
-    profile: str, models: str | None, kind: str | None, n_ctx: int | None, sampling: dict[str, Any]
+    profile: str, models: str | None, kind: str | None, n_ctx: int | None, sampling: dict[str, Any],
+    any_question: bool = False,
 ) -> Profile:
-    """The profile a command runs: a named one, or an ad-hoc one from --models, with flags applied."""
+    """The profile a command runs: a named one, or an ad-hoc one from --models, with flags applied.
+    ``any_question`` (ask): kind auto stays auto, and is what an ad-hoc ensemble gets. Commands over task
+    sets (collect, eval, bench) need one kind: an auto profile runs as its numeric kind there, and an ad-hoc
+    ensemble as number unless --kind says."""
     from ..profiles import adhoc_profile, load_profile
 
     names = [m.strip() for m in models.split(",") if m.strip()] if models else None
-    base = adhoc_profile(names, kind or "number") if names is not None else load_profile(profile)
-    return base.with_overrides(sampling=sampling, kind=kind, n_ctx=n_ctx)
+    default_kind = "auto" if any_question else "number"
+    base = adhoc_profile(names, kind or default_kind) if names is not None else load_profile(profile)
+    chosen = base.with_overrides(sampling=sampling, kind=kind, n_ctx=n_ctx)
+    if chosen.kind == "auto" and not any_question:
+        chosen = chosen.with_overrides(kind=chosen.numeric_kind)
+    return chosen
 
 
 @click.group(cls=_Edgemux, context_settings={"help_option_names": ["-h", "--help"]})

@@ -159,11 +159,14 @@ def profile_group() -> None:
 )
 @click.option("--repeats", type=int, default=20, show_default=True, help="draws of k' of the k samples for smaller k'")
 @click.option("--description", help="one line saying what the profile is for")
+@click.option("--auto", "auto_kind", is_flag=True,
+              help="write kind: auto — the profile answers any question; the runs' kind is what computations "
+                   "are answered as (numeric runs only)")  # fmt: skip
 @click.option("--out", type=click.Path(path_type=Path), help="where to write it [$EDGEMUX_HOME/profiles/NAME.yaml]")
 @click.option("--force", is_flag=True, help="replace an existing profile file")
 def profile_build(runs_path: Path, name: str, budget: str | None, max_models: int, tolerance: float, allow_single: bool,
                   models: str | None, run_programs: bool, lam: float, repeats: int, description: str | None,
-                  out: Path | None, force: bool) -> None:  # fmt: skip
+                  auto_kind: bool, out: Path | None, force: bool) -> None:  # fmt: skip
     """Pick the models and k from collected runs and write a profile `edgemux ask --profile NAME` uses.
 
     Every (subset, k) the search scores is a candidate; those that do not fit the memory budget are
@@ -202,6 +205,8 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
                     "member", m, table.models, f"--models names a member {runs_names} has not run"
                 )
         max_models = max(max_models, len(fixed))
+    if auto_kind and table.kind not in ("number", "math"):
+        raise errors.InvalidRequestError(f"--auto needs numeric runs (number or math); these are {table.kind}")
     result = run_search(table, max_models=max_models, lam=lam, repeats=repeats)
     found = candidates(result, budget_bytes, allow_single=allow_single, only=fixed)
     chosen, why = choose(found, tolerance)
@@ -211,7 +216,7 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
 
     text = profile_document(
         name, chosen, why, result, found, runs=runs_names, budget=budget, description=description,
-        calibration=measure(table, chosen.models, chosen.k),
+        calibration=measure(table, chosen.models, chosen.k), auto=auto_kind,
     )  # fmt: skip
     write_profile(target, text, force=force)
     click.echo(f"wrote {target}\n{why}", err=True)

@@ -20,17 +20,25 @@ if TYPE_CHECKING:  # what the tables draw; the ui builds none of it
     from ..types import ModelSpec, MuxResult
 
 
+def _short(answer: str | None, width: int = 40) -> str:
+    if answer is None:
+        return "∅"
+    return answer if len(answer) <= width else answer[: width - 1] + "…"
+
+
 def vote_table(result: MuxResult) -> Table:
     d = result.decision
-    table = Table(title=f"SLM-MUX vote ({result.kind}, k={result.sampling.k})", header_style="bold")
+    kind = f"{result.kind}, {result.kind_reason}" if result.kind_reason else result.kind
+    clusters = f"; clusters: {result.similarity}" if result.similarity else ""
+    table = Table(title=f"SLM-MUX vote ({kind}, k={result.sampling.k}{clusters})", header_style="bold")
     table.add_column("member", no_wrap=True, min_width=max(len(v.model) for v in d.votes))
     for column in ("answers (count)", "unparsable", "majority", "confidence", "val. acc.", ""):
         table.add_column(column)
     for v in d.votes:
-        counts = ", ".join(f"{a} ({c})" for a, c in v.counts) or "—"
+        counts = ", ".join(f"{_short(a)} ({c})" for a, c in v.counts) or "—"
         acc = f"{v.validation_accuracy:.3f}" if v.validation_accuracy is not None else "—"
         mark = "[bold green]winner[/]" if v.model == d.winner else ""
-        table.add_row(v.model, counts, str(v.unparsable), v.answer or "∅", f"{v.confidence:.2f}", acc, mark)
+        table.add_row(v.model, counts, str(v.unparsable), _short(v.answer), f"{v.confidence:.2f}", acc, mark)
     table.caption = d.reason
     return table
 

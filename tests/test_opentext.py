@@ -1,0 +1,72 @@
+"""Open answers: reading, scoring against aliases, and clusters whose counts bound exactly."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgemux.equivalence import Unifier, reference_of
+from edgemux.mux import tally
+from edgemux.opentext import answer_words, central, exact_match, extract_open, lexical_similarity, token_f1
+from edgemux.types import Sample
+
+
+@pytest.mark.parametrize(
+    ("reply", "answer"),
+    [
+        ("Paris\nParis has been the capital since the 10th century.", "Paris"),
+        ("It is blue because of Rayleigh scattering.", "It is blue because of Rayleigh scattering"),
+        ("Some thoughts.\n**Answer:** William Shakespeare.", "William Shakespeare"),
+        ("   \n\n  ", None),
+        ("", None),
+    ],
+)
+def test_the_answer_of_a_reply(reply: str, answer: str | None) -> None:
+    assert extract_open(reply) == answer
+
+
+def test_scoring_is_squad_exact_match_and_token_f1_against_any_alias() -> None:
+    aliases = ("Sunset Boulevard", "Sunset Blvd.")
+    assert exact_match("sunset blvd", aliases) and exact_match("The Sunset Boulevard!", aliases)
+    assert not exact_match("Sunset Boulevard musical", aliases) and not exact_match(None, aliases)
+    assert token_f1("Sunset Boulevard musical", aliases) == pytest.approx(0.8)
+    assert token_f1("Cats", aliases) == 0.0
+
+
+def test_similarity_looks_at_the_answers_own_words() -> None:
+    question = "How old was Woody Herman when he founded his own orchestra?"
+    assert answer_words("Woody Herman was 25 when he founded his orchestra", question) == ["25"]
+    assert lexical_similarity("Shakespeare", "William Shakespeare") == 1.0  # one side's extra words do not count
+    assert lexical_similarity("He was 25 years old", "He was 45 years old", question) == 0.0  # other numbers
+    assert lexical_similarity("Paris", "Lyon") < 0.8
+
+
+def test_clusters_never_merge_so_a_count_only_grows_by_the_samples_still_running() -> None:
+    unify = Unifier("open", question="Who wrote Hamlet?")
+    answers = ["William Shakespeare", "Christopher Marlowe", "Shakespeare", "shakespeare.", "Marlowe"]
+    leaders = [unify(a) for a in answers]
+    assert leaders == ["William Shakespeare", "Christopher Marlowe", "William Shakespeare", "William Shakespeare",
+                       "Christopher Marlowe"]  # fmt: skip
+    assert unify.clusters == {"William Shakespeare": 3, "Christopher Marlowe": 2}
+    # what a member's vote sees: the cluster counts, exactly like equal answers
+    samples = [
+        Sample("m", i, i, a, leader, 5, "eos", 0.1) for i, (a, leader) in enumerate(zip(answers, leaders, strict=True))
+    ]
+    vote = tally("m", samples)
+    assert vote.answer == "William Shakespeare" and vote.confidence == pytest.approx(3 / 5)
+
+
+def test_an_open_reference_is_not_a_cluster_leader() -> None:
+    unify = Unifier("open")
+    ref = reference_of("open", "Jennifer Aniston", None, ("Jennifer Aniston", "Jen Aniston"), unify)
+    assert ref is not None and not unify.clusters  # answers are not pulled towards the reference
+    assert ref.is_right("jen aniston") and not ref.is_right("Aniston")  # scored by exact match, not similarity
+
+
+def test_the_printed_reply_is_the_most_central_of_its_cluster() -> None:
+    replies = [
+        "The Milky Way galaxy",
+        "Milky Way\nOur home galaxy.",
+        "the Milky Way, a barred spiral",
+        "Milky Way, our home",
+    ]
+    assert central(replies) == 1  # its words are in every other answer; theirs are not in each other
