@@ -142,9 +142,11 @@ def score_runs(
     rescore: bool = True,
     resident_bytes: Callable[[Sequence[str]], int | None] | None = None,
     run_programs: bool = False,
+    measure: str = "lexical",
 ) -> EvalReport:
     """Score the profile's members on recorded samples: every method on the same questions. Nothing is
-    executed unless ``run_programs`` (code tasks: their reference programs and answers are run)."""
+    executed unless ``run_programs`` (code tasks: their reference programs and answers are run). Open
+    answers are clustered by ``measure``."""
     models = profile.member_names
     by_task: dict[str, dict[str, Record]] = {}
     for r in records:
@@ -189,7 +191,7 @@ def score_runs(
             continue
         first = per[models[0]]
         # answers that mean the same (MATH) or say the same (open) are one answer; a MATH reference's spelling first
-        unify = Unifier(kind, question=first.question)
+        unify = Unifier(kind, measure, question=first.question)
         ref = reference_of(kind, first.reference, first.tests, first.aliases, unify)
         if ref is None:
             left_out["tasks without a usable reference answer"] = (

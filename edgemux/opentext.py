@@ -92,8 +92,15 @@ def lexical_similarity(a: str, b: str, question: str = "") -> float:
 
 
 # name -> (similarity of two answers in [0, 1] given the question, the threshold at which they are one answer)
+def _embedding_similarity(a: str, b: str, question: str = "") -> float:
+    from .embeddings import embedding_similarity  # loads a model: only when asked for
+
+    return embedding_similarity(a, b, question)
+
+
 MEASURES: dict[str, tuple[Callable[[str, str, str], float], float]] = {
     "lexical": (lexical_similarity, 0.8),
+    "embedding": (_embedding_similarity, 0.9),
 }
 
 

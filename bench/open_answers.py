@@ -1,0 +1,135 @@
+"""Open answers (issue: `ask` answers any question): SLM-MUX over answers in words, two similarity
+measures side by side on the same recorded samples.
+
+For each runs file (default: the TriviaQA and NQ-open dev runs of the pool, k = 5) and each measure —
+``lexical`` (rapidfuzz token-set ratio of the answers' own words, ≥ 0.8) and ``embedding`` (cosine of
+SmolLM2-135M mean-pooled embeddings through llama.cpp, ≥ 0.9) — prints:
+
+- every member alone: one sample and self-consistency at k (exact match against the aliases, SQuAD-normalised);
+- the best subsets: SLM-MUX, pooled vote, oracle; and against the targets: SLM-MUX ≥ the best member's one
+  sample + 3 points, and ≥ its self-consistency under the same clustering;
+- token F1 of the SLM-MUX answer, and the calibration of open answers (accuracy by the winner's cluster share);
+- what clustering costs: the seconds to cluster one question's samples (all members) against the seconds the
+  members took to answer it (their recorded batch times), median over questions.
+
+    python bench/open_answers.py [--runs bench/runs/triviaqa-dev-k5.jsonl.gz] [--measures lexical,embedding] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from edgemux.calibration import measure as calibration_of
+from edgemux.equivalence import Unifier
+from edgemux.evaluate import MUX, score_runs
+from edgemux.members import recorded_answer
+from edgemux.opentext import token_f1
+from edgemux.profiles import Profile, ProfileModel
+from edgemux.runs import Record, read_runs_files
+from edgemux.search import build_table, search
+from edgemux.types import Sampling
+
+HERE = Path(__file__).parent
+DEFAULT = ("triviaqa-dev-k5", "nq-open-dev-k5")
+
+
+def default_runs() -> list[str]:
+    found = []
+    for name in DEFAULT:
+        for path in (HERE / "runs" / f"{name}.jsonl", HERE / "runs" / f"{name}.jsonl.gz"):
+            if path.exists():
+                found.append(str(path))
+                break
+    return found
+
+
+def clustering_cost(records: list[Record], measure: str) -> tuple[float, float]:
+    """Median seconds to cluster one question's samples, and median seconds its members took to answer."""
+    by_task: dict[str, list[Record]] = {}
+    for r in records:
+        by_task.setdefault(r.task, []).append(r)
+    cluster_s, answer_s = [], []
+    if measure == "embedding":
+        from edgemux.embeddings import _vector
+
+        _vector.cache_clear()  # each question's answers embedded afresh (the model stays loaded, as in a server)
+    for per in by_task.values():
+        answers = [recorded_answer("open", r.model, s, n_choices=None, tests=None) for r in per for s in r.samples]
+        start = time.perf_counter()
+        unify = Unifier("open", measure, question=per[0].question)
+        for a in answers:
+            unify(a)
+        cluster_s.append(time.perf_counter() - start)
+        answer_s.append(sum(max(s.seconds for s in r.samples) for r in per))
+    return statistics.median(cluster_s), statistics.median(answer_s)
+
+
+def measure_one(records: list[Record], measure: str) -> dict:
+    table = build_table(records, measure=measure)
+    result = search(table, max_models=3)
+    k = table.k
+    members = {m.model: {"one_sample": round(100 * m.accuracy, 1), "self_consistency": round(100 * m.self_consistency[k].mean, 1)}
+               for m in result.models}  # fmt: skip
+    best_one = max(m["one_sample"] for m in members.values())
+    best_sc = max(m["self_consistency"] for m in members.values())
+    subsets = sorted(result.subsets, key=lambda s: -s.by_k[k].mux.mean)
+    top = subsets[0]
+    profile = Profile("bench", "open", tuple(ProfileModel(m, validation_accuracy=result.model(m).accuracy)
+                                            for m in top.models), Sampling(k=k))  # fmt: skip
+    report = score_runs(records, profile, k=k, measure=measure)
+    aliases = {r.task: (*(r.aliases or ()), r.reference or "") for r in records}
+    f1 = statistics.mean(token_f1(q.answers[MUX], aliases[q.task]) for q in report.questions)
+    cluster_s, answer_s = clustering_cost(records, measure)
+    mux = round(100 * top.by_k[k].mux.mean, 1)
+    return {
+        "measure": measure, "tasks": len(table.tasks), "k": k, "members": members,
+        "subsets": [{"models": " + ".join(s.models), "mux": round(100 * s.by_k[k].mux.mean, 1),
+                     "pooled": round(100 * s.by_k[k].pooled.mean, 1), "oracle": round(100 * s.by_k[k].oracle, 1)}
+                    for s in subsets[:5]],  # fmt: skip
+        "best_subset": " + ".join(top.models), "mux": mux, "mux_token_f1": round(100 * f1, 1),
+        "best_one_sample": best_one, "best_self_consistency": best_sc,
+        "target_one_sample_plus_3": mux >= best_one + 3, "target_self_consistency": mux >= best_sc,
+        "calibration": [lv.to_dict() for lv in calibration_of(table, list(top.models), k)],
+        "cluster_seconds_median": round(cluster_s, 4), "answer_seconds_median": round(answer_s, 2),
+        "cluster_share_of_answer": round(cluster_s / answer_s, 4) if answer_s else None,
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", help="comma-separated runs files, each scored alone [the open dev runs]")
+    parser.add_argument("--measures", default="lexical,embedding")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    files = args.runs.split(",") if args.runs else default_runs()
+    if not files:
+        raise SystemExit("no open-answer runs under bench/runs (run bench/collect_runs.sh first)")
+    out = {}
+    for path in files:
+        records = read_runs_files(path)
+        out[Path(path).name] = [measure_one(records, m) for m in args.measures.split(",")]
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    for name, rows in out.items():
+        for r in rows:
+            print(f"{name}, {r['measure']}: {r['tasks']} tasks, k={r['k']}")
+            for member, m in sorted(r["members"].items(), key=lambda kv: -kv[1]["one_sample"]):
+                print(f"  {member:22s} one sample {m['one_sample']:5.1f}  self-consistency {m['self_consistency']:5.1f}")
+            for s in r["subsets"]:
+                print(f"  {s['models']:62s} MUX {s['mux']:5.1f} pooled {s['pooled']:5.1f} oracle {s['oracle']:5.1f}")
+            print(f"  SLM-MUX {r['mux']} (token F1 {r['mux_token_f1']}) vs best one sample {r['best_one_sample']} "
+                  f"(+3: {r['target_one_sample_plus_3']}), best self-consistency {r['best_self_consistency']} "
+                  f"({r['target_self_consistency']})")  # fmt: skip
+            print(f"  clustering {1000 * r['cluster_seconds_median']:.1f} ms per question against "
+                  f"{r['answer_seconds_median']:.1f} s to answer it: {100 * (r['cluster_share_of_answer'] or 0):.2f} %")
+            print("  calibration: " + ", ".join(f"{c['agreeing']}/{c['k']}: {c['right']}/{c['answered']}"
+                                                for c in r["calibration"]))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
