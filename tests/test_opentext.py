@@ -70,3 +70,28 @@ def test_the_printed_reply_is_the_most_central_of_its_cluster() -> None:
         "Milky Way, our home",
     ]
     assert central(replies) == 1  # its words are in every other answer; theirs are not in each other
+
+
+@pytest.mark.usefixtures("smollm2_in_home")
+def test_embeddings_through_llama_cpp_cluster_the_same_answer() -> None:
+    from edgemux.embeddings import _model, _vector, embedding_similarity
+
+    _model.cache_clear()
+    _vector.cache_clear()
+    assert embedding_similarity("George Clooney", "george clooney!") == pytest.approx(1.0)  # same words
+    assert embedding_similarity("George Clooney", "Rayleigh scattering of sunlight") < 0.999
+    unify = Unifier("open", "embedding", question="Who starred in it?")
+    assert unify("George Clooney") == unify("George Clooney.") == "George Clooney"
+    assert unify.threshold == 0.9
+
+
+def test_the_embedding_model_must_be_downloaded(home: object) -> None:
+    from edgemux.embeddings import _model, embedding_similarity
+    from edgemux.errors import NotCachedError
+
+    _model.cache_clear()
+    with pytest.raises(NotCachedError, match="edgemux models pull smollm2-135m"):
+        embedding_similarity("a b", "c d")
+    _model.cache_clear()
+    with pytest.raises(ValueError, match="unknown similarity measure 'cosmic'"):
+        Unifier("open", "cosmic")
