@@ -18,7 +18,7 @@ __all__ = ["Profile", "ProfileModel", "list_profiles", "load_profile"]
 
 _TOP_KEYS = frozenset(
     {"name", "description", "kind", "models", "sampling", "prompt", "n_ctx", "budget", "notes", "measured",
-     "abstain_below"}
+     "abstain_below", "similarity"}
 )
 
 
@@ -45,6 +45,7 @@ class Profile:
     path: Path | None = None
     measured: dict[str, Any] = field(default_factory=dict)  # what `profile build` measured (informational)
     abstain_below: float | None = None  # below this confidence `ask` says it is not sure (exit 10)
+    similarity: str = "lexical"  # open answers: how two answers are compared (opentext.MEASURES)
 
     @property
     def member_names(self) -> list[str]:
@@ -178,7 +179,17 @@ def parse_profile(path: Path) -> Profile:
         path=path,
         measured=top.get("measured", dict, {}),
         abstain_below=_share(top, "abstain_below"),
+        similarity=_similarity(top),
     )
+
+
+def _similarity(top: Section) -> str:
+    from .opentext import MEASURES
+
+    value = top.get("similarity", str, "lexical")
+    if value not in MEASURES:
+        raise ConfigError(f"{top.where('similarity')}: expected one of {', '.join(MEASURES)}, got {value!r}")
+    return value
 
 
 def _share(top: Section, key: str) -> float | None:

@@ -201,7 +201,7 @@ class Mux:
             self.resident.release(model)
 
         # MATH answers that mean the same, and open answers that say the same, vote together
-        unify = Unifier(profile.kind, question=question)
+        unify = Unifier(profile.kind, profile.similarity, question=question)
 
         def make_sample(name: str, f: FinishedSequence) -> Sample:
             sample = _sample(members[name], f, seeds, profile.kind, n_choices, tests, choices)
@@ -234,7 +234,7 @@ class Mux:
     def _read_again_as_open(self, profile: Profile, votes: dict[str, ModelVote], question: str
                             ) -> tuple[Profile, dict[str, ModelVote], Unifier]:  # fmt: skip
         """The same samples read as open answers (``kind: auto`` when no number came); program members sit out."""
-        unify = Unifier("open", question=question)
+        unify = Unifier("open", profile.similarity, question=question)
         words = tuple(m for m in profile.models if not parse_member(m.name).runs_programs)
         if not words:
             return profile, votes, unify
@@ -252,7 +252,7 @@ class Mux:
             vote = decision.vote_of(decision.winner)
             texts = [s.text for s in vote.samples if s.answer == decision.answer]
             # an open answer is printed as the most central reply of the winning cluster, whole
-            winning_text = texts[central(texts, question)] if profile.kind == "open" else texts[0]
+            winning_text = texts[central(texts, question, profile.similarity)] if profile.kind == "open" else texts[0]
         level = self._calibration(profile, sampling.k, decision)
         return MuxResult(
             question=question,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from typing import Any
@@ -29,12 +30,16 @@ from .common import ABSTAIN_EXIT, NO_ANSWER_EXIT, budget_option, chosen_profile,
               help="a choice of a multiple-choice question (repeat: A, B, C, …); implies --kind choice")  # fmt: skip
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
               help="below this confidence (share of the winner's samples agreeing) say 'not sure' and exit 10 [the profile's abstain_below]")  # fmt: skip
+@click.option("--similarity", type=click.Choice(["lexical", "embedding"]), default=None,
+              help="open answers: lexical (word overlap, rapidfuzz) or embedding (a pool model through llama.cpp) "
+                   "[the profile's, else lexical]")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="print the whole result as JSON on stdout")
 @click.option("--explain", is_flag=True, help="print the vote table on stderr after the answer")
 @click.option("--quiet", "-q", is_flag=True, help="no progress or live view; only the answer")
 def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx: int | None, n_gpu_layers: int,
         n_threads: int | None, budget: str | None, policy: str, early_stop: bool, stop_rule: str,
-        choices: tuple[str, ...], min_confidence: float | None, as_json: bool, explain: bool, quiet: bool,
+        choices: tuple[str, ...], min_confidence: float | None, similarity: str | None, as_json: bool, explain: bool,
+        quiet: bool,
         **sampling: Any) -> None:  # fmt: skip
     """Answer QUESTION with the profile's models (use - to read it from stdin).
 
@@ -64,6 +69,8 @@ def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx
     chosen = chosen_profile(profile, models, kind or ("choice" if choices else None), n_ctx, sampling, any_question=True)
     if not question.strip():
         raise errors.InvalidRequestError("the question is empty; pass it as an argument or use - to read stdin")
+    if similarity is not None:
+        chosen = dataclasses.replace(chosen, similarity=similarity)
     progress = fetch.NullProgress if quiet else ui.DownloadBar
     options = LoadOptions(n_gpu_layers, n_threads, budget, policy, early_stop, stop_rule)
     with Mux(chosen, load=options, fetch_progress=progress) as mux:
