@@ -6,6 +6,7 @@ set -e
 cd "$(dirname "$0")/.."
 GSM=bench/runs/gsm8k-dev-k5.jsonl.gz
 GSM_POT=bench/runs/gsm8k-dev-pot-k5.jsonl.gz
+GSM_MIX=bench/runs/gsm8k-dev-mix-k5.jsonl.gz
 ARC=bench/runs/arc-dev-k5.jsonl.gz
 MATH=bench/runs/math-dev-k5.jsonl.gz
 
@@ -17,8 +18,8 @@ edgemux profile build --runs $GSM --name gsm8k --out profiles/gsm8k.yaml --force
   --description "Numeric word problems (GSM8K style), chain of thought only, chosen on the GSM8K dev runs (see measured)"
 
 # default: kind auto (`edgemux ask` answers any question); its computations are numeric answers, chosen over every member —
-# chain of thought and program of thought — on the GSM8K dev runs.
-edgemux profile build --runs $GSM,$GSM_POT --name default --auto --out profiles/default.yaml --force \
+# chain of thought, program of thought and the mixed strategy — on the GSM8K dev runs.
+edgemux profile build --runs $GSM,$GSM_POT,$GSM_MIX --name default --auto --out profiles/default.yaml --force \
   --description "Any question: computations by the best members (programs and prose) on the GSM8K dev runs, questions in words by the prose member (see measured)"
 
 # math: MATH competition problems (LaTeX answers), over both coders' members.
@@ -27,5 +28,5 @@ edgemux profile build --runs $MATH --name math --out profiles/math.yaml --force 
 
 edgemux eval --runs $ARC --profile profiles/arc.yaml --out bench/eval/arc
 edgemux eval --runs $GSM --profile profiles/gsm8k.yaml --out bench/eval/gsm8k
-edgemux eval --runs $GSM,$GSM_POT --profile profiles/default.yaml --out bench/eval/default-gsm8k
+edgemux eval --runs $GSM,$GSM_POT,$GSM_MIX --profile profiles/default.yaml --out bench/eval/default-gsm8k
 edgemux eval --runs $MATH --profile profiles/math.yaml --out bench/eval/math
