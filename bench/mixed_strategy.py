@@ -22,26 +22,15 @@ import argparse
 import dataclasses
 import json
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+
+from runfiles import committed_runs
 
 from edgemux.members import Member, answer_of, parse_member, program_in, recorded_answer
 from edgemux.runs import Record, read_runs_files
 from edgemux.sandbox import run_python
 from edgemux.search import build_table, search
 
-HERE = Path(__file__).parent
-DEFAULT_RUNS = ["gsm8k-dev-k5", "gsm8k-dev-pot-k5", "gsm8k-dev-mix-k5"]  # the mix runs are read when collected
-
-
-def default_runs() -> str:
-    """The committed GSM8K runs, the plain file where a collection is still running, else its snapshot."""
-    found = []
-    for name in DEFAULT_RUNS:
-        for path in (HERE / "runs" / f"{name}.jsonl", HERE / "runs" / f"{name}.jsonl.gz"):
-            if path.exists():
-                found.append(str(path))
-                break
-    return ",".join(found)
+DEFAULT_RUNS = ("gsm8k-dev-k5", "gsm8k-dev-pot-k5", "gsm8k-dev-mix-k5")  # the mix runs are read when collected
 CODERS = ("qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b")
 
 
@@ -65,7 +54,7 @@ def main() -> None:
     parser.add_argument("--runs", default=None, help="comma-separated runs files (default: the GSM8K ones)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    args.runs = args.runs or default_runs()
+    args.runs = args.runs or ",".join(committed_runs(DEFAULT_RUNS))
     records = read_runs_files(args.runs)
     cot = [r for r in records if parse_member(r.model).strategy == "cot" and r.model in CODERS]
     with ThreadPoolExecutor(2) as pool:

@@ -23,6 +23,8 @@ import statistics
 import time
 from pathlib import Path
 
+from runfiles import committed_runs
+
 from edgemux.calibration import measure as calibration_of
 from edgemux.equivalence import Unifier
 from edgemux.evaluate import MUX, score_runs
@@ -33,18 +35,7 @@ from edgemux.runs import Record, read_runs_files
 from edgemux.search import build_table, search
 from edgemux.types import Sampling
 
-HERE = Path(__file__).parent
 DEFAULT = ("triviaqa-dev-k5", "nq-open-dev-k5")
-
-
-def default_runs() -> list[str]:
-    found = []
-    for name in DEFAULT:
-        for path in (HERE / "runs" / f"{name}.jsonl", HERE / "runs" / f"{name}.jsonl.gz"):
-            if path.exists():
-                found.append(str(path))
-                break
-    return found
 
 
 def clustering_cost(records: list[Record], measure: str) -> tuple[float, float]:
@@ -105,7 +96,7 @@ def main() -> None:
     parser.add_argument("--measures", default="lexical,embedding")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    files = args.runs.split(",") if args.runs else default_runs()
+    files = args.runs.split(",") if args.runs else committed_runs(DEFAULT)
     if not files:
         raise SystemExit("no open-answer runs under bench/runs (run bench/collect_runs.sh first)")
     out = {}

