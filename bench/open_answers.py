@@ -9,8 +9,9 @@ SmolLM2-135M mean-pooled embeddings through llama.cpp, ≥ 0.9) — prints:
 - the best subsets: SLM-MUX, pooled vote, oracle; and against the targets: SLM-MUX ≥ the best member's one
   sample + 3 points, and ≥ its self-consistency under the same clustering;
 - token F1 of the SLM-MUX answer, and the calibration of open answers (accuracy by the winner's cluster share);
-- what clustering costs: the seconds to cluster one question's samples (all members) against the seconds the
-  members took to answer it (their recorded batch times), median over questions.
+- what clustering costs: the seconds to cluster one question's samples (all members), one answer at a time
+  as a live decode meets them and prepared together (one embedding batch), against the seconds the members
+  took to answer it (their recorded batch times), median over questions.
 
     python bench/open_answers.py [--runs bench/runs/triviaqa-dev-k5.jsonl.gz] [--measures lexical,embedding] [--json]
 """
@@ -38,25 +39,30 @@ from edgemux.types import Sampling
 DEFAULT = ("triviaqa-dev-k5", "nq-open-dev-k5")
 
 
-def clustering_cost(records: list[Record], measure: str) -> tuple[float, float]:
-    """Median seconds to cluster one question's samples, and median seconds its members took to answer."""
+def clustering_cost(records: list[Record], measure: str) -> tuple[float, float, float]:
+    """Median seconds to cluster one question's samples (all members) one answer at a time, as a live
+    decode meets them; the same with the answers prepared together first (embedded in one batch, as
+    eval, search and a re-read do); and median seconds the members took to answer it."""
     by_task: dict[str, list[Record]] = {}
     for r in records:
         by_task.setdefault(r.task, []).append(r)
-    cluster_s, answer_s = [], []
-    if measure == "embedding":
-        from edgemux.embeddings import _vector
-
-        _vector.cache_clear()  # each question's answers embedded afresh (the model stays loaded, as in a server)
+    one_s, together_s, answer_s = [], [], []
     for per in by_task.values():
         answers = [recorded_answer("open", r.model, s, n_choices=None, tests=None) for r in per for s in r.samples]
-        start = time.perf_counter()
-        unify = Unifier("open", measure, question=per[0].question)
-        for a in answers:
-            unify(a)
-        cluster_s.append(time.perf_counter() - start)
+        for together, times in ((False, one_s), (True, together_s)):
+            if measure == "embedding":
+                from edgemux.embeddings import clear_cache
+
+                clear_cache()  # each question's answers embedded afresh (the model stays loaded, as in a server)
+            start = time.perf_counter()
+            unify = Unifier("open", measure, question=per[0].question)
+            if together:
+                unify.prepare(answers)
+            for a in answers:
+                unify(a)
+            times.append(time.perf_counter() - start)
         answer_s.append(sum(max(s.seconds for s in r.samples) for r in per))
-    return statistics.median(cluster_s), statistics.median(answer_s)
+    return statistics.median(one_s), statistics.median(together_s), statistics.median(answer_s)
 
 
 def measure_one(records: list[Record], measure: str) -> dict:
@@ -74,7 +80,7 @@ def measure_one(records: list[Record], measure: str) -> dict:
     report = score_runs(records, profile, k=k, measure=measure)
     aliases = {r.task: (*(r.aliases or ()), r.reference or "") for r in records}
     f1 = statistics.mean(token_f1(q.answers[MUX], aliases[q.task]) for q in report.questions)
-    cluster_s, answer_s = clustering_cost(records, measure)
+    one_s, together_s, answer_s = clustering_cost(records, measure)
     mux = round(100 * top.by_k[k].mux.mean, 1)
     return {
         "measure": measure, "tasks": len(table.tasks), "k": k, "members": members,
@@ -85,8 +91,10 @@ def measure_one(records: list[Record], measure: str) -> dict:
         "best_one_sample": best_one, "best_self_consistency": best_sc,
         "target_one_sample_plus_3": mux >= best_one + 3, "target_self_consistency": mux >= best_sc,
         "calibration": [lv.to_dict() for lv in calibration_of(table, list(top.models), k)],
-        "cluster_seconds_median": round(cluster_s, 4), "answer_seconds_median": round(answer_s, 2),
-        "cluster_share_of_answer": round(cluster_s / answer_s, 4) if answer_s else None,
+        "cluster_seconds_median": round(one_s, 4), "cluster_together_seconds_median": round(together_s, 4),
+        "answer_seconds_median": round(answer_s, 2),
+        "cluster_share_of_answer": round(one_s / answer_s, 4) if answer_s else None,
+        "cluster_together_share_of_answer": round(together_s / answer_s, 4) if answer_s else None,
     }  # fmt: skip
 
 
@@ -110,14 +118,20 @@ def main() -> None:
         for r in rows:
             print(f"{name}, {r['measure']}: {r['tasks']} tasks, k={r['k']}")
             for member, m in sorted(r["members"].items(), key=lambda kv: -kv[1]["one_sample"]):
-                print(f"  {member:22s} one sample {m['one_sample']:5.1f}  self-consistency {m['self_consistency']:5.1f}")
+                print(
+                    f"  {member:22s} one sample {m['one_sample']:5.1f}  self-consistency {m['self_consistency']:5.1f}"
+                )
             for s in r["subsets"]:
                 print(f"  {s['models']:62s} MUX {s['mux']:5.1f} pooled {s['pooled']:5.1f} oracle {s['oracle']:5.1f}")
             print(f"  SLM-MUX {r['mux']} (token F1 {r['mux_token_f1']}) vs best one sample {r['best_one_sample']} "
                   f"(+3: {r['target_one_sample_plus_3']}), best self-consistency {r['best_self_consistency']} "
                   f"({r['target_self_consistency']})")  # fmt: skip
-            print(f"  clustering {1000 * r['cluster_seconds_median']:.1f} ms per question against "
-                  f"{r['answer_seconds_median']:.1f} s to answer it: {100 * (r['cluster_share_of_answer'] or 0):.2f} %")
+            print(
+                f"  clustering one answer at a time {1000 * r['cluster_seconds_median']:.1f} ms per question, "
+                f"prepared together {1000 * r['cluster_together_seconds_median']:.1f} ms, against "
+                f"{r['answer_seconds_median']:.1f} s to answer it: {100 * (r['cluster_share_of_answer'] or 0):.2f} % "
+                f"and {100 * (r['cluster_together_share_of_answer'] or 0):.2f} %"
+            )
             print("  calibration: " + ", ".join(f"{c['agreeing']}/{c['k']}: {c['right']}/{c['answered']}"
                                                 for c in r["calibration"]))  # fmt: skip
 

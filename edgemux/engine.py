@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import EngineError, InvalidRequestError, PromptTooLongError
 from .gguf import check_file
-from .llama import default_threads, llama_cpp
+from .llama import default_threads, llama_cpp, model_params
 from .memory import check_context
 from .osmemory import rss_bytes
 from .samplers import eog_tokens, new_sampler
@@ -87,9 +87,7 @@ class Engine:
         self._prompt_logits_pos = 0
         self._eog: list[int] | None = None  # end-of-generation tokens, listed on first need
         rss_before = rss_bytes()
-        params = llama_cpp.llama_model_default_params()
-        params.n_gpu_layers = n_gpu_layers
-        self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
+        self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), model_params(n_gpu_layers))
         if not self._model:
             raise EngineError(
                 f"llama.cpp could not load {self.path}; run with -v to see why (corrupt file or unsupported architecture)"

@@ -84,8 +84,8 @@ class Unifier:
             raise ValueError(f"unknown similarity measure {measure!r}; known: {', '.join(MEASURES)}")
         self.kind = kind
         self.measure = measure
-        self.threshold = MEASURES[measure][1]
-        self._similarity = MEASURES[measure][0]
+        self._measure = MEASURES[measure]
+        self.threshold = self._measure.threshold
         self.question = question or ""  # its words restate the question, they are not the answer
         self._first: dict[str, str] = {}
         self.clusters: dict[str, int] = {}  # open answers: leader -> answers it stands for, in order seen
@@ -101,12 +101,18 @@ class Unifier:
             return leader
         return answer
 
+    def prepare(self, answers: Sequence[str | None]) -> None:
+        """Answers about to be unified, known together (all of a member's samples, a recorded question's):
+        the measure may compute what it needs for them at once (embeddings, in one batch)."""
+        if self.kind == "open":
+            self._measure.prepare([a for a in answers if a is not None], self.question)
+
     def _leader(self, answer: str) -> str:
         if answer in self.clusters:
             return answer
         best, best_similarity = answer, self.threshold
         for leader in self.clusters:  # first seen first: on a tie the older cluster keeps the answer
-            similarity = self._similarity(answer, leader, self.question)
+            similarity = self._measure.similarity(answer, leader, self.question)
             if similarity > best_similarity or (similarity == best_similarity and best == answer):
                 best, best_similarity = leader, similarity
         return best

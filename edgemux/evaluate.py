@@ -198,8 +198,9 @@ def score_runs(
                 left_out.get("tasks without a usable reference answer", 0) + 1
             )
             continue
-        samples = {m: [replace(s, answer=unify(s.answer)) for s in _first_k(per[m], k, kind, rescore, run_programs)]
-                   for m in models}  # fmt: skip
+        read = {m: _first_k(per[m], k, kind, rescore, run_programs) for m in models}
+        unify.prepare([s.answer for m in models for s in read[m]])
+        samples = {m: [replace(s, answer=unify(s.answer)) for s in read[m]] for m in models}
         batch_seconds = {m: max(s.seconds for s in samples[m]) for m in models}
         batch_tokens = {m: sum(s.tokens for s in samples[m]) for m in models}
         answers: dict[str, str | None] = {}

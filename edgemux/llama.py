@@ -7,10 +7,11 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+from typing import Any
 
 import llama_cpp
 
-__all__ = ["default_threads", "llama_cpp", "system_info"]
+__all__ = ["default_threads", "llama_cpp", "model_params", "system_info"]
 
 _llama_log = logging.getLogger("edgemux.llama")
 if _llama_log.level == logging.NOTSET:  # llama.cpp warns about quirks of valid models; quiet unless asked
@@ -46,3 +47,23 @@ def system_info() -> dict[str, object]:
 def default_threads() -> int:
     """Decode is compute-bound on CPUs: one thread per core, capped where more stop helping."""
     return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _runs_amx_kernels() -> bool:
+    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
+
+
+def model_params(n_gpu_layers: int = 0) -> Any:
+    """llama.cpp's model parameters as edgemux loads every model.
+
+    On CPUs with AMX (Intel Sapphire Rapids and later) a build compiled for the host repacks the weights
+    into an AMX buffer whose matmul crashes the process on the first batched decode (llama.cpp #20824,
+    closed without a fix; reproduced on this project's 2-core Xeon with SmolLM2-135M). There the extra
+    CPU buffer types are turned off: weights stay in plain CPU memory, slower to decode than repacked
+    but correct.
+    """
+    params = llama_cpp.llama_model_default_params()
+    params.n_gpu_layers = n_gpu_layers
+    if _runs_amx_kernels():
+        params.use_extra_bufts = False
+    return params

@@ -19,9 +19,11 @@ import re
 import string
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 __all__ = [
     "MEASURES",
+    "Measure",
     "answer_words",
     "central",
     "exact_match",
@@ -91,27 +93,44 @@ def lexical_similarity(a: str, b: str, question: str = "") -> float:
     return float(fuzz.token_set_ratio(" ".join(wa), " ".join(wb))) / 100.0
 
 
-# name -> (similarity of two answers in [0, 1] given the question, the threshold at which they are one answer)
 def _embedding_similarity(a: str, b: str, question: str = "") -> float:
     from .embeddings import embedding_similarity  # loads a model: only when asked for
 
     return embedding_similarity(a, b, question)
 
 
-MEASURES: dict[str, tuple[Callable[[str, str, str], float], float]] = {
-    "lexical": (lexical_similarity, 0.8),
-    "embedding": (_embedding_similarity, 0.9),
+def _embed_together(answers: Sequence[str], question: str) -> None:
+    from .embeddings import embed_answers
+
+    embed_answers(answers, question)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """How two answers are compared: their similarity in [0, 1] given the question, the threshold at which
+    they are one answer, and ``prepare``, called with answers about to be compared (the embedding measure
+    embeds them in one batch; one call per answer costs a model pass each)."""
+
+    similarity: Callable[[str, str, str], float]
+    threshold: float
+    prepare: Callable[[Sequence[str], str], None] = lambda answers, question: None
+
+
+MEASURES: dict[str, Measure] = {
+    "lexical": Measure(lexical_similarity, 0.8),
+    "embedding": Measure(_embedding_similarity, 0.9, _embed_together),
 }
 
 
 def central(replies: Sequence[str], question: str = "", measure: str = "lexical") -> int:
     """The index of the most central reply of one cluster: the one whose answer is most similar to the
     others' in sum (the first on a tie)."""
-    similarity = MEASURES[measure][0]
     answers = [extract_open(r) or "" for r in replies]
+    MEASURES[measure].prepare(answers, question)
+    similarity = MEASURES[measure].similarity
     sums = [sum(similarity(a, b, question) for j, b in enumerate(answers) if j != i) for i, a in enumerate(answers)]
     return max(range(len(replies)), key=lambda i: (sums[i], -i))
 
 
 def threshold_of(measure: str) -> float:
-    return MEASURES[measure][1]
+    return MEASURES[measure].threshold

@@ -100,22 +100,25 @@ def build_table(records: Sequence[Record], *, rescore: bool = True, run_programs
         # answers that mean the same (MATH) or say the same (open) share an id; a MATH reference's spelling first
         unify = Unifier(kind, measure, question=first.question)
         reference = reference_of(kind, first.reference, _tests(per_model), first.aliases, unify)
-        ids: dict[str, int] = {}
+        read: dict[tuple[int, int], str | None] = {}
         for m, model in enumerate(models):
             record = per_model[model]
             seconds[m, t] = max(s.seconds for s in record.samples)
             for j, s in enumerate(sorted(record.samples, key=lambda s: s.index)):
-                answer = (
+                read[m, j] = (
                     recorded_answer(kind, model, s, n_choices=record.n_choices, tests=record.tests, run_programs=True,
                                     choices=record.choices)
                     if rescore else s.answer
                 )  # fmt: skip
                 tokens[m, t, j] = s.tokens
                 truncated[m, t, j] = s.stop_reason == "length"
-                answer = unify(answer)
-                if answer is not None:
-                    answers[m, t, j] = ids.setdefault(answer, len(ids))
-                    correct[m, t, j] = reference is not None and reference.is_right(answer)
+        unify.prepare(list(read.values()))
+        ids: dict[str, int] = {}
+        for (m, j), recorded in read.items():
+            answer = unify(recorded)
+            if answer is not None:
+                answers[m, t, j] = ids.setdefault(answer, len(ids))
+                correct[m, t, j] = reference is not None and reference.is_right(answer)
     return RunTable(kind, models, tasks, k, answers, correct, tokens, truncated, seconds, merged_settings(records),
                     left_out)  # fmt: skip
 

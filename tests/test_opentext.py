@@ -74,10 +74,17 @@ def test_the_printed_reply_is_the_most_central_of_its_cluster() -> None:
 
 @pytest.mark.usefixtures("smollm2_in_home")
 def test_embeddings_through_llama_cpp_cluster_the_same_answer() -> None:
-    from edgemux.embeddings import _model, _vector, embedding_similarity
+    from edgemux.embeddings import _model, _vector, clear_cache, embed_answers, embedding_similarity
 
     _model.cache_clear()
-    _vector.cache_clear()
+    clear_cache()
+    alone = [_vector(t) for t in ("Paris", "the capital is Paris", "London")]
+    clear_cache()
+    embed_answers(["Paris", "the capital is Paris", "London"])  # one batch, three sequences
+    together = [_vector(t) for t in ("Paris", "the capital is Paris", "London")]
+    for a, b in zip(alone, together, strict=True):
+        assert a @ b == pytest.approx(1.0, abs=1e-4)  # a sequence's vector does not depend on its batch
+    assert alone[0] @ alone[1] < 0.9999 and alone[0] @ alone[2] < 0.9999
     assert embedding_similarity("George Clooney", "george clooney!") == pytest.approx(1.0)  # same words
     assert embedding_similarity("George Clooney", "Rayleigh scattering of sunlight") < 0.999
     unify = Unifier("open", "embedding", question="Who starred in it?")
