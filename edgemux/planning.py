@@ -60,10 +60,12 @@ def resolve_budget(cli_value: str | None, profile: Profile) -> tuple[int, Budget
 
 def plan_profile(profile: Profile, budget_bytes: int, n_gpu_layers: int = 0, catalog: Catalog | None = None) -> Plan:
     catalog = catalog or Catalog()
-    models = [(name, shape_of(catalog.get(name))) for name in profile.model_names]
+    remote = tuple(n for n in profile.model_names if catalog.get(n).is_remote)
+    models = [(name, shape_of(catalog.get(name))) for name in profile.model_names if name not in remote]
     s = profile.sampling
     return plan(
         models,
+        remote=remote,
         budget_bytes=budget_bytes,
         k=s.k,
         n_ctx=profile.n_ctx,
@@ -73,8 +75,11 @@ def plan_profile(profile: Profile, budget_bytes: int, n_gpu_layers: int = 0, cat
 
 
 def model_bytes(catalog: Catalog, name: str, *, cells: int, k: int, n_gpu_layers: int = 0) -> int | None:
-    """One model's estimated resident bytes with ``cells`` KV cells and k sequences (None: shape unknown)."""
+    """One model's estimated resident bytes with ``cells`` KV cells and k sequences (None: shape unknown;
+    0 for a remote model, which holds nothing here)."""
     try:
+        if catalog.get(name).is_remote:
+            return 0
         return estimate(name, shape_of(catalog.get(name)), cells=cells, k=k, n_gpu_layers=n_gpu_layers).total_bytes
     except (EdgemuxError, ValueError):
         return None

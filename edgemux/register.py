@@ -1,5 +1,5 @@
-"""Register a local GGUF file as a model (``edgemux models add``): its manifest is filled in from the
-file's own header and written to $EDGEMUX_HOME/manifests."""
+"""Register a model (``edgemux models add``): a local GGUF file, its manifest filled in from the file's own
+header, or a remote one another server runs; the manifest is written to $EDGEMUX_HOME/manifests."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from .catalog import NAME_PATTERN, Catalog, write_manifest
 from .errors import InvalidRequestError
 from .fetch import sha256_of
 from .gguf import read_header
-from .types import LocalSource, ModelSpec
+from .types import LocalSource, ModelSpec, RemoteSource
 
-__all__ = ["register_local"]
+__all__ = ["register_local", "register_remote"]
 
 # llama.cpp's enum llama_ftype (the common ones): general.file_type -> quantisation name
 _FILE_TYPES = {
@@ -49,14 +49,18 @@ def _params_billions(size_label: object) -> float:
     return round(float(m.group(1)) * scale, 4)
 
 
-def register_local(path: Path, name: str, catalog: Catalog) -> ModelSpec:
-    """Check ``path`` is a GGUF, describe it from its header, and write its manifest under ``name``."""
+def _check_new_name(name: str, catalog: Catalog) -> None:
     if not NAME_PATTERN.match(name):
         raise InvalidRequestError(f"{name!r} is not a valid model name: use lowercase letters, digits, '.', '_', '-'")
     if name in catalog.names():
         raise InvalidRequestError(
             f"a model named {name!r} exists already: pick another --name, or `edgemux models rm {name}` first"
         )
+
+
+def register_local(path: Path, name: str, catalog: Catalog) -> ModelSpec:
+    """Check ``path`` is a GGUF, describe it from its header, and write its manifest under ``name``."""
+    _check_new_name(name, catalog)
     path = path.expanduser().resolve()
     header = read_header(path)
     meta = header.metadata
@@ -75,6 +79,21 @@ def register_local(path: Path, name: str, catalog: Catalog) -> ModelSpec:
         file_sha256=sha256_of(path),
         notes="Added with `edgemux models add`; the file is used where it lies.",
     )
+    catalog.user_dir.mkdir(parents=True, exist_ok=True)
+    write_manifest(spec, catalog.user_dir)
+    return spec
+
+
+def register_remote(source: RemoteSource, name: str, catalog: Catalog) -> ModelSpec:
+    """Write the manifest of a model another server runs (nothing is contacted: it may not be up yet)."""
+    _check_new_name(name, catalog)
+    if not re.match(r"^https?://[^/\s]+", source.url):
+        raise InvalidRequestError(f"--remote: expected an http:// or https:// address, got {source.url!r}")
+    spec = ModelSpec(
+        name=name, title=f"{source.model} at {source.url}", family="remote", architecture="remote",
+        params_billions=0.0, quant="remote", context_length=0, license="unknown", prompt_style=source.endpoint,
+        source=source, notes="Added with `edgemux models add --remote`; the API key, if any, is read from the environment.",
+    )  # fmt: skip
     catalog.user_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(spec, catalog.user_dir)
     return spec

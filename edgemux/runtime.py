@@ -109,7 +109,7 @@ class Mux:
 
     def pull(self) -> list[Path]:
         """Fetch every model of the profile that is not cached yet."""
-        return [fetch.pull(spec, self._fetch_progress()) for spec in self.specs.values()]
+        return [fetch.pull(spec, self._fetch_progress()) for spec in self.specs.values() if not spec.is_remote]
 
     def preload(self) -> Iterator[Event]:
         """Load the profile's models now, those marked ``resident`` first (and pinned), then the others in
@@ -218,6 +218,7 @@ class Mux:
             policy=self.options.policy,
             early_stop=self.options.early_stop,
             stop_rule=self.options.stop_rule,
+            remote=frozenset(m.name for m in profile.members if self.specs[m.model].is_remote),
         )
         if kind_reason and profile.kind in ("number", "math") and not _gave_numbers(profile, votes):
             # the samples decide: a question taken for a computation whose samples end in no number
@@ -239,8 +240,10 @@ class Mux:
         if not words:
             return profile, votes, unify
         again = {}
+        answers = {m.name: [extract_open(s.text) for s in votes[m.name].samples] for m in words}
+        unify.prepare([a for m in words for a in answers[m.name]])
         for m in words:
-            samples = [replace(s, answer=unify(extract_open(s.text))) for s in votes[m.name].samples]
+            samples = [replace(s, answer=unify(a)) for s, a in zip(votes[m.name].samples, answers[m.name], strict=True)]
             again[m.name] = tally(m.name, samples, m.validation_accuracy)
         return replace(profile, kind="open", models=words), again, unify
 
@@ -372,9 +375,12 @@ def _sample(
 ) -> Sample:
     """A finished sequence as a sample: its answer extracted, or for a program-of-thought member, its program
     run in the sandbox and the printed value canonicalised (an unparsable sample when it does not run)."""
+    if f.stop_reason == "failed":  # a remote request that failed: unparsable, whatever text had arrived
+        return Sample(member.name, f.index, seeds[f.index], f.text, None, f.tokens, "failed", f.seconds, note=f.note)
     program = run_program_of(member, f.text) if member.runs_programs else None
     answer = answer_of(member, kind, f.text, program_stdout=program.stdout if program and program.ok else None,
                        n_choices=n_choices, tests=tuple(tests) if tests else None, choices=choices)  # fmt: skip
     if program is not None and not program.ok:
         log.info("%s sample %d: its program %s (%s)", member.name, f.index, program.status, program.detail)
-    return Sample(member.name, f.index, seeds[f.index], f.text, answer, f.tokens, f.stop_reason, f.seconds, program)
+    return Sample(member.name, f.index, seeds[f.index], f.text, answer, f.tokens, f.stop_reason, f.seconds, program,
+                  f.note)  # fmt: skip

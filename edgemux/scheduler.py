@@ -7,6 +7,8 @@ finished sample the loop asks ``earlystop.outlook`` which models can no longer m
 (freeing their sequences), and once the decision is settled stops every model but the winner, whose
 samples finish so that its confidence is exact.
 Models are started through an injected ``start`` (which leases and loads) and released through ``finish``.
+``remote`` members (another server decodes them) start at once whatever the policy: their requests are in
+flight while the local models decode, and early stop cancels them like any other.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def decode(
     policy: str = "priority",
     early_stop: bool = True,
     stop_rule: str = "decision",
+    remote: frozenset[str] = frozenset(),
 ) -> Generator[Event, None, dict[str, ModelVote]]:
     """Yield events while the models in ``order`` draw k samples each; return every model's vote."""
     pending = list(order)
@@ -91,7 +94,7 @@ def decode(
         yield ModelFinished(votes[model])
 
     def next_wave(model: str) -> Generator[Event, None, Iterator[BatchStep] | None]:
-        size = 1 if policy == "staged" and model != order[0] else len(waves[model])
+        size = 1 if policy == "staged" and model != order[0] and model not in remote else len(waves[model])
         indices, waves[model] = waves[model][:size], waves[model][size:]
         generator = yield from start(model, indices)
         if generator is None:
@@ -102,13 +105,14 @@ def decode(
 
     try:
         while pending or running:
-            while pending and (policy == "interleave" or not running):
-                generator = yield from next_wave(pending[0])
+            while (model := _next_to_start(pending, running, remote, policy)) is not None:
+                generator = yield from next_wave(model)
                 if generator is None:
                     if not running:  # nothing to wait for: it would never fit
-                        raise BudgetError(f"{pending[0]} cannot be loaded: the budget is held by pinned models")
+                        raise BudgetError(f"{model} cannot be loaded: the budget is held by pinned models")
                     break
-                running[pending.pop(0)] = generator
+                pending.remove(model)
+                running[model] = generator
             for model in list(running):
                 if model not in running:  # stopped earlier in this round
                     continue
@@ -144,6 +148,15 @@ def decode(
             generator.close()  # type: ignore[attr-defined]
             finish(model)
     return votes
+
+
+def _next_to_start(pending: list[str], running: dict[str, object], remote: frozenset[str], policy: str) -> str | None:
+    """Remote members first (they cost nothing here), then local ones as the policy allows."""
+    for model in pending:
+        if model in remote:
+            return model
+    local_busy = any(m not in remote for m in running)
+    return pending[0] if pending and (policy == "interleave" or not local_busy) else None
 
 
 def _apply_outlook(

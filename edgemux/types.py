@@ -39,7 +39,7 @@ __all__ = [
 TASK_KINDS = ("number", "math", "choice", "text", "open", "code")
 ASK_KINDS = (*TASK_KINDS, "auto")  # auto: decided per question (autokind.py); runs files hold a concrete kind
 TaskKind = Literal["number", "math", "choice", "text", "open"]
-StopReason = Literal["eos", "stop", "length", "cancelled"]
+StopReason = Literal["eos", "stop", "length", "cancelled", "failed"]  # failed: a remote request that failed
 PromptStyle = Literal["chat", "completion"]
 
 MAX_SAMPLES_PER_MODEL = 64  # llama.cpp allows 256 sequences; beyond 64 a vote gains nothing on a laptop
@@ -77,7 +77,20 @@ class LocalSource:
     path: str
 
 
-Source = PypiSource | HuggingFaceSource | LocalSource
+@dataclass(frozen=True)
+class RemoteSource:
+    """A model another server runs, reached over its OpenAI-compatible API (``remote.RemoteEngine``)."""
+
+    url: str  # the API's base, e.g. http://desktop:8080/v1
+    model: str  # the server's name for it
+    endpoint: Literal["chat", "completion"] = "chat"
+    api_key_env: str | None = None  # the environment variable holding the key; the key is never stored
+    supports_n: bool = True  # one request draws k samples (llama-server, vLLM, edgemux); False: k requests
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 60.0  # the longest the server may send nothing
+
+
+Source = PypiSource | HuggingFaceSource | LocalSource | RemoteSource
 
 
 @dataclass(frozen=True)
@@ -102,7 +115,13 @@ class ModelSpec:
 
     @property
     def source_kind(self) -> str:
-        return {PypiSource: "pypi", HuggingFaceSource: "huggingface", LocalSource: "local"}[type(self.source)]
+        return {PypiSource: "pypi", HuggingFaceSource: "huggingface", LocalSource: "local", RemoteSource: "remote"}[
+            type(self.source)
+        ]
+
+    @property
+    def is_remote(self) -> bool:
+        return isinstance(self.source, RemoteSource)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -168,6 +187,7 @@ class FinishedSequence:
     tokens: int
     stop_reason: StopReason
     seconds: float  # from the start of generate(), prompt evaluation included
+    note: str = ""  # a failed sample: why (a remote request's error)
 
 
 @dataclass(frozen=True)
@@ -194,6 +214,7 @@ class Sample:
     stop_reason: StopReason
     seconds: float
     program: ProgramRun | None = None  # program-of-thought members: how the sample's program ran
+    note: str = ""  # a failed sample: why (a remote request's error)
 
 
 @dataclass(frozen=True)
@@ -258,6 +279,11 @@ class MuxResult:
         return [s for v in self.decision.votes for s in v.samples if s.stop_reason == "cancelled"]
 
     @property
+    def failures(self) -> dict[str, str]:
+        """Members whose samples failed (a remote request that did not answer): the reason, by member."""
+        return {s.model: s.note for v in self.decision.votes for s in v.samples if s.stop_reason == "failed"}
+
+    @property
     def answer(self) -> str | None:
         return self.decision.answer
 
@@ -283,6 +309,7 @@ class MuxResult:
             **({"kind_reason": self.kind_reason} if self.kind_reason else {}),
             **({"clusters": {"similarity": self.similarity, "clusters": [
                 {"answer": a[:80], "size": n} for a, n in self.clusters]}} if self.clusters else {}),  # fmt: skip
+            **({"failures": self.failures} if self.failures else {}),
             "profile": self.profile,
             "sampling": asdict(self.sampling),
             "seconds": round(self.seconds, 3),
@@ -312,6 +339,7 @@ class MuxResult:
                             "stop_reason": s.stop_reason,
                             "seconds": round(s.seconds, 3),
                             **({"program": s.program.to_json()} if s.program else {}),
+                            **({"note": s.note} if s.note else {}),
                         }
                         for s in v.samples
                     ],

@@ -220,3 +220,23 @@ def test_resident_models_are_preloaded_and_pinned(fake_models: list[str], monkey
         assert m.resident.names() == ["beta"]
         with pytest.raises(BudgetError, match="held by pinned models"):
             m.ask("q")  # alpha can never load: the budget is held by a pinned model
+
+
+def test_a_remote_member_starts_at_once_whatever_the_policy(fake_models: list[str]) -> None:
+    from edgemux import paths
+
+    (paths.user_manifests() / "far.yaml").write_text("name: far\nsource: {remote: {url: 'http://h:1/v1', model: m}}\n")
+    # alpha (local, ranked first) and beta would run one after the other under priority; far, remote,
+    # decodes elsewhere: it is started before alpha and runs beside it
+    outputs = {"alpha": ["w " * 20 + "#### 4"] * 3, "beta": ["#### 5"] * 3, "far": ["#### 4"] * 3}
+    with mux(["alpha", "beta", "far"], outputs, options=LoadOptions(policy="priority", early_stop=False),
+             accuracies=[0.9, 0.8, 0.1]) as m:  # fmt: skip
+        events = list(m.stream("q"))
+    started = [e.model for e in events if isinstance(e, SamplingStarted)]
+    assert started[:2] == ["far", "alpha"]
+    progress = [e.model for e in events if isinstance(e, DecodeProgress)]
+    first_alpha_done = next(i for i, e in enumerate(events) if isinstance(e, ModelFinished) and e.vote.model == "alpha")
+    assert "far" in {e.model for e in events[:first_alpha_done] if isinstance(e, DecodeProgress)}
+    assert progress.index("beta") > progress.index("alpha")  # the local ones still take their turns
+    result = events[-1].result  # type: ignore[attr-defined]
+    assert result.answer == "4" and {v.model for v in result.decision.votes} == {"alpha", "beta", "far"}

@@ -77,6 +77,8 @@ def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx
         mux.pull()
         events = mux.stream(question, choices=choices or None, min_confidence=min_confidence)
         result = ui.follow(events, chosen.member_names, live=ui.stderr.is_terminal, quiet=quiet)
+    for member, why in result.failures.items():  # a remote member that did not answer: the others decided
+        click.echo(f"edgemux: {member} failed: {why}", err=True)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     elif result.answer is not None and not result.abstained:

@@ -39,6 +39,7 @@ class _Row:
     elapsed_s: float = 0.0
     answers: dict[int, str | None] = field(default_factory=dict)
     stopped: set[int] = field(default_factory=set)
+    failed: str = ""  # a remote member whose requests failed: why
     confidence: float | None = None
 
 
@@ -80,7 +81,10 @@ class LiveView:
             row = self.rows[event.model]
             row.tokens, row.elapsed_s = event.tokens, event.elapsed_s
         elif isinstance(event, SampleFinished):
-            self.rows[event.sample.model].answers[event.sample.index] = event.sample.answer
+            row = self.rows[event.sample.model]
+            row.answers[event.sample.index] = event.sample.answer
+            if event.sample.stop_reason == "failed":
+                row.failed = event.sample.note
         elif isinstance(event, ModelStopped):
             self.rows[event.model].stopped.update(event.samples)
         elif isinstance(event, ModelFinished):
@@ -97,6 +101,8 @@ class LiveView:
             samples = " ".join(_sample_cell(i, t, row) for i, t in enumerate(row.tokens)) or row.state
             if row.stopped and not any(row.tokens):
                 samples = "[dim]not needed[/]"  # early stop settled the answer before this model started
+            if row.failed:
+                samples = f"[red]failed[/]: {row.failed[:60]}"
             rate = f"{sum(row.tokens) / row.elapsed_s:.0f}" if row.elapsed_s > 0 else ""
             answers = " ".join("∅" if a is None else a for _, a in sorted(row.answers.items()))
             conf = _running_confidence(row)
@@ -165,6 +171,7 @@ def _log_event(event: Event, console: Console) -> None:
         s = event.sample
         console.print(
             f"{s.model}: sample {s.index + 1} → {s.answer or '∅'} ({s.tokens} tokens, {s.stop_reason}, {s.seconds:.1f} s)"
+            + (f": {s.note}" if s.note else "")
         )
     elif isinstance(event, ModelStopped):
         console.print(f"{event.model}: stopped {len(event.samples)} sample(s): {event.reason}")

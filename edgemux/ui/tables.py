@@ -10,6 +10,7 @@ from rich.text import Text
 
 from ..calibration import levels_of
 from ..memory import format_bytes
+from ..types import RemoteSource
 
 if TYPE_CHECKING:  # what the tables draw; the ui builds none of it
     from ..benchmark import EnsembleRow, ScalingRow, ThroughputRow
@@ -50,6 +51,10 @@ def models_table(rows: list[tuple[ModelSpec, bool]]) -> Table:
     for column in ("params", "quant", "size", "source", "prompt", "cached"):
         table.add_column(column)
     for spec, cached in rows:
+        if isinstance(spec.source, RemoteSource):  # its size and shape are the server's business
+            table.add_row(spec.name, "-", "-", "-", f"remote: {spec.source.model} at {spec.source.url}",
+                          spec.prompt_style, "-")  # fmt: skip
+            continue
         table.add_row(
             spec.name, f"{spec.params_billions:g} B", spec.quant, format_bytes(spec.file_nbytes) if spec.file_nbytes else "?",
             spec.source_kind, spec.prompt_style, "[green]yes[/]" if cached else "no",
@@ -61,7 +66,8 @@ def plan_table(plan: Plan, profile: Profile, budget_source: str) -> Table:
     s = profile.sampling
     title = f"memory plan: {profile.name}, k={s.k}, n_ctx={profile.n_ctx}, max_tokens={s.max_tokens}"
     table = Table(title=title, header_style="bold")
-    table.add_column("model", no_wrap=True, min_width=max(len(e.model) for e in plan.estimates))
+    names = [e.model for e in plan.estimates] + list(plan.remote)
+    table.add_column("model", no_wrap=True, min_width=max(map(len, names), default=5))
     gpu = any(e.gpu_bytes for e in plan.estimates)
     for column in ("KV cells", "weights", "KV cache", "compute", "total") + (("GPU",) if gpu else ()):
         table.add_column(column, justify="right", no_wrap=True)
@@ -70,6 +76,8 @@ def plan_table(plan: Plan, profile: Profile, budget_source: str) -> Table:
             (e.gpu_bytes,) if gpu else ()
         )
         table.add_row(e.model, str(e.cells), *(format_bytes(b) for b in sizes))
+    for name in plan.remote:
+        table.add_row(name, "remote", *["-"] * (4 + gpu))
     verdict = "[bold green]fits[/]" if plan.fits else f"[bold red]does not fit[/]: {plan.advice}"
     spare = f", {format_bytes(plan.budget_bytes - plan.total_bytes)} to spare" if plan.fits else ""
     table.caption = (
@@ -96,6 +104,7 @@ def plan_dict(plan: Plan, profile: Profile, budget_source: str) -> dict[str, obj
              "gpu_bytes": e.gpu_bytes}
             for e in plan.estimates
         ],
+        "remote": list(plan.remote),
     }  # fmt: skip
 
 
