@@ -247,6 +247,8 @@ def decision_extension(result: MuxResult) -> dict[str, Any]:
         "early_stop": d["early_stop"], "seconds": round(result.seconds, 3),
         # abstained: the confidence was below min_confidence; the message is then the best guess, still 200
         "abstained": d["abstained"], "min_confidence": d["min_confidence"], "calibration": d["calibration"],
+        # how answers were compared (kind auto says why), open answers' clusters, remote members that failed
+        "kind": d["kind"], **{key: d[key] for key in ("kind_reason", "clusters", "failures") if key in d},
     }  # fmt: skip
 
 

@@ -241,8 +241,12 @@ class Worker:
         """The job's prompt as a GenerationRequest, or None after telling the job why it cannot run (a
         prompt that cannot fit the context is refused with the numbers; its companions go on)."""
         from .engine import GenerationRequest  # only real engines decode several requests at once
+        from .remote import RemoteEngine
 
         try:
+            if isinstance(engine, RemoteEngine):  # edgemux is no proxy: a remote model votes in mux profiles
+                raise InvalidRequestError(f"{job.model} is a remote model ({engine.source.url}): ask that server "
+                                          "directly, or use it as a member of a mux profile")  # fmt: skip
             text = engine.render_chat(job.messages) if job.messages is not None else job.prompt or ""
             tokens = engine.tokenize(text)
             sampling = job.sampling
@@ -277,7 +281,7 @@ class Worker:
         """Models served by name: those already cached and those of the preloaded profile (others would
         need a download first: `edgemux models pull NAME`, then they are listed too)."""
         profile = set(self.default_profile.model_names)
-        return [s.name for s in self.catalog.all() if s.name in profile or fetch.is_cached(s)]
+        return [s.name for s in self.catalog.all() if not s.is_remote and (s.name in profile or fetch.is_cached(s))]
 
 
 def _fitting(engine: Any, prepared: list[tuple[GenerateJob, Any]]) -> tuple[list[Any], list[Any]]:

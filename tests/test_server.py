@@ -146,7 +146,12 @@ def test_mux_answer_carries_the_vote(server: Running) -> None:
 
 def test_min_confidence_marks_the_answer_abstained(server: Running) -> None:
     client = server.client()
-    ask = {"model": "mux:tiny", "messages": [{"role": "user", "content": "What is 2 + 3?"}], "max_tokens": 40, "seed": 2}
+    ask = {
+        "model": "mux:tiny",
+        "messages": [{"role": "user", "content": "What is 2 + 3?"}],
+        "max_tokens": 40,
+        "seed": 2,
+    }
     sure = client.chat.completions.create(**ask, extra_body={"min_confidence": 0.0})  # type: ignore[call-overload]
     unsure = client.chat.completions.create(**ask, extra_body={"min_confidence": 1.0})  # type: ignore[call-overload]
     a, b = sure.model_extra["edgemux"], unsure.model_extra["edgemux"]  # type: ignore[index]
@@ -155,6 +160,25 @@ def test_min_confidence_marks_the_answer_abstained(server: Running) -> None:
     assert b["answer"] == a["answer"] and unsure.choices[0].message.content == sure.choices[0].message.content
     with pytest.raises(openai.BadRequestError, match="min_confidence"):
         client.chat.completions.create(**ask, extra_body={"min_confidence": 2})  # type: ignore[call-overload]
+
+
+def test_an_open_question_over_mux_returns_a_whole_reply_with_its_clusters(server: Running, home: Path) -> None:
+    (home / "profiles").mkdir(parents=True, exist_ok=True)
+    (home / "profiles" / "words.yaml").write_text(
+        "name: words\nkind: auto\nmodels:\n  - smollm2-135m\nsampling: {k: 3, temperature: 0.7, max_tokens: 40}\n"
+        "n_ctx: 1024\n"
+    )
+    client = server.client()
+    response = client.chat.completions.create(
+        model="mux:words", messages=[{"role": "user", "content": "Why is the sky blue?"}], max_tokens=40, seed=4
+    )
+    extension = response.model_extra["edgemux"]  # type: ignore[index]
+    assert extension["kind"] == "open" and "words" in extension["kind_reason"]
+    samples = [s["text"] for s in extension["votes"][0]["samples"]]
+    content = response.choices[0].message.content
+    assert content and content in samples  # a whole reply as the model wrote it, not an extracted line
+    clusters = extension["clusters"]
+    assert clusters["similarity"].startswith("lexical") and sum(c["size"] for c in clusters["clusters"]) <= 3
 
 
 def test_a_mux_profile_of_members(server: Running, home: Path) -> None:
@@ -291,7 +315,9 @@ def test_the_largest_requests_are_refused_with_numbers_and_the_context_never_gro
         client = server.client()
         with pytest.raises(openai.BadRequestError, match="at most 4"):
             client.completions.create(model="smollm2-135m", prompt="Hi", n=64, max_tokens=4)
-        with pytest.raises(openai.BadRequestError, match=r"need \d+ KV cells, but smollm2-135m.gguf was loaded with 512"):
+        with pytest.raises(
+            openai.BadRequestError, match=r"need \d+ KV cells, but smollm2-135m.gguf was loaded with 512"
+        ):
             client.completions.create(model="smollm2-135m", prompt="Hi", n=4, max_tokens=32768 // 64)
         with pytest.raises(openai.BadRequestError, match="trained for 8192 tokens"):
             client.chat.completions.create(model="mux:tiny", messages=[{"role": "user", "content": "1+1?"}],
