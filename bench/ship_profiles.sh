@@ -9,6 +9,8 @@ GSM_POT=bench/runs/gsm8k-dev-pot-k5.jsonl.gz
 GSM_MIX=bench/runs/gsm8k-dev-mix-k5.jsonl.gz
 ARC=bench/runs/arc-dev-k5.jsonl.gz
 MATH=bench/runs/math-dev-k5.jsonl.gz
+TRIVIA=bench/runs/triviaqa-dev-k5.jsonl.gz
+NQ=bench/runs/nq-open-dev-k5.jsonl.gz
 
 # ARC: --tolerance 2: the most accurate ensemble (1.5B + 0.5B at k=5, 60.0 %) is 2 points (3 of 150
 # questions, inside the subsampling spread) better than 1.5B + gemma at k=5 for 2.2x the compute.
@@ -26,7 +28,12 @@ edgemux profile build --runs $GSM,$GSM_POT,$GSM_MIX --name default --auto --out 
 edgemux profile build --runs $MATH --name math --out profiles/math.yaml --force \
   --description "Competition math (MATH style, LaTeX answers), chosen over program and prose members (see measured)"
 
+# open: questions in words, short answers (TriviaQA and NQ-open dev), clustered by the lexical measure.
+edgemux profile build --runs $TRIVIA,$NQ --name open --out profiles/open.yaml --force \
+  --description "Questions in words with short answers (TriviaQA, NQ-open style), answers clustered by meaning (see measured)"
+
 edgemux eval --runs $ARC --profile profiles/arc.yaml --out bench/eval/arc
 edgemux eval --runs $GSM --profile profiles/gsm8k.yaml --out bench/eval/gsm8k
 edgemux eval --runs $GSM,$GSM_POT,$GSM_MIX --profile profiles/default.yaml --out bench/eval/default-gsm8k
 edgemux eval --runs $MATH --profile profiles/math.yaml --out bench/eval/math
+edgemux eval --runs $TRIVIA,$NQ --profile profiles/open.yaml --out bench/eval/open

@@ -152,6 +152,9 @@ def bench(models: str | None, prompt_tokens: int, gen_tokens: int, ks: str, repe
     catalog = Catalog()
     names = [m.strip() for m in models.split(",") if m.strip()] if models else load_profile("default").model_names
     specs = [catalog.get(name) for name in names]  # every name is checked before anything runs
+    if remote := [s.name for s in specs if s.is_remote]:
+        raise errors.InvalidRequestError(f"{', '.join(remote)}: remote; `edgemux bench` times the models on this "
+                                         "machine (a profile with remote members is timed by --profile)")  # fmt: skip
     paths = [fetch.pull(spec, ui.DownloadBar()) for spec in specs]
     steps = len(specs) * repeats * (2 + len(k_list)) + (questions if ensemble_profile else 0)
     ensemble = None
