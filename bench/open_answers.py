@@ -8,6 +8,8 @@ SmolLM2-135M mean-pooled embeddings through llama.cpp, ≥ 0.9) — prints:
 - every member alone: one sample and self-consistency at k (exact match against the aliases, SQuAD-normalised);
 - the best subsets: SLM-MUX, pooled vote, oracle; and against the targets: SLM-MUX ≥ the best member's one
   sample + 3 points, and ≥ its self-consistency under the same clustering;
+- each member on its own words: exact match per sample, and the questions where some sample is right
+  (of any member: the ceiling of any rule);
 - token F1 of the SLM-MUX answer, and the calibration of open answers (accuracy by the winner's cluster share);
 - what clustering costs: the seconds to cluster one question's samples (all members), one answer at a time
   as a live decode meets them and prepared together (one embedding batch), against the seconds the members
@@ -30,7 +32,7 @@ from edgemux.calibration import measure as calibration_of
 from edgemux.equivalence import Unifier
 from edgemux.evaluate import MUX, score_runs
 from edgemux.members import recorded_answer
-from edgemux.opentext import token_f1
+from edgemux.opentext import exact_match, token_f1
 from edgemux.profiles import Profile, ProfileModel
 from edgemux.runs import Record, read_runs_files
 from edgemux.search import build_table, search
@@ -63,6 +65,30 @@ def clustering_cost(records: list[Record], measure: str) -> tuple[float, float, 
             times.append(time.perf_counter() - start)
         answer_s.append(sum(max(s.seconds for s in r.samples) for r in per))
     return statistics.median(one_s), statistics.median(together_s), statistics.median(answer_s)
+
+
+def own_text_scores(records: list[Record]) -> dict[str, dict[str, float]]:
+    """Each member judged on its own words, no clustering: the percent of its samples whose answer is an
+    exact match of an alias, and of questions where some sample is (any member's: the ceiling of any rule
+    that picks one of the recorded answers). The tables' "right" is stricter about agreement and more
+    lenient about wording: an answer counts as its cluster's leader, the first answer of that question
+    (of any member) it is similar to."""
+    right: dict[str, set[str]] = {}
+    samples: dict[str, list[bool]] = {}
+    for r in records:
+        accepted = (*(r.aliases or ()), r.reference or "")
+        hits = [
+            exact_match(recorded_answer("open", r.model, s, n_choices=None, tests=None), accepted) for s in r.samples
+        ]
+        samples.setdefault(r.model, []).extend(hits)
+        if any(hits):
+            right.setdefault(r.model, set()).add(r.task)
+            right.setdefault("any member", set()).add(r.task)
+    tasks = len({r.task for r in records})
+    return {
+        "sample_exact_match": {m: round(100 * statistics.mean(h), 1) for m, h in samples.items()},
+        "some_sample_right": {m: round(100 * len(right.get(m, ())) / tasks, 1) for m in (*samples, "any member")},
+    }
 
 
 def measure_one(records: list[Record], measure: str) -> dict:
@@ -110,12 +136,19 @@ def main() -> None:
     out = {}
     for path in files:
         records = read_runs_files(path)
-        out[Path(path).name] = [measure_one(records, m) for m in args.measures.split(",")]
+        out[Path(path).name] = {
+            "own_text": own_text_scores(records),
+            "measures": [measure_one(records, m) for m in args.measures.split(",")],
+        }
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    for name, rows in out.items():
-        for r in rows:
+    for name, file_out in out.items():
+        own = file_out["own_text"]
+        print(f"{name}, own words, no clusters: sample exact match " + ", ".join(
+            f"{m} {v}" for m, v in own["sample_exact_match"].items()) + "; some sample right (the ceiling of any "
+            "rule): " + ", ".join(f"{m} {v}" for m, v in own["some_sample_right"].items()))  # fmt: skip
+        for r in file_out["measures"]:
             print(f"{name}, {r['measure']}: {r['tasks']} tasks, k={r['k']}")
             for member, m in sorted(r["members"].items(), key=lambda kv: -kv[1]["one_sample"]):
                 print(

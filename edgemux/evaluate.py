@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from .calibration import CoveragePoint, risk_coverage
@@ -203,17 +203,20 @@ def score_runs(
         samples = {m: [replace(s, answer=unify(s.answer)) for s in read[m]] for m in models}
         batch_seconds = {m: max(s.seconds for s in samples[m]) for m in models}
         batch_tokens = {m: sum(s.tokens for s in samples[m]) for m in models}
+        said = _own_words(kind, read, samples)
         answers: dict[str, str | None] = {}
         for m in models:
             one = samples[m][0]
-            answers[single_name(m)] = one.answer
-            scores[single_name(m)].add(ref.is_right(one.answer), one.tokens, one.seconds)
+            answers[single_name(m)] = said([m], one.answer)
+            scores[single_name(m)].add(ref.is_right(answers[single_name(m)]), one.tokens, one.seconds)
             vote = tally(m, samples[m], accuracy[m])
-            answers[consistency_name(m, k)] = vote.answer
-            scores[consistency_name(m, k)].add(ref.is_right(vote.answer), batch_tokens[m], batch_seconds[m])
+            answers[consistency_name(m, k)] = said([m], vote.answer)
+            scores[consistency_name(m, k)].add(ref.is_right(answers[consistency_name(m, k)]), batch_tokens[m],
+                                               batch_seconds[m])  # fmt: skip
         all_tokens, all_seconds = sum(batch_tokens.values()), sum(batch_seconds.values())
-        pooled = pooled_answer([s for m in models for s in samples[m]])
+        pooled = said(models, pooled_answer([s for m in models for s in samples[m]]))
         decision = decide([tally(m, samples[m], accuracy[m]) for m in models])
+        decision = replace(decision, answer=said([decision.winner] if decision.winner else [], decision.answer))
         answers[POOLED], answers[MUX] = pooled, decision.answer
         scores[POOLED].add(ref.is_right(pooled), all_tokens, all_seconds)
         scores[MUX].add(ref.is_right(decision.answer), all_tokens, all_seconds)
@@ -225,6 +228,20 @@ def score_runs(
         reasons = "; ".join(f"{n} {why}" for why, n in left_out.items()) or "no tasks"
         raise InvalidRequestError(f"nothing to score: {reasons}")
     return EvalReport(profile.name, kind, k, models, list(scores.values()), outcomes, left_out)
+
+
+def _own_words(kind: str, read: Mapping[str, list[Sample]], unified: Mapping[str, list[Sample]]
+               ) -> Callable[[Sequence[str], str | None], str | None]:  # fmt: skip
+    """For open answers, what the members said: a cluster (named by its leader, maybe another member's
+    words) stands for the earliest of these members' own answers in it, which is what is scored (the usual
+    exact match of a model's words). Other kinds' unified answers are scored as they are."""
+
+    def said(members: Sequence[str], leader: str | None) -> str | None:
+        if kind != "open" or leader is None:
+            return leader
+        return next(r.answer for m in members for r, u in zip(read[m], unified[m], strict=True) if u.answer == leader)
+
+    return said
 
 
 def _first_k(record: Record, k: int, kind: str, rescore: bool, run_programs: bool) -> list[Sample]:

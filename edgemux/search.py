@@ -118,7 +118,10 @@ def build_table(records: Sequence[Record], *, rescore: bool = True, run_programs
             answer = unify(recorded)
             if answer is not None:
                 answers[m, t, j] = ids.setdefault(answer, len(ids))
-                correct[m, t, j] = reference is not None and reference.is_right(answer)
+                # an open answer is judged on its own words, not its cluster leader's (maybe another
+                # member's, worded differently): the usual exact match of what the member said
+                judged = recorded if kind == "open" else answer
+                correct[m, t, j] = reference is not None and reference.is_right(judged)
     return RunTable(kind, models, tasks, k, answers, correct, tokens, truncated, seconds, merged_settings(records),
                     left_out)  # fmt: skip
 

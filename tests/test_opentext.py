@@ -102,3 +102,30 @@ def test_the_embedding_model_must_be_downloaded(home: object) -> None:
     _model.cache_clear()
     with pytest.raises(ValueError, match="unknown similarity measure 'cosmic'"):
         Unifier("open", "cosmic")
+
+
+def test_in_the_search_an_open_answer_is_judged_on_its_own_words_not_its_cluster_leader() -> None:
+    from edgemux.runs import Record
+    from edgemux.search import build_table
+
+    def record(model: str, texts: list[str]) -> Record:
+        samples = tuple(Sample(model, j, j, t, extract_open(t), 5, "eos", 1.0) for j, t in enumerate(texts))
+        return Record("t", model, "open", "Paris", None, {"k": 2}, 5, samples, aliases=("Paris",),
+                      question="What is the capital of France?")  # fmt: skip
+
+    # b's sentence clusters with a's exact "Paris" (the same words) but is no exact match itself
+    records = [record("a", ["Paris", "Lyon"]), record("b", ["The city of Paris", "Lyon"])]
+    table = build_table(records)
+    assert table.answers[0, 0, 0] == table.answers[1, 0, 0]  # one cluster across members, for the pooled vote
+    assert table.correct[0].tolist() == [[True, False]] and table.correct[1].tolist() == [[False, False]]
+    # eval judges the same way: b's first sample, and b as the winner, say "The city of Paris"
+    from edgemux.evaluate import MUX, score_runs, single_name
+    from edgemux.profiles import Profile, ProfileModel
+    from edgemux.types import Sampling
+
+    profile = Profile("p", "open", (ProfileModel("b", validation_accuracy=0.9), ProfileModel("a", validation_accuracy=0.1)),
+                      Sampling(k=2))  # fmt: skip
+    report = score_runs(records, profile)
+    assert report.questions[0].answers[single_name("b")] == "The city of Paris"
+    assert report.method(single_name("b")).correct == 0 and report.method(single_name("a")).correct == 1
+    assert report.questions[0].answers[MUX] == "The city of Paris" and report.method(MUX).correct == 0
