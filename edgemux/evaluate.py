@@ -85,6 +85,7 @@ class QuestionOutcome:
     reference: str
     answers: dict[str, str | None]
     mux_confidence: float = 0.0  # the SLM-MUX winner's confidence (for risk–coverage)
+    mux_right: bool = False  # judged like every method (an open answer: against any alias)
 
 
 @dataclass
@@ -103,7 +104,7 @@ class EvalReport:
     def risk_coverage(self) -> list[CoveragePoint]:
         """SLM-MUX answering only at or above each confidence seen: the share answered and its accuracy."""
         return risk_coverage([q.mux_confidence for q in self.questions],
-                             [q.answers[MUX] == q.reference for q in self.questions])  # fmt: skip
+                             [q.mux_right for q in self.questions])  # fmt: skip
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -223,7 +224,7 @@ def score_runs(
         oracle_right = any(ref.is_right(answers[consistency_name(m, k)]) for m in models)
         answers[ORACLE] = ref.answer if oracle_right else None
         scores[ORACLE].add(oracle_right, all_tokens, all_seconds)
-        outcomes.append(QuestionOutcome(task, ref.answer, answers, decision.confidence))
+        outcomes.append(QuestionOutcome(task, ref.answer, answers, decision.confidence, ref.is_right(decision.answer)))
     if not outcomes:
         reasons = "; ".join(f"{n} {why}" for why, n in left_out.items()) or "no tasks"
         raise InvalidRequestError(f"nothing to score: {reasons}")

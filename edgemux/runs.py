@@ -151,19 +151,21 @@ def read_runs(path: Path) -> list[Record]:
 
 
 def read_runs_files(spec: str | Path) -> list[Record]:
-    """The records of one runs file, or of several given as ``a.jsonl,b.jsonl.gz`` (say, one per strategy):
-    members' records for the same tasks, searched together. A member recorded in two files is an error."""
+    """The records of one runs file, or of several given as ``a.jsonl,b.jsonl.gz``: one per strategy (members'
+    records for the same tasks, searched together) or one per task set (TriviaQA and NQ-open, the same
+    members). A member's record of one task in two files is an error."""
     paths = [Path(p.strip()) for p in str(spec).split(",") if p.strip()]
     if not paths:
         raise InvalidRequestError("--runs needs a runs file (several: separated by commas)")
     if len(set(paths)) != len(paths):
         raise InvalidRequestError(f"--runs names a file twice: {spec}")
     records: list[Record] = []
-    owner: dict[str, Path] = {}
+    owner: dict[tuple[str, str], Path] = {}
     for path in paths:
         for record in read_runs(path):
-            if owner.setdefault(record.model, path) != path:
-                raise InvalidRequestError(f"{record.model} is in both {owner[record.model]} and {path}; give it once")
+            if owner.setdefault((record.task, record.model), path) != path:
+                raise InvalidRequestError(f"{record.model}'s samples of task {record.task!r} are in both "
+                                          f"{owner[record.task, record.model]} and {path}; give them once")  # fmt: skip
             records.append(record)
     merged_settings(records)  # settings that differ are an error now, not a profile with the wrong ones
     return records

@@ -136,6 +136,10 @@ def test_collect_records_program_runs_and_search_reads_them_without_running(fake
     both.write_text(pot.read_text())
     with pytest.raises(InvalidRequestError, match="in both"):
         read_runs_files(f"{pot},{both}")
+    # the same member on another task set (TriviaQA and NQ-open, say) is searched together
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({**json.loads(pot.read_text()), "task": "another"}) + "\n")
+    assert [r.task for r in read_runs_files(f"{pot},{other}")] == [record.task, "another"]
 
 
 def test_an_unknown_strategy_is_exit_2_naming_the_strategies() -> None:

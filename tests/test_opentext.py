@@ -129,3 +129,6 @@ def test_in_the_search_an_open_answer_is_judged_on_its_own_words_not_its_cluster
     assert report.questions[0].answers[single_name("b")] == "The city of Paris"
     assert report.method(single_name("b")).correct == 0 and report.method(single_name("a")).correct == 1
     assert report.questions[0].answers[MUX] == "The city of Paris" and report.method(MUX).correct == 0
+    # risk–coverage judges the same way: "paris." is right by exact match, though not the reference's spelling
+    right = score_runs([record("a", ["paris.", "paris"]), record("b", ["Lyon", "Nice"])], profile)
+    assert right.method(MUX).correct == 1 and right.risk_coverage()[-1].accuracy == 1.0
