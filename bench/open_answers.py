@@ -91,7 +91,7 @@ def own_text_scores(records: list[Record]) -> dict[str, dict[str, float]]:
     }
 
 
-def measure_one(records: list[Record], measure: str) -> dict:
+def measure_one(records: list[Record], measure: str, cost: bool = True) -> dict:
     table = build_table(records, measure=measure)
     result = search(table, max_models=3)
     k = table.k
@@ -106,7 +106,7 @@ def measure_one(records: list[Record], measure: str) -> dict:
     report = score_runs(records, profile, k=k, measure=measure)
     aliases = {r.task: (*(r.aliases or ()), r.reference or "") for r in records}
     f1 = statistics.mean(token_f1(q.answers[MUX], aliases[q.task]) for q in report.questions)
-    one_s, together_s, answer_s = clustering_cost(records, measure)
+    one_s, together_s, answer_s = clustering_cost(records, measure) if cost else (0.0, 0.0, 0.0)
     mux = round(100 * top.by_k[k].mux.mean, 1)
     return {
         "measure": measure, "tasks": len(table.tasks), "k": k, "members": members,
@@ -129,6 +129,9 @@ def main() -> None:
     parser.add_argument("--runs", help="comma-separated runs files, each scored alone [the open dev runs]")
     parser.add_argument("--measures", default="lexical,embedding")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--no-cost", action="store_true", help="accuracy only: skip timing the clustering (slow with embeddings)"
+    )
     args = parser.parse_args()
     files = args.runs.split(",") if args.runs else committed_runs(DEFAULT)
     if not files:
@@ -138,7 +141,7 @@ def main() -> None:
         records = read_runs_files(path)
         out[Path(path).name] = {
             "own_text": own_text_scores(records),
-            "measures": [measure_one(records, m) for m in args.measures.split(",")],
+            "measures": [measure_one(records, m, cost=not args.no_cost) for m in args.measures.split(",")],
         }
     if args.json:
         print(json.dumps(out, indent=2))
