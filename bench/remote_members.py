@@ -41,6 +41,7 @@ from edgemux import fetch, paths  # noqa: E402
 from edgemux.catalog import Catalog  # noqa: E402
 from edgemux.extract import extract  # noqa: E402
 from edgemux.members import parse_member  # noqa: E402
+from edgemux.mux import decide  # noqa: E402
 from edgemux.profiles import Profile, ProfileModel, load_profile  # noqa: E402
 from edgemux.register import register_remote  # noqa: E402
 from edgemux.remote import RemoteEngine  # noqa: E402
@@ -216,9 +217,10 @@ def kill(args: argparse.Namespace) -> None:
 
 
 def peer(args: argparse.Namespace) -> None:
-    """The peer way: one llama-server per model of the default profile, asked n = k one member after the
-    other (no early stop), answers extracted and voted by edgemux's rule; against edgemux's local default
-    profile with early stop. Interleaved per question, same prompts and seeds."""
+    """The peer way: one llama-server per model of the default profile, each member asked n = k in turn
+    (the next member's request only after the previous one's finished; no early stop), answers extracted
+    and voted by edgemux's rule; against edgemux's local default profile with early stop. Interleaved per
+    question, same prompts and seeds."""
     profile = load_profile("default")
     k = profile.sampling.k
     models = list(dict.fromkeys(m.model for m in profile.members))
@@ -228,33 +230,46 @@ def peer(args: argparse.Namespace) -> None:
             url, _ = stack.enter_context(serving(_path(model), parallel=k, ctx=k * (profile.sampling.max_tokens + 1024),
                                                  threads=2))  # fmt: skip
             remote_of[model] = stack.enter_context(_remote_member(url, model))
-        # -np k: each server holds one member's k samples at a time, so the members run one after the other
-        peer_members = tuple(dataclasses.replace(m, name=remote_of[parse_member(m.name).model] + m.name[len(
-            parse_member(m.name).model):]) for m in profile.models)  # fmt: skip
-        peer_profile = dataclasses.replace(profile, models=peer_members)
+        # one single-member Mux per peer member, asked in turn: the way a user of the peers chains calls
+        peer_muxes = []
+        for m in profile.models:
+            member = parse_member(m.name)
+            remote = dataclasses.replace(m, name=remote_of[member.model] + m.name[len(member.model):])
+            peer_muxes.append(stack.enter_context(Mux(dataclasses.replace(profile, models=(remote,)),
+                                                      load=LoadOptions(early_stop=False))))  # fmt: skip
         local = stack.enter_context(Mux(profile, load=LoadOptions()))
-        peer_mux = stack.enter_context(Mux(peer_profile, load=LoadOptions(early_stop=False, policy="priority")))
         for _ in local.preload():
             pass
+        warm = Sampling(k=1, max_tokens=4, seed=1)
+        for m in (*peer_muxes, local):
+            m.ask("What is 1 + 1?", sampling=warm)  # first-request costs (server warm-up, page faults) out of the timing
         rows = []
         for i, task in enumerate(_tasks(args.questions)):
             reference = extract("number", f"#### {task['answer']}")
-            row: dict[str, object] = {"id": task["id"]}
-            for name, m in (("peer", peer_mux), ("edgemux", local)):
-                sampling = dataclasses.replace(m.profile.sampling, seed=2000 + i)
-                start = time.perf_counter()
-                result = m.ask(task["question"], sampling=sampling)
-                row[name] = {"seconds": time.perf_counter() - start, "answer": result.answer,
-                             "correct": result.answer == reference, "tokens": result.tokens}  # fmt: skip
-            row["ratio"] = row["edgemux"]["seconds"] / row["peer"]["seconds"]  # type: ignore[index]
+            sampling = dataclasses.replace(profile.sampling, seed=2000 + i)
+            start = time.perf_counter()
+            results = [m.ask(task["question"], sampling=sampling) for m in peer_muxes]
+            peer_decision = decide([r.decision.votes[0] for r in results])
+            peer_row = {"seconds": time.perf_counter() - start, "answer": peer_decision.answer,
+                        "winner": peer_decision.winner, "correct": peer_decision.answer == reference,
+                        "tokens": sum(r.tokens for r in results)}  # fmt: skip
+            start = time.perf_counter()
+            result = local.ask(task["question"], sampling=sampling)
+            local_row = {"seconds": time.perf_counter() - start, "answer": result.answer, "winner": result.decision.winner,
+                         "correct": result.answer == reference, "tokens": result.tokens,
+                         "cancelled_samples": len(result.stopped)}  # fmt: skip
+            row = {"id": task["id"], "peer": peer_row, "edgemux": local_row,
+                   "ratio": local_row["seconds"] / peer_row["seconds"]}  # fmt: skip
             rows.append(row)
-            print(f"[{i + 1}] peer {row['peer']['seconds']:.1f} s, edgemux {row['edgemux']['seconds']:.1f} s: "  # type: ignore[index]
-                  f"{row['ratio']:.2f}", file=sys.stderr)  # fmt: skip
+            print(f"[{i + 1}/{args.questions}] peer {peer_row['seconds']:.1f} s ({peer_row['tokens']} tokens), "
+                  f"edgemux {local_row['seconds']:.1f} s ({local_row['tokens']} tokens): {row['ratio']:.2f}",
+                  file=sys.stderr)  # fmt: skip
     _write("peer", {
         "what": f"default profile (k={k}); peer: llama-server -np {k} -t 2 --jinja per model, members asked in turn, "
                 f"no early stop; edgemux: local, early stop; {len(rows)} GSM8K dev questions, interleaved",
         "ratio_of_sums": round(sum(r["edgemux"]["seconds"] for r in rows) / sum(r["peer"]["seconds"] for r in rows), 3),  # type: ignore[index]
         "median_ratio": round(statistics.median(r["ratio"] for r in rows), 3),  # type: ignore[misc]
+        "tokens": {w: sum(r[w]["tokens"] for r in rows) for w in ("peer", "edgemux")},  # type: ignore[index]
         "accuracy": {w: sum(r[w]["correct"] for r in rows) / len(rows) for w in ("peer", "edgemux")},  # type: ignore[index]
         "questions": rows,
     })  # fmt: skip
@@ -269,7 +284,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("-k", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=256)
-    parser.add_argument("--kill-after", type=float, default=3.0)
+    parser.add_argument("--kill-after", type=float, default=8.0, help="seconds into the ask (it loads the local model first)")
     args = parser.parse_args()
     print(f"EDGEMUX_HOME={paths.home()}", file=sys.stderr)
     {"overlap": overlap, "cancel": cancel, "kill": kill, "peer": peer}[args.part](args)
