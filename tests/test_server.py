@@ -234,8 +234,13 @@ def test_client_disconnect_stops_the_generation(server: Running) -> None:
     assert server.worker.stats.generated_tokens < 1000
     ok = client.completions.create(model="smollm2-135m", prompt="Hello", max_tokens=4)
     assert ok.choices[0].text is not None
-    metrics = http("GET", server.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"})[1].decode()
-    assert 'edgemux_resident_bytes{model="smollm2-135m"}' in metrics and "edgemux_queue_depth 0" in metrics
+
+    def metrics() -> str:
+        return http("GET", server.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"})[1].decode()
+
+    # the reply reaches the client a moment before the decode thread clears its job: poll, do not race
+    wait_for(lambda: "edgemux_queue_depth 0" in metrics(), seconds=5)
+    assert 'edgemux_resident_bytes{model="smollm2-135m"}' in metrics()
 
 
 def test_twenty_concurrent_requests_are_answered_or_refused(server: Running) -> None:
