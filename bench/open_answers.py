@@ -29,10 +29,10 @@ from pathlib import Path
 from runfiles import committed_runs
 
 from edgemux.calibration import measure as calibration_of
-from edgemux.equivalence import Unifier
+from edgemux.equivalence import Reference, Unifier, reference_of
 from edgemux.evaluate import MUX, score_runs
 from edgemux.members import recorded_answer
-from edgemux.opentext import exact_match, token_f1
+from edgemux.opentext import token_f1
 from edgemux.profiles import Profile, ProfileModel
 from edgemux.runs import Record, read_runs_files
 from edgemux.search import build_table, search
@@ -67,19 +67,23 @@ def clustering_cost(records: list[Record], measure: str) -> tuple[float, float, 
     return statistics.median(one_s), statistics.median(together_s), statistics.median(answer_s)
 
 
+def _reference(record: Record) -> Reference:
+    """The question's reference as the search and eval judge it (exact match of any alias)."""
+    reference = reference_of("open", record.reference, None, record.aliases, Unifier("open"))
+    if reference is None:
+        raise SystemExit(f"{record.task}: no reference answer to score against")
+    return reference
+
+
 def own_text_scores(records: list[Record]) -> dict[str, dict[str, float]]:
-    """Each member judged on its own words, no clustering: the percent of its samples whose answer is an
-    exact match of an alias, and of questions where some sample is (any member's: the ceiling of any rule
-    that picks one of the recorded answers). The tables' "right" is stricter about agreement and more
-    lenient about wording: an answer counts as its cluster's leader, the first answer of that question
-    (of any member) it is similar to."""
+    """Each member judged sample by sample, no clustering: the percent of its samples whose answer is an
+    exact match of an alias, and of questions where some sample is (of any member: the ceiling of any rule
+    that picks one of the recorded answers)."""
     right: dict[str, set[str]] = {}
     samples: dict[str, list[bool]] = {}
     for r in records:
-        accepted = (*(r.aliases or ()), r.reference or "")
-        hits = [
-            exact_match(recorded_answer("open", r.model, s, n_choices=None, tests=None), accepted) for s in r.samples
-        ]
+        reference = _reference(r)
+        hits = [reference.is_right(recorded_answer("open", r.model, s, n_choices=None, tests=None)) for s in r.samples]
         samples.setdefault(r.model, []).extend(hits)
         if any(hits):
             right.setdefault(r.model, set()).add(r.task)
@@ -104,8 +108,8 @@ def measure_one(records: list[Record], measure: str, cost: bool = True) -> dict:
     profile = Profile("bench", "open", tuple(ProfileModel(m, validation_accuracy=result.model(m).accuracy)
                                             for m in top.models), Sampling(k=k))  # fmt: skip
     report = score_runs(records, profile, k=k, measure=measure)
-    aliases = {r.task: (*(r.aliases or ()), r.reference or "") for r in records}
-    f1 = statistics.mean(token_f1(q.answers[MUX], aliases[q.task]) for q in report.questions)
+    accepted = {r.task: _reference(r).accepted for r in records}
+    f1 = statistics.mean(token_f1(q.answers[MUX], accepted[q.task]) for q in report.questions)
     one_s, together_s, answer_s = clustering_cost(records, measure) if cost else (0.0, 0.0, 0.0)
     mux = round(100 * top.by_k[k].mux.mean, 1)
     return {

@@ -40,7 +40,7 @@ from llama_server import serving  # noqa: E402
 from edgemux import fetch, paths  # noqa: E402
 from edgemux.catalog import Catalog  # noqa: E402
 from edgemux.extract import extract  # noqa: E402
-from edgemux.members import parse_member  # noqa: E402
+from edgemux.members import Member, parse_member  # noqa: E402
 from edgemux.mux import decide  # noqa: E402
 from edgemux.profiles import Profile, ProfileModel, load_profile  # noqa: E402
 from edgemux.register import register_remote  # noqa: E402
@@ -234,7 +234,7 @@ def peer(args: argparse.Namespace) -> None:
         peer_muxes = []
         for m in profile.models:
             member = parse_member(m.name)
-            remote = dataclasses.replace(m, name=remote_of[member.model] + m.name[len(member.model):])
+            remote = dataclasses.replace(m, name=Member(remote_of[member.model], member.strategy).name)
             peer_muxes.append(stack.enter_context(Mux(dataclasses.replace(profile, models=(remote,)),
                                                       load=LoadOptions(early_stop=False))))  # fmt: skip
         local = stack.enter_context(Mux(profile, load=LoadOptions()))
@@ -242,7 +242,9 @@ def peer(args: argparse.Namespace) -> None:
             pass
         warm = Sampling(k=1, max_tokens=4, seed=1)
         for m in (*peer_muxes, local):
-            m.ask("What is 1 + 1?", sampling=warm)  # first-request costs (server warm-up, page faults) out of the timing
+            m.ask(
+                "What is 1 + 1?", sampling=warm
+            )  # first-request costs (server warm-up, page faults) out of the timing
         rows = []
         for i, task in enumerate(_tasks(args.questions)):
             reference = extract("number", f"#### {task['answer']}")
@@ -284,7 +286,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("-k", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=256)
-    parser.add_argument("--kill-after", type=float, default=8.0, help="seconds into the ask (it loads the local model first)")
+    parser.add_argument(
+        "--kill-after", type=float, default=8.0, help="seconds into the ask (it loads the local model first)"
+    )
     args = parser.parse_args()
     print(f"EDGEMUX_HOME={paths.home()}", file=sys.stderr)
     {"overlap": overlap, "cancel": cancel, "kill": kill, "peer": peer}[args.part](args)
