@@ -6,7 +6,9 @@ For each runs file (default: the TriviaQA and NQ-open dev runs of the pool, k = 
 SmolLM2-135M mean-pooled embeddings through llama.cpp, ≥ 0.9) — prints:
 
 - every member alone: one sample and self-consistency at k (exact match against the aliases, SQuAD-normalised);
-- the best subsets: SLM-MUX, pooled vote, oracle; and against the targets: SLM-MUX ≥ the best member's one
+- the best subsets: SLM-MUX, pooled vote, oracle, and the best any rule that sees only the members' majority
+  shares could do (the bound on what SLM-MUX's tie-breaks or a calibration of its shares could gain), and
+  such a calibration measured held out; and against the targets: SLM-MUX ≥ the best member's one
   sample + 3 points, and ≥ its self-consistency under the same clustering;
 - each member on its own words: exact match per sample, and the questions where some sample is right
   (of any member: the ceiling of any rule);
@@ -26,6 +28,7 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 from runfiles import committed_runs
 
 from edgemux.calibration import measure as calibration_of
@@ -35,7 +38,7 @@ from edgemux.members import recorded_answer
 from edgemux.opentext import token_f1
 from edgemux.profiles import Profile, ProfileModel
 from edgemux.runs import Record, read_runs_files
-from edgemux.search import build_table, search
+from edgemux.search import RunTable, build_table, majority, mux_pick, search
 from edgemux.types import Sampling
 
 DEFAULT = ("triviaqa-dev-k5", "nq-open-dev-k5")
@@ -95,6 +98,44 @@ def own_text_scores(records: list[Record]) -> dict[str, dict[str, float]]:
     }
 
 
+def share_rule_ceiling(table: RunTable, models: tuple[str, ...]) -> float:
+    """The best accuracy any rule could reach that, like SLM-MUX, sees only each member's majority share and
+    answers with one member's majority answer: questions grouped by their tuple of shares, each group given,
+    with hindsight, to the member whose majority is right most often in it. What SLM-MUX, or any tie-break or
+    per-member calibration of it, can gain over the best member is bounded by this."""
+    rows = [table.models.index(m) for m in models]
+    confidence, right = majority(table.answers[rows], table.correct[rows])  # [S, T] each
+    groups: dict[tuple[float, ...], list[int]] = {}
+    for t in range(len(table.tasks)):
+        groups.setdefault(tuple(confidence[:, t]), []).append(t)
+    best = sum(max(int(right[s, ts].sum()) for s in range(len(rows))) for ts in groups.values())
+    return best / len(table.tasks)
+
+
+def calibrated_selection(table: RunTable, models: tuple[str, ...], splits: int = 50) -> tuple[float, float, float]:
+    """Would a calibration of each member's shares choose better than SLM-MUX? Held out, 2-fold: on one half
+    of the questions, each member's accuracy at each share (smoothed); on the other half, the winner is the
+    member whose share is the most often right (ties: the higher share, then the better member). Mean over
+    ``splits`` random halvings: (SLM-MUX on the held-out halves, the calibrated rule, its spread)."""
+    rows = [table.models.index(m) for m in models]
+    confidence, right = majority(table.answers[rows], table.correct[rows])
+    rng = np.random.default_rng(0)
+    mux_acc, calibrated_acc = [], []
+    for _ in range(splits):
+        order = rng.permutation(len(table.tasks))
+        halves = (order[: len(order) // 2], order[len(order) // 2 :])
+        for fit, held in (halves, halves[::-1]):
+            accuracy = table.correct[rows][:, fit].mean(axis=(1, 2))
+            ranks = np.argsort(-accuracy, kind="stable").argsort()
+            picked = mux_pick(confidence[:, held], list(ranks))
+            mux_acc.append(float(right[picked, held].mean()))
+            rate = np.array([[(right[s, fit][confidence[s, fit] == c].sum() + 0.5) / ((confidence[s, fit] == c).sum() + 1)
+                              for c in confidence[s, held]] for s in range(len(rows))])  # fmt: skip
+            picked = (rate * 1e6 + confidence[:, held] * 1e3 - ranks[:, None]).argmax(axis=0)
+            calibrated_acc.append(float(right[picked, held].mean()))
+    return float(np.mean(mux_acc)), float(np.mean(calibrated_acc)), float(np.std(calibrated_acc))
+
+
 def measure_one(records: list[Record], measure: str, cost: bool = True) -> dict:
     table = build_table(records, measure=measure)
     result = search(table, max_models=3)
@@ -111,15 +152,19 @@ def measure_one(records: list[Record], measure: str, cost: bool = True) -> dict:
     accepted = {r.task: _reference(r).accepted for r in records}
     f1 = statistics.mean(token_f1(q.answers[MUX], accepted[q.task]) for q in report.questions)
     one_s, together_s, answer_s = clustering_cost(records, measure) if cost else (0.0, 0.0, 0.0)
+    held_mux, held_calibrated, held_spread = calibrated_selection(table, top.models)
     mux = round(100 * top.by_k[k].mux.mean, 1)
     return {
         "measure": measure, "tasks": len(table.tasks), "k": k, "members": members,
         "subsets": [{"models": " + ".join(s.models), "mux": round(100 * s.by_k[k].mux.mean, 1),
-                     "pooled": round(100 * s.by_k[k].pooled.mean, 1), "oracle": round(100 * s.by_k[k].oracle, 1)}
+                     "pooled": round(100 * s.by_k[k].pooled.mean, 1), "oracle": round(100 * s.by_k[k].oracle, 1),
+                     "share_rule_ceiling": round(100 * share_rule_ceiling(table, s.models), 1)}
                     for s in subsets[:5]],  # fmt: skip
         "best_subset": " + ".join(top.models), "mux": mux, "mux_token_f1": round(100 * f1, 1),
         "best_one_sample": best_one, "best_self_consistency": best_sc,
         "target_one_sample_plus_3": mux >= best_one + 3, "target_self_consistency": mux >= best_sc,
+        "held_out_mux": round(100 * held_mux, 1), "held_out_calibrated": round(100 * held_calibrated, 1),
+        "held_out_calibrated_std": round(100 * held_spread, 1),
         "calibration": [lv.to_dict() for lv in calibration_of(table, list(top.models), k)],
         "cluster_seconds_median": round(one_s, 4), "cluster_together_seconds_median": round(together_s, 4),
         "answer_seconds_median": round(answer_s, 2),
@@ -162,10 +207,16 @@ def main() -> None:
                     f"  {member:22s} one sample {m['one_sample']:5.1f}  self-consistency {m['self_consistency']:5.1f}"
                 )
             for s in r["subsets"]:
-                print(f"  {s['models']:62s} MUX {s['mux']:5.1f} pooled {s['pooled']:5.1f} oracle {s['oracle']:5.1f}")
+                print(
+                    f"  {s['models']:62s} MUX {s['mux']:5.1f} pooled {s['pooled']:5.1f} oracle {s['oracle']:5.1f} "
+                    f"best share rule {s['share_rule_ceiling']:5.1f}"
+                )
             print(f"  SLM-MUX {r['mux']} (token F1 {r['mux_token_f1']}) vs best one sample {r['best_one_sample']} "
                   f"(+3: {r['target_one_sample_plus_3']}), best self-consistency {r['best_self_consistency']} "
                   f"({r['target_self_consistency']})")  # fmt: skip
+            print(f"  choosing by calibrated shares instead (fit on half the questions, scored on the other, 50 "
+                  f"halvings): {r['held_out_calibrated']} ± {r['held_out_calibrated_std']} against SLM-MUX "
+                  f"{r['held_out_mux']} on the same halves")  # fmt: skip
             print(
                 f"  clustering one answer at a time {1000 * r['cluster_seconds_median']:.1f} ms per question, "
                 f"prepared together {1000 * r['cluster_together_seconds_median']:.1f} ms, against "

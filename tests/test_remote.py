@@ -84,6 +84,9 @@ def test_models_add_remote_and_the_plan_lists_it_as_remote(home: Path) -> None:
     shown = runner.invoke(cli, ["plan", "--models", f"desk,{TEST_MODEL}", "--json"])
     assert shown.exit_code == 0, shown.output
     assert '"remote": [\n    "desk"' in shown.output
+    timed = runner.invoke(cli, ["bench", "--models", f"{TEST_MODEL},desk"])  # refused before anything is pulled
+    assert timed.exit_code != 0 and "desk: remote" in timed.output and "--profile" in timed.output
+    assert "Traceback" not in timed.output
 
 
 def test_a_remote_member_votes_like_the_same_model_run_here(
