@@ -63,3 +63,12 @@ def test_empty_replies_count_against_their_member_and_the_others_answer(fake_mod
     with auto_mux({"alpha": ["", " ", "\n\n"]}, ["alpha"]) as m:
         nothing = m.ask("What is the capital of France?")
     assert nothing.answer is None and nothing.decision.reason  # exit 8 with the reason, no traceback
+
+
+def test_replies_all_cut_off_still_answer_by_their_first_line(fake_models: list[str]) -> None:
+    long = "Paris\nIt " + "is the capital and a large city " * 10  # 70 words: cut off at max_tokens 40
+    with auto_mux({"alpha": [long], "beta": ["", " ", "\n"]}, ["alpha", "beta"]) as m:
+        result = m.ask("What is the capital of France?")
+    assert [s.stop_reason for s in result.decision.vote_of("alpha").samples] == ["length"] * 3
+    assert result.answer == "Paris" and result.decision.winner == "alpha" and result.text.startswith("Paris\nIt is")
+    assert result.decision.vote_of("beta").unparsable == 3
