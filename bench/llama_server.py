@@ -1,7 +1,7 @@
 """llama.cpp's own `llama-server`, built once from the sources vendored in the llama-cpp-python sdist
 edgemux runs on (the same llama.cpp), and served on loopback for the remote-member benchmarks.
 
-    python bench/llama_server.py            # build (10-20 minutes on 2 cores) or print the cached binary
+    python bench/llama_server.py            # build (22 minutes on 2 idle cores here) or print the cached binary
 
 The binary is cached under $EDGEMUX_HOME/tools/llama-server-<version>/ and rebuilt only when missing.
 """

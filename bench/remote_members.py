@@ -3,10 +3,10 @@
     python bench/remote_members.py overlap --questions 20     # local + remote overlap
     python bench/remote_members.py cancel                     # early stop really stops the server
     python bench/remote_members.py kill                       # the server dies mid-question
-    python bench/remote_members.py peer --questions 4         # two llama-servers asked in turn vs edgemux
+    python bench/remote_members.py peer --questions 10        # peer members asked in turn vs edgemux
 
 llama-server is built once from the llama.cpp sources vendored in the llama-cpp-python sdist
-(``bench/llama_server.py``; 10-20 minutes on 2 cores, cached under $EDGEMUX_HOME/tools). Models come
+(``bench/llama_server.py``; 22 minutes on 2 idle cores here, cached under $EDGEMUX_HOME/tools). Models come
 from edgemux's own cache (``edgemux models pull``). Results go to bench/runs/remote_members.<part>.json.
 
 overlap: one machine stands in for two. This process decodes the local member on CPU 0 with one thread;
