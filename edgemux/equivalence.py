@@ -68,7 +68,7 @@ def _parse(answer: str) -> object | None:
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # it warns that its (signal) timeouts are off
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        found = parse(f"${answer}$", parsing_timeout=None)  # type: ignore[arg-type]
+        found = parse(f"${answer}$", parsing_timeout=None)
     return found[0] if found else None
 
 

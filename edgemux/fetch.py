@@ -262,8 +262,8 @@ def _pip_download(
         f"downloading {spec.name} ({len(wheels)} wheel{'s' * (len(wheels) > 1)})", sum(w.nbytes for w in wheels)
     )
     try:
-        with stderr_path.open("w") as stderr:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        with stderr_path.open("w") as stderr_file:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_file, text=True)
             try:
                 _follow_pip(proc, wheels, raw, progress)
                 code = proc.wait()

@@ -196,7 +196,7 @@ def _similarity(top: Section) -> str:
 
 
 def _share(top: Section, key: str) -> float | None:
-    value = top.get(key, (int, float), None)
+    value: float | None = top.get(key, (int, float), None)
     if value is not None and not 0.0 <= float(value) <= 1.0:
         raise ConfigError(f"{top.where(key)}: expected a confidence between 0 and 1, got {value}")
     return None if value is None else float(value)

@@ -208,7 +208,7 @@ class ResidentSet:
         measured = getattr(engine, "measured_nbytes", None)
         if estimate_bytes is None:
             # Nothing else knows what it took; where the OS cannot say either, its file is the floor.
-            nbytes = measured or getattr(engine, "model_nbytes", 0)
+            nbytes = measured or getattr(engine, "model_nbytes", 0) or 0
         else:
             nbytes = estimate_bytes
             if measured and abs(measured / estimate_bytes - 1) > TOLERANCE:

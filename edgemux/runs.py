@@ -16,7 +16,7 @@ import gzip
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -175,7 +175,7 @@ def read_runs_files(spec: str | Path) -> list[Record]:
 _PER_MEMBER = frozenset({"instruction", "strategies", "seed"})
 
 
-def merged_settings(records: list[Record]) -> dict[str, Any]:
+def merged_settings(records: Sequence[Record]) -> dict[str, Any]:
     """The one set of settings records from several runs files share: sampling settings must be equal;
     the chain-of-thought instruction is the first one given, and the strategies' instructions are merged."""
     merged: dict[str, Any] = {}

@@ -14,7 +14,7 @@ flight while the local models decode, and early stop cancels them like any other
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Literal
 
@@ -150,7 +150,9 @@ def decode(
     return votes
 
 
-def _next_to_start(pending: list[str], running: dict[str, object], remote: frozenset[str], policy: str) -> str | None:
+def _next_to_start(
+    pending: list[str], running: Mapping[str, object], remote: frozenset[str], policy: str
+) -> str | None:
     """Remote members first (they cost nothing here), then local ones as the policy allows."""
     for model in pending:
         if model in remote:

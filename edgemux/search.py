@@ -75,10 +75,10 @@ def build_table(records: Sequence[Record], *, rescore: bool = True, run_programs
     left_out: dict[str, int] = {}
     tasks = []
     for task, per_model in by_task.items():
-        reference = next(iter(per_model.values())).reference
+        given = next(iter(per_model.values())).reference
         if len(per_model) < len(models):
             left_out["tasks not yet run by every model"] = left_out.get("tasks not yet run by every model", 0) + 1
-        elif reference is None or canonical_reference(kind, reference, _tests(per_model)) is None:
+        elif given is None or canonical_reference(kind, given, _tests(per_model)) is None:
             left_out["tasks without a usable reference answer"] = (
                 left_out.get("tasks without a usable reference answer", 0) + 1
             )

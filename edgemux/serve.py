@@ -164,8 +164,8 @@ class _Api:
                                    "requests"), headers={"Retry-After": str(retry)})  # fmt: skip
         except Exception as e:  # noqa: BLE001 - every error becomes an OpenAI error body
             call.finished(status_of(e)[0])
-            retry = {"Retry-After": str(DOWNLOAD_RETRY_S)} if getattr(e, "code", None) == "model_downloading" else None
-            return _error(e, headers=retry)
+            wait = {"Retry-After": str(DOWNLOAD_RETRY_S)} if getattr(e, "code", None) == "model_downloading" else None
+            return _error(e, headers=wait)
         rid = new_id(endpoint)
         if req.stream:
             return StreamingResponse(_stream(req, rid, job, call), media_type="text/event-stream",

