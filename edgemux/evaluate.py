@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from .calibration import CoveragePoint, risk_coverage
-from .equivalence import Unifier, reference_of
+from .equivalence import Reference, Unifier, reference_of
 from .errors import InvalidRequestError
 from .members import RUN_PROGRAMS_NEEDED, recorded_answer
 from .mux import decide, tally
@@ -167,21 +167,7 @@ def score_runs(
     if k > collected:
         raise InvalidRequestError(f"k={k} asked, but some records hold only {collected} samples")
     accuracy = {m.name: m.validation_accuracy for m in profile.models}
-
-    scores: dict[str, MethodScore] = {}
-    for m in models:
-        scores[single_name(m)] = MethodScore(single_name(m))
-    for m in models:
-        scores[consistency_name(m, k)] = MethodScore(consistency_name(m, k))
-    for name in (POOLED, MUX, ORACLE):
-        scores[name] = MethodScore(name)
-    if resident_bytes is not None:
-        for m in models:
-            scores[single_name(m)].resident_bytes = resident_bytes([m])
-            scores[consistency_name(m, k)].resident_bytes = resident_bytes([m])
-        for name in (POOLED, MUX, ORACLE):
-            scores[name].resident_bytes = resident_bytes(models)
-
+    scores = _method_scores(models, k, resident_bytes)
     left_out: dict[str, int] = {}
     outcomes = []
     for task, per in by_task.items():
@@ -202,33 +188,56 @@ def score_runs(
         read = {m: _first_k(per[m], k, kind, rescore, run_programs) for m in models}
         unify.prepare([s.answer for m in models for s in read[m]])
         samples = {m: [replace(s, answer=unify(s.answer)) for s in read[m]] for m in models}
-        batch_seconds = {m: max(s.seconds for s in samples[m]) for m in models}
-        batch_tokens = {m: sum(s.tokens for s in samples[m]) for m in models}
-        said = _own_words(kind, read, samples)
-        answers: dict[str, str | None] = {}
-        for m in models:
-            one = samples[m][0]
-            answers[single_name(m)] = said([m], one.answer)
-            scores[single_name(m)].add(ref.is_right(answers[single_name(m)]), one.tokens, one.seconds)
-            vote = tally(m, samples[m], accuracy[m])
-            answers[consistency_name(m, k)] = said([m], vote.answer)
-            scores[consistency_name(m, k)].add(ref.is_right(answers[consistency_name(m, k)]), batch_tokens[m],
-                                               batch_seconds[m])  # fmt: skip
-        all_tokens, all_seconds = sum(batch_tokens.values()), sum(batch_seconds.values())
-        pooled = said(models, pooled_answer([s for m in models for s in samples[m]]))
-        decision = decide([tally(m, samples[m], accuracy[m]) for m in models])
-        decision = replace(decision, answer=said([decision.winner] if decision.winner else [], decision.answer))
-        answers[POOLED], answers[MUX] = pooled, decision.answer
-        scores[POOLED].add(ref.is_right(pooled), all_tokens, all_seconds)
-        scores[MUX].add(ref.is_right(decision.answer), all_tokens, all_seconds)
-        oracle_right = any(ref.is_right(answers[consistency_name(m, k)]) for m in models)
-        answers[ORACLE] = ref.answer if oracle_right else None
-        scores[ORACLE].add(oracle_right, all_tokens, all_seconds)
-        outcomes.append(QuestionOutcome(task, ref.answer, answers, decision.confidence, ref.is_right(decision.answer)))
+        outcomes.append(_score_question(task, ref, read, samples, kind, k, accuracy, scores))
     if not outcomes:
         reasons = "; ".join(f"{n} {why}" for why, n in left_out.items()) or "no tasks"
         raise InvalidRequestError(f"nothing to score: {reasons}")
     return EvalReport(profile.name, kind, k, models, list(scores.values()), outcomes, left_out)
+
+
+def _method_scores(models: Sequence[str], k: int, resident_bytes: Callable[[Sequence[str]], int | None] | None
+                   ) -> dict[str, MethodScore]:  # fmt: skip
+    """An empty score per method, in report order: each member's one sample, each member's majority of k,
+    then the pooled vote, SLM-MUX and the oracle (with the bytes each keeps resident, when known)."""
+    names = [single_name(m) for m in models] + [consistency_name(m, k) for m in models] + [POOLED, MUX, ORACLE]
+    scores = {name: MethodScore(name) for name in names}
+    if resident_bytes is not None:
+        for m in models:
+            scores[single_name(m)].resident_bytes = scores[consistency_name(m, k)].resident_bytes = resident_bytes([m])
+        for name in (POOLED, MUX, ORACLE):
+            scores[name].resident_bytes = resident_bytes(models)
+    return scores
+
+
+def _score_question(task: str, ref: Reference, read: Mapping[str, list[Sample]], samples: Mapping[str, list[Sample]],
+                    kind: str, k: int, accuracy: Mapping[str, float | None], scores: Mapping[str, MethodScore]
+                    ) -> QuestionOutcome:  # fmt: skip
+    """Every method's answer to one question (``read``: each member's first k samples as extracted;
+    ``samples``: the same with equivalent answers unified), added to ``scores``."""
+    models = list(samples)
+    batch_seconds = {m: max(s.seconds for s in samples[m]) for m in models}
+    batch_tokens = {m: sum(s.tokens for s in samples[m]) for m in models}
+    said = _own_words(kind, read, samples)
+    answers: dict[str, str | None] = {}
+    for m in models:
+        one = samples[m][0]
+        answers[single_name(m)] = said([m], one.answer)
+        scores[single_name(m)].add(ref.is_right(answers[single_name(m)]), one.tokens, one.seconds)
+        vote = tally(m, samples[m], accuracy[m])
+        answers[consistency_name(m, k)] = said([m], vote.answer)
+        scores[consistency_name(m, k)].add(ref.is_right(answers[consistency_name(m, k)]), batch_tokens[m],
+                                           batch_seconds[m])  # fmt: skip
+    all_tokens, all_seconds = sum(batch_tokens.values()), sum(batch_seconds.values())
+    pooled = said(models, pooled_answer([s for m in models for s in samples[m]]))
+    decision = decide([tally(m, samples[m], accuracy[m]) for m in models])
+    decision = replace(decision, answer=said([decision.winner] if decision.winner else [], decision.answer))
+    answers[POOLED], answers[MUX] = pooled, decision.answer
+    scores[POOLED].add(ref.is_right(pooled), all_tokens, all_seconds)
+    scores[MUX].add(ref.is_right(decision.answer), all_tokens, all_seconds)
+    oracle_right = any(ref.is_right(answers[consistency_name(m, k)]) for m in models)
+    answers[ORACLE] = ref.answer if oracle_right else None
+    scores[ORACLE].add(oracle_right, all_tokens, all_seconds)
+    return QuestionOutcome(task, ref.answer, answers, decision.confidence, ref.is_right(decision.answer))
 
 
 def _own_words(kind: str, read: Mapping[str, list[Sample]], unified: Mapping[str, list[Sample]]
