@@ -231,31 +231,13 @@ def search(table: RunTable, *, max_models: int = 3, lam: float = 1.0, repeats: i
     n_models, n_tasks, k_max = table.answers.shape
     if max_models < 1:
         raise InvalidRequestError("--max-models must be at least 1")
-    rng = np.random.default_rng(seed)
 
-    # Subsamples: for each k' < k, `repeats` draws of k' of the k samples per (model, task), kept in
-    # sample order (the order breaks ties inside a model); at k' = k, the samples themselves.
-    draws: dict[int, list[tuple[Ints, Bools, Ints]]] = {}
-    for k in range(1, k_max + 1):
-        draws[k] = []
-        for _ in range(1 if k == k_max else repeats):
-            order = np.sort(rng.random((n_models, n_tasks, k_max)).argsort(axis=-1)[..., :k], axis=-1)
-            draws[k].append((
-                np.take_along_axis(table.answers, order, axis=-1),
-                np.take_along_axis(table.correct, order, axis=-1),
-                np.take_along_axis(table.tokens, order, axis=-1),
-            ))  # fmt: skip
+    draws = _draws(table, repeats, np.random.default_rng(seed))
     votes = {k: [majority(a, c) for a, c, _ in draws[k]] for k in draws}  # per draw: ([M,T] conf, [M,T] right)
 
     accuracy = table.correct.mean(axis=(1, 2))
     ranks = list(np.argsort(-accuracy, kind="stable").argsort())  # 0 = best single-sample accuracy
-    # All batches' seconds over all their tokens (prompt time included, weighted by length), leaving out
-    # batches more than 3x slower per token than the model's median: slowed by something else on the
-    # machine, or a collector paused and resumed.
-    batch_tokens = np.maximum(table.tokens.sum(axis=2), 1)
-    rate = table.seconds / batch_tokens
-    usual = rate <= 3 * np.median(rate, axis=1, keepdims=True)
-    per_token = (table.seconds * usual).sum(axis=1) / (batch_tokens * usual).sum(axis=1)
+    per_token = _seconds_per_token(table)
     full_right = votes[k_max][0][1]
     all_same = (table.answers == table.answers[..., :1]).all(axis=-1) & (table.answers[..., 0] >= 0)
     confidently_wrong = all_same & ~table.correct[..., 0]  # [M, T]
@@ -282,22 +264,7 @@ def search(table: RunTable, *, max_models: int = 3, lam: float = 1.0, repeats: i
             right = full_right[idx]
             union = right.any(axis=0)
             contradiction = _contradiction(confidently_wrong[idx], right)
-            by_k = {}
-            for k in draws:
-                mux, pooled, single = [], [], []
-                for (answers, correct, _), (conf, maj) in zip(draws[k], votes[k], strict=True):
-                    pick = mux_pick(conf[idx], [ranks[i] for i in idx])
-                    mux.append(float(np.take_along_axis(maj[idx], pick[None, :], axis=0).mean()))
-                    pooled_answers = answers[idx].transpose(1, 0, 2).reshape(n_tasks, -1)
-                    pooled_correct = correct[idx].transpose(1, 0, 2).reshape(n_tasks, -1)
-                    pooled.append(float(majority(pooled_answers, pooled_correct)[1].mean()))
-                    single.append(float(maj[idx].mean(axis=1).max()))
-                oracle = float(np.mean([maj[idx].any(axis=0).mean() for _, maj in votes[k]]))
-                mean_tokens = np.mean([tok[idx].sum(axis=2).mean(axis=1) for _, _, tok in draws[k]], axis=0)  # [S]
-                by_k[k] = AtK(
-                    k, Spread.of(mux), Spread.of(pooled), Spread.of(single), oracle,
-                    float(mean_tokens.sum()), float((mean_tokens * per_token[idx]).sum()),
-                )  # fmt: skip
+            by_k = {k: _subset_at(k, idx, draws[k], votes[k], [ranks[i] for i in idx], per_token) for k in draws}
             union_acc = float(union.mean())
             subsets.append(
                 SubsetStats(
@@ -310,6 +277,55 @@ def search(table: RunTable, *, max_models: int = 3, lam: float = 1.0, repeats: i
             )
     subsets.sort(key=lambda s: (-s.objective, -s.by_k[k_max].mux.mean, len(s.models)))
     return SearchResult(table.kind, n_tasks, k_max, lam, repeats, models, subsets, table.left_out, table.settings)
+
+
+Draw = tuple[Ints, Bools, Ints]  # one subsample's answers, correctness and tokens, each [M, T, k']
+
+
+def _draws(table: RunTable, repeats: int, rng: np.random.Generator) -> dict[int, list[Draw]]:
+    """For each k' < k, ``repeats`` draws of k' of the k samples per (model, task), kept in sample order
+    (the order breaks ties inside a model); at k' = k, the samples themselves."""
+    n_models, n_tasks, k_max = table.answers.shape
+    draws: dict[int, list[Draw]] = {}
+    for k in range(1, k_max + 1):
+        draws[k] = []
+        for _ in range(1 if k == k_max else repeats):
+            order = np.sort(rng.random((n_models, n_tasks, k_max)).argsort(axis=-1)[..., :k], axis=-1)
+            draws[k].append((
+                np.take_along_axis(table.answers, order, axis=-1),
+                np.take_along_axis(table.correct, order, axis=-1),
+                np.take_along_axis(table.tokens, order, axis=-1),
+            ))  # fmt: skip
+    return draws
+
+
+def _seconds_per_token(table: RunTable) -> NDArray[np.float64]:
+    """Per model: all batches' seconds over all their tokens (prompt time included, weighted by length),
+    leaving out batches more than 3x slower per token than the model's median: slowed by something else
+    on the machine, or a collector paused and resumed."""
+    batch_tokens = np.maximum(table.tokens.sum(axis=2), 1)
+    rate = table.seconds / batch_tokens
+    usual = rate <= 3 * np.median(rate, axis=1, keepdims=True)
+    return (table.seconds * usual).sum(axis=1) / (batch_tokens * usual).sum(axis=1)  # type: ignore[no-any-return]
+
+
+def _subset_at(k: int, idx: list[int], draws: list[Draw], votes: list[tuple[NDArray[np.float64], Bools]],
+               ranks: list[int], per_token: NDArray[np.float64]) -> AtK:  # fmt: skip
+    """One subset (rows ``idx``) at k samples per member: SLM-MUX, the pooled vote and the best member over
+    the draws, the oracle, and the tokens and seconds per answer."""
+    n_tasks = draws[0][0].shape[1]
+    mux, pooled, single = [], [], []
+    for (answers, correct, _), (conf, maj) in zip(draws, votes, strict=True):
+        pick = mux_pick(conf[idx], ranks)
+        mux.append(float(np.take_along_axis(maj[idx], pick[None, :], axis=0).mean()))
+        pooled_answers = answers[idx].transpose(1, 0, 2).reshape(n_tasks, -1)
+        pooled_correct = correct[idx].transpose(1, 0, 2).reshape(n_tasks, -1)
+        pooled.append(float(majority(pooled_answers, pooled_correct)[1].mean()))
+        single.append(float(maj[idx].mean(axis=1).max()))
+    oracle = float(np.mean([maj[idx].any(axis=0).mean() for _, maj in votes]))
+    mean_tokens = np.mean([tok[idx].sum(axis=2).mean(axis=1) for _, _, tok in draws], axis=0)  # [S]
+    return AtK(k, Spread.of(mux), Spread.of(pooled), Spread.of(single), oracle,
+               float(mean_tokens.sum()), float((mean_tokens * per_token[idx]).sum()))  # fmt: skip
 
 
 def _contradiction(confidently_wrong: Bools, right: Bools) -> Bools:
