@@ -38,7 +38,7 @@ from edgemux.members import recorded_answer
 from edgemux.opentext import token_f1
 from edgemux.profiles import Profile, ProfileModel
 from edgemux.runs import Record, read_runs_files
-from edgemux.search import RunTable, build_table, majority, mux_pick, search
+from edgemux.search import RunTable, accuracy_ranks, build_table, majority, mux_pick, search
 from edgemux.types import Sampling
 
 DEFAULT = ("triviaqa-dev-k5", "nq-open-dev-k5")
@@ -98,17 +98,28 @@ def own_text_scores(records: list[Record]) -> dict[str, dict[str, float]]:
     }
 
 
+def _majorities(table: RunTable, models: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per member of ``models`` and question ([S, T] each): its majority share, and whether that majority is right."""
+    rows = [table.models.index(m) for m in models]
+    return majority(table.answers[rows], table.correct[rows])
+
+
+def _rate_at(share: float, shares: np.ndarray, right: np.ndarray) -> float:
+    """How often a member's majority was right at this share over the fitted questions (smoothed toward 1/2)."""
+    at = shares == share
+    return float((right[at].sum() + 0.5) / (at.sum() + 1))
+
+
 def share_rule_ceiling(table: RunTable, models: tuple[str, ...]) -> float:
     """The best accuracy any rule could reach that, like SLM-MUX, sees only each member's majority share and
     answers with one member's majority answer: questions grouped by their tuple of shares, each group given,
     with hindsight, to the member whose majority is right most often in it. What SLM-MUX, or any tie-break or
     per-member calibration of it, can gain over the best member is bounded by this."""
-    rows = [table.models.index(m) for m in models]
-    confidence, right = majority(table.answers[rows], table.correct[rows])  # [S, T] each
+    confidence, right = _majorities(table, models)
     groups: dict[tuple[float, ...], list[int]] = {}
     for t in range(len(table.tasks)):
         groups.setdefault(tuple(confidence[:, t]), []).append(t)
-    best = sum(max(int(right[s, ts].sum()) for s in range(len(rows))) for ts in groups.values())
+    best = sum(max(int(right[s, ts].sum()) for s in range(len(models))) for ts in groups.values())
     return best / len(table.tasks)
 
 
@@ -118,19 +129,18 @@ def calibrated_selection(table: RunTable, models: tuple[str, ...], splits: int =
     member whose share is the most often right (ties: the higher share, then the better member). Mean over
     ``splits`` random halvings: (SLM-MUX on the held-out halves, the calibrated rule, its spread)."""
     rows = [table.models.index(m) for m in models]
-    confidence, right = majority(table.answers[rows], table.correct[rows])
+    confidence, right = _majorities(table, models)
     rng = np.random.default_rng(0)
     mux_acc, calibrated_acc = [], []
     for _ in range(splits):
         order = rng.permutation(len(table.tasks))
         halves = (order[: len(order) // 2], order[len(order) // 2 :])
         for fit, held in (halves, halves[::-1]):
-            accuracy = table.correct[rows][:, fit].mean(axis=(1, 2))
-            ranks = np.argsort(-accuracy, kind="stable").argsort()
+            ranks = np.array(accuracy_ranks(table.correct[rows][:, fit]))
             picked = mux_pick(confidence[:, held], list(ranks))
             mux_acc.append(float(right[picked, held].mean()))
-            rate = np.array([[(right[s, fit][confidence[s, fit] == c].sum() + 0.5) / ((confidence[s, fit] == c).sum() + 1)
-                              for c in confidence[s, held]] for s in range(len(rows))])  # fmt: skip
+            rate = np.array([[_rate_at(c, confidence[s, fit], right[s, fit]) for c in confidence[s, held]]
+                             for s in range(len(models))])  # fmt: skip
             picked = (rate * 1e6 + confidence[:, held] * 1e3 - ranks[:, None]).argmax(axis=0)
             calibrated_acc.append(float(right[picked, held].mean()))
     return float(np.mean(mux_acc)), float(np.mean(calibrated_acc)), float(np.std(calibrated_acc))

@@ -241,10 +241,8 @@ def peer(args: argparse.Namespace) -> None:
         for _ in local.preload():
             pass
         warm = Sampling(k=1, max_tokens=4, seed=1)
-        for m in (*peer_muxes, local):
-            m.ask(
-                "What is 1 + 1?", sampling=warm
-            )  # first-request costs (server warm-up, page faults) out of the timing
+        for m in (*peer_muxes, local):  # first-request costs (server warm-up, page faults) out of the timing
+            m.ask("What is 1 + 1?", sampling=warm)
         rows = []
         for i, task in enumerate(_tasks(args.questions)):
             reference = extract("number", f"#### {task['answer']}")

@@ -26,7 +26,7 @@ from .extract import canonical_reference
 from .members import RUN_PROGRAMS_NEEDED, recorded_answer
 from .runs import Record, merged_settings
 
-__all__ = ["RunTable", "SearchResult", "build_table", "search"]
+__all__ = ["RunTable", "SearchResult", "accuracy_ranks", "build_table", "search"]
 
 Bools = NDArray[np.bool_]
 Ints = NDArray[np.int64]
@@ -236,7 +236,7 @@ def search(table: RunTable, *, max_models: int = 3, lam: float = 1.0, repeats: i
     votes = {k: [majority(a, c) for a, c, _ in draws[k]] for k in draws}  # per draw: ([M,T] conf, [M,T] right)
 
     accuracy = table.correct.mean(axis=(1, 2))
-    ranks = list(np.argsort(-accuracy, kind="stable").argsort())  # 0 = best single-sample accuracy
+    ranks = accuracy_ranks(table.correct)
     per_token = _seconds_per_token(table)
     full_right = votes[k_max][0][1]
     all_same = (table.answers == table.answers[..., :1]).all(axis=-1) & (table.answers[..., 0] >= 0)
@@ -277,6 +277,12 @@ def search(table: RunTable, *, max_models: int = 3, lam: float = 1.0, repeats: i
             )
     subsets.sort(key=lambda s: (-s.objective, -s.by_k[k_max].mux.mean, len(s.models)))
     return SearchResult(table.kind, n_tasks, k_max, lam, repeats, models, subsets, table.left_out, table.settings)
+
+
+def accuracy_ranks(correct: Bools) -> list[int]:
+    """Each model's place in the tie-break order from its single-sample accuracy over ``correct``
+    ([M, T, k]): 0 = the best; equal accuracies keep the models' order."""
+    return [int(r) for r in np.argsort(-correct.mean(axis=(1, 2)), kind="stable").argsort()]
 
 
 Draw = tuple[Ints, Bools, Ints]  # one subsample's answers, correctness and tokens, each [M, T, k']
