@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import EngineError, InvalidRequestError, PromptTooLongError
-from .gguf import check_file
+from .gguf import check_file, read_header
 from .llama import default_threads, llama_cpp, model_params
 from .memory import check_context
 from .osmemory import rss_bytes
@@ -89,6 +89,7 @@ class Engine:
         rss_before = rss_bytes()
         self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), model_params(n_gpu_layers))
         if not self._model:
+            read_header(self.path)  # a file cut short says so (exit 6) rather than "llama.cpp failed"
             raise EngineError(
                 f"llama.cpp could not load {self.path}; run with -v to see why (corrupt file or unsupported architecture)"
             )

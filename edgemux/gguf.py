@@ -30,6 +30,13 @@ _SCALARS = {  # GGUF value type -> struct format
     12: "<d",
 }
 _STRING, _ARRAY = 8, 9
+# ggml tensor type -> (elements per block, bytes per block), for the types whose layout is certain: a tensor
+# of one of these must end inside the file. Others are only checked to start inside it.
+_BLOCKS = {
+    0: (1, 4), 1: (1, 2), 30: (1, 2), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8),  # F32 F16 BF16 I*
+    2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 36),  # Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q8_1
+    10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),  # Q2_K..Q8_K
+}  # fmt: skip
 _MAX_ARRAY_KEEP = 64  # long arrays (token lists) are skipped, only their length is kept
 
 
@@ -177,6 +184,30 @@ def read_header(path: Path, expected_nbytes: int | None = None) -> GGUFHeader:
     return GGUFHeader(path, version, tensor_count, metadata, tensors, size)
 
 
+def _data_nbytes(ggml_type: int, shape: tuple[int, ...]) -> int | None:
+    """Bytes of a tensor's data, from its type's block layout (None for a type not in the table)."""
+    if ggml_type not in _BLOCKS:
+        return None
+    per_block, block_bytes = _BLOCKS[ggml_type]
+    elements = 1
+    for n in shape:
+        elements *= n
+    return -(-elements // per_block) * block_bytes
+
+
+def _check_data_inside(path: Path, raw: list[tuple[str, int, tuple[int, ...], int]], data_start: int,
+                       file_size: int) -> None:  # fmt: skip
+    """Every tensor's data must lie inside the file: a download or copy cut short has a whole header and
+    tensors that end past its last byte (llama.cpp would refuse it later, with a less helpful message)."""
+    for name, ggml_type, shape, offset in raw:
+        end = data_start + offset + (_data_nbytes(ggml_type, shape) or 1)
+        if end > file_size:
+            raise ModelFileError(
+                f"{path}: truncated: tensor {name!r} ends at byte {end:,} but the file has {file_size:,} bytes; "
+                "the file is incomplete (copy or download it again)"
+            )
+
+
 def _read_tensor_infos(r: _Reader, count: int, file_size: int, alignment: int) -> tuple[TensorInfo, ...]:
     if count > 1 << 20:
         raise ModelFileError(f"{r.path}: corrupt GGUF header ({count} tensors)")
@@ -191,6 +222,7 @@ def _read_tensor_infos(r: _Reader, count: int, file_size: int, alignment: int) -
         raw.append((name, ggml_type, shape, offset))
     header_end = r.f.tell()
     data_start = header_end + (-header_end % alignment)
+    _check_data_inside(r.path, raw, data_start, file_size)
     # Sizes come from the layout itself, so no table of quantisation block sizes is needed.
     ends = sorted({offset for *_, offset in raw} | {file_size - data_start})
     next_offset = {a: b for a, b in zip(ends, ends[1:], strict=False)}

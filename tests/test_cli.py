@@ -260,12 +260,24 @@ def test_exit_5_when_the_download_fails(home: Path, monkeypatch: pytest.MonkeyPa
     assert not (home / "models" / "smollm2-135m.gguf").exists()
 
 
-def test_exit_7_when_llama_cpp_cannot_load_the_model(smollm2_path: Path, tmp_path: Path) -> None:
+def test_a_truncated_gguf_is_refused_whole(smollm2_path: Path, tmp_path: Path, home: Path) -> None:
+    """`models add` checks that every tensor's data lies inside the file: exit 6 and nothing registered. A
+    truncated file registered by hand is refused the same way when it fails to load."""
     cut = tmp_path / "cut.gguf"
     with smollm2_path.open("rb") as f:
         cut.write_bytes(f.read(5_000_000))  # the header is whole; the tensors' data is not there
-    assert invoke("models", "add", str(cut), "--name", "cut").exit_code == 0
-    assert_clean_error(invoke("ask", "--models", "cut", "-k", "1", "-q", "What is 2+2?"), 7, "llama.cpp could not load")
+    assert_clean_error(invoke("models", "add", str(cut), "--name", "cut"), 6, "truncated")
+    assert "cut" not in invoke("models", "list").stdout and not list(home.rglob("cut.yaml"))
+    manifests = home / "manifests"  # written by hand, bypassing the check
+    manifests.mkdir(parents=True, exist_ok=True)
+    (manifests / "cut.yaml").write_text(f"name: cut\nfamily: f\narchitecture: llama\nparams_billions: 0.1\n"
+                                        f"quant: Q4_0\ncontext_length: 2048\nprompt_style: chat\nsource: {{path: {cut}}}\n")  # fmt: skip
+    assert_clean_error(invoke("ask", "--models", "cut", "-k", "1", "-q", "What is 2+2?"), 6, "truncated")
+
+
+def test_exit_7_when_llama_cpp_cannot_load_the_model(fake_models: list[str]) -> None:
+    # a whole GGUF that llama.cpp cannot load: a header with no tensors
+    assert_clean_error(invoke("ask", "--models", "alpha", "-k", "1", "-q", "What is 2+2?"), 7, "llama.cpp could not load")
 
 
 def test_exit_8_when_no_model_gives_a_parsable_answer(fake_models: list[str], monkeypatch: pytest.MonkeyPatch) -> None:

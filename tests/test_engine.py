@@ -131,8 +131,12 @@ def test_truncated_file(smollm2_path: Path, tmp_path: Path) -> None:
         dst.write(src.read(20_000_000))
     with pytest.raises(ModelFileError, match="truncated"):
         Engine(truncated, expected_nbytes=smollm2_path.stat().st_size)
-    with pytest.raises(EngineError, match="could not load"):  # no size known: llama.cpp itself refuses it
+    with pytest.raises(ModelFileError, match="truncated"):  # no size known: llama.cpp refuses it, the header says why
         Engine(truncated)
+    corrupt = tmp_path / "corrupt.gguf"
+    corrupt.write_bytes(smollm2_path.read_bytes()[:64] + b"\xff" * 4096)
+    with pytest.raises((ModelFileError, EngineError)):
+        Engine(corrupt)
 
 
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="RSS is read from /proc (Linux)")
