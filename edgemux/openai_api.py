@@ -8,6 +8,7 @@ stop), and its stream carries the other models' progress as extension chunks wit
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -50,6 +51,7 @@ def status_of(e: BaseException) -> tuple[int, str, str | None]:
         (errors.InvalidRequestError, 400, "invalid_request_error", None),
         (errors.NotFoundError, 404, "invalid_request_error", "model_not_found"),
         (errors.BudgetError, 503, "server_error", "insufficient_memory"),
+        (errors.ShuttingDownError, 503, "server_error", "server_shutting_down"),
         (errors.ConfigError, 500, "server_error", "bad_configuration"),
         (errors.EdgemuxError, 500, "server_error", None),
     ]
@@ -147,12 +149,21 @@ def _sampling_field(body: dict[str, Any], key: str, name: str | None = None) -> 
     return value
 
 
+MODEL_ID_MAX = 128
+MODEL_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MODEL_ID_MAX - 1}}}")
+
+
 def parse_request(body: Any, endpoint: str) -> ChatRequest:
     if not isinstance(body, dict):
         raise errors.InvalidRequestError("the request body must be a JSON object")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise errors.InvalidRequestError("'model' is required: a model name, or mux:<profile>")
+    if not MODEL_ID.fullmatch(model):  # checked before the name reaches a log line or a metric label
+        raise errors.InvalidRequestError(
+            f"'model' must be a model name or mux:<profile>: letters, digits, '.', '_', '-' and ':', at most "
+            f"{MODEL_ID_MAX} characters (got {len(model)} characters)"
+        )
     request = ChatRequest(endpoint, model)
     if endpoint == "chat":
         messages = body.get("messages")

@@ -13,10 +13,14 @@ import asyncio
 import hmac
 import json
 import logging
+import math
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from types import FrameType
 from typing import Any
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -45,10 +49,10 @@ from .openai_api import (
 )
 from .osmemory import peak_rss_bytes, rss_bytes
 from .profiles import list_profiles
-from .types import BatchStep, FinishedSequence, MuxResult, SamplingStarted
+from .types import BatchStep, DecodeProgress, FinishedSequence, MuxResult, SamplingStarted
 from .worker import GenerateJob, Job, MuxJob, QueueFull, Worker
 
-__all__ = ["create_app", "metrics_text"]
+__all__ = ["DrainingServer", "create_app", "metrics_text"]
 
 log = logging.getLogger("edgemux.serve")
 access = logging.getLogger("edgemux.access")
@@ -120,8 +124,7 @@ class _Api:
         if not self.worker.ready.is_set():
             raise ApiError(503, "the server is still loading its models; retry shortly", "loading", "server_error")
 
-    def make_job(self, req: ChatRequest, emit: Any) -> Job:
-        ids = self.served_ids()
+    def make_job(self, req: ChatRequest, emit: Any, ids: list[str]) -> Job:
         if req.model not in ids:
             raise errors.NotFoundError("model", req.model, ids)
         needed = self.worker.mux_for(req.profile).profile.model_names if req.is_mux else [req.model]
@@ -152,9 +155,10 @@ class _Api:
         try:
             self.check_key(request)
             req = parse_request(await self.read_json(request), endpoint)
-            call.model = req.model
+            ids = self.served_ids()
+            call.model = req.model if req.model in ids else UNKNOWN_MODEL  # no label set per foreign name
             self.check_ready()
-            job = self.make_job(req, call.emit)
+            job = self.make_job(req, call.emit, ids)
             self.worker.submit(job)
         except QueueFull:
             depth = self.worker.depth
@@ -174,24 +178,39 @@ class _Api:
 
 
 DOWNLOAD_RETRY_S = 10
+UNKNOWN_MODEL = "(unknown)"  # the one label of requests that named no served model (or none at all)
 
 
 class _Call:
     """One completion request in flight: the queue its job reports to, and its access-log line."""
 
     def __init__(self, request: Request, worker: Worker) -> None:
-        self.request, self.worker, self.model = request, worker, "?"
+        self.request, self.worker, self.model = request, worker, UNKNOWN_MODEL
         self.started = time.perf_counter()
         self.loop = asyncio.get_running_loop()
         self.out: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.generated: dict[str, int] = {}  # tokens generated so far, per model (a mux job has several)
 
     def emit(self, kind: str, payload: Any) -> None:  # called on the decode thread
-        self.loop.call_soon_threadsafe(self.out.put_nowait, (kind, payload))
+        if kind == "delta":
+            self.generated[self.model] = sum(payload.tokens)
+        elif kind == "event" and isinstance(payload, DecodeProgress):
+            self.generated[payload.model] = sum(payload.tokens)
+        try:
+            self.loop.call_soon_threadsafe(self.out.put_nowait, (kind, payload))
+        except RuntimeError:  # the event loop is closed: the server stopped, nobody is listening
+            pass
 
-    def finished(self, status: int, tokens: int = 0) -> None:
+    @property
+    def tokens(self) -> int:
+        return sum(self.generated.values())
+
+    def finished(self, status: int, tokens: int | None = None) -> None:
+        """Count the request and log it, with the tokens generated for it (so far, when it was cut off)."""
         self.worker.stats.count(self.model, str(status))
-        access.info("%s %s model=%s %d %.2fs %d tokens", self.request.method, self.request.url.path, self.model,
-                    status, time.perf_counter() - self.started, tokens)  # fmt: skip
+        access.info("%s %s model=%s %d %.2fs %d tokens", self.request.method, printable(self.request.url.path),
+                    self.model, status, time.perf_counter() - self.started,
+                    self.tokens if tokens is None else tokens)  # fmt: skip
 
 
 async def _whole(req: ChatRequest, rid: str, job: Job, call: _Call) -> Response:
@@ -204,7 +223,7 @@ async def _whole(req: ChatRequest, rid: str, job: Job, call: _Call) -> Response:
             if not getter.done() and await call.request.is_disconnected():
                 getter.cancel()
                 job.cancelled.set()
-                call.finished(499)
+                call.finished(499)  # the tokens generated before the client left
                 return Response(status_code=499)
         kind, payload = getter.result()
         if kind == "event" and isinstance(payload, SamplingStarted):
@@ -225,7 +244,6 @@ async def _stream(req: ChatRequest, rid: str, job: Job, call: _Call) -> AsyncIte
     """The job as server-sent events in OpenAI's chunk format."""
     sent: dict[int, int] = {}  # characters of each choice already sent
     hold = max((len(s) for s in req.stop), default=1) - 1  # a stop string may be arriving: keep its length back
-    tokens = 0
     try:
         if not req.is_mux:
             for i in range(req.n):
@@ -234,7 +252,7 @@ async def _stream(req: ChatRequest, rid: str, job: Job, call: _Call) -> AsyncIte
         while True:
             kind, payload = await call.out.get()
             if kind == "error":
-                call.finished(status_of(payload)[0], tokens)
+                call.finished(status_of(payload)[0])
                 yield _sse(error_body(payload))
                 break
             if kind == "event":
@@ -246,19 +264,18 @@ async def _stream(req: ChatRequest, rid: str, job: Job, call: _Call) -> AsyncIte
                     yield _sse(chunk)
             elif kind == "done":
                 if isinstance(payload, MuxResult):
-                    tokens = payload.tokens
                     yield _sse(text_chunk(req, rid, 0, payload.text, None, first=True))
                     last = text_chunk(req, rid, 0, None, "stop", first=False)
                     last["edgemux"] = decision_extension(payload)
                     yield _sse(last)
+                    call.finished(200, payload.tokens)
                 else:
-                    tokens = sum(f.tokens for f in payload[0])
-                call.finished(200, tokens)
+                    call.finished(200, sum(f.tokens for f in payload[0]))
                 break
         yield "data: [DONE]\n\n"
     except asyncio.CancelledError:  # the client went away: stop decoding for it
         job.cancelled.set()
-        call.finished(499, tokens)
+        call.finished(499)  # the tokens generated before it left
         raise
     finally:
         job.cancelled.set()  # a no-op once the job is done; frees the sequences if it is not
@@ -287,7 +304,7 @@ def metrics_text(worker: Worker) -> str:
         "# HELP edgemux_requests_total Requests answered, by model and HTTP status.",
         "# TYPE edgemux_requests_total counter",
         *(
-            f'edgemux_requests_total{{model="{m}",status="{s}"}} {n}'
+            f"edgemux_requests_total{{model={_label(m)},status={_label(s)}}} {n}"
             for (m, s), n in sorted(worker.stats.requests.items())
         ),
         "# HELP edgemux_generated_tokens_total Tokens generated for all requests.",
@@ -298,7 +315,7 @@ def metrics_text(worker: Worker) -> str:
         f"edgemux_queue_depth {worker.depth}",
         "# HELP edgemux_resident_bytes Memory held by each loaded model (measured at load).",
         "# TYPE edgemux_resident_bytes gauge",
-        *(f'edgemux_resident_bytes{{model="{n}"}} {worker.resident.nbytes(n)}' for n in worker.resident.names()),
+        *(f"edgemux_resident_bytes{{model={_label(n)}}} {worker.resident.nbytes(n)}" for n in worker.resident.names()),
         "# HELP edgemux_budget_bytes The memory budget of the loaded models.",
         "# TYPE edgemux_budget_bytes gauge",
         f"edgemux_budget_bytes {worker.budget_bytes}",
@@ -310,6 +327,51 @@ def metrics_text(worker: Worker) -> str:
         f"edgemux_process_peak_resident_bytes {peak_rss_bytes()}",
     ]
     return "\n".join(lines) + "\n"
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server with a bounded drain: on SIGTERM or Ctrl-C it stops accepting connections, lets
+    the requests in flight run for ``grace_s``, then cancels what is left, telling each client why (503
+    ``server_shutting_down``, or that error as the stream's last event), and exits. A second Ctrl-C exits
+    at once. ``timer`` is injectable for tests."""
+
+    def __init__(self, config: uvicorn.Config, worker: Worker, grace_s: float,
+                 timer: Callable[[float, Callable[[], object]], Any] | None = None) -> None:  # fmt: skip
+        config.timeout_graceful_shutdown = math.ceil(grace_s) + 1  # uvicorn's own last resort, after ours
+        super().__init__(config)
+        self.worker, self.grace_s = worker, grace_s
+        self._timer = timer or _daemon_timer
+        self.draining = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.draining:
+            self.draining = True
+            log.warning("stopping: requests in flight get %g s to finish", self.grace_s)
+            self._timer(self.grace_s, self._cancel_the_rest)
+        super().handle_exit(sig, frame)
+
+    def _cancel_the_rest(self) -> None:
+        cancelled = self.worker.abort("the server is shutting down")
+        if cancelled:
+            log.warning("cancelled %d request(s) still running after the %g s grace period", cancelled, self.grace_s)
+
+
+def _daemon_timer(seconds: float, action: Callable[[], object]) -> threading.Timer:
+    timer = threading.Timer(seconds, action)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _label(value: str) -> str:
+    """A Prometheus label value, quoted and escaped by the text format's rules (backslash, quote, newline)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def printable(value: str, limit: int = 200) -> str:
+    """A client-given string made safe for one log line: control characters escaped, length capped."""
+    escaped = value[:limit].encode("unicode_escape").decode("ascii")
+    return escaped + ("…" if len(value) > limit else "")
 
 
 def create_app(
@@ -331,7 +393,7 @@ def create_app(
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, method: str, path: str, refusal: str) -> None:
-    access.info("%s %s refused: %s", method, path, refusal)
+    access.info("%s %s refused: %s", printable(method), printable(path), printable(refusal))
     await _error(ApiError(403, refusal, "forbidden_host"))(scope, receive, send)
 
 

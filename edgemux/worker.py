@@ -23,7 +23,7 @@ from typing import Any
 
 from . import fetch
 from .catalog import Catalog
-from .errors import InvalidRequestError
+from .errors import InvalidRequestError, ShuttingDownError
 from .loader import ContextShape, EngineFactory, LoadOptions, Models
 from .profiles import Profile, load_profile
 from .runtime import Mux
@@ -125,16 +125,24 @@ class Worker:
         self._on_preload = on_event or (lambda e: None)
         self._thread.start()
 
-    def stop(self) -> None:
-        for running in [*self.batch, *([self.current] if self.current else [])]:
-            running.cancelled.set()
-        while True:  # drop what waits: those clients are told the server is going away
+    def abort(self, why: str = "the server is shutting down") -> int:
+        """Cancel every running and waiting job, telling each client ``why`` (503); returns how many."""
+        jobs = [*self.batch, *([self.current] if self.current else [])]
+        while True:
             try:
                 waiting = self.queue.get_nowait()
             except queue.Empty:
                 break
             if waiting is not None:
-                waiting.emit("error", InvalidRequestError("the server is shutting down"))
+                jobs.append(waiting)
+        unique = list({id(job): job for job in jobs}.values())  # a batch holds ``current`` too
+        for job in unique:
+            job.cancelled.set()  # first: the decode thread then reports nothing more for it
+            job.emit("error", ShuttingDownError(why))
+        return len(unique)
+
+    def stop(self) -> None:
+        self.abort()
         self.queue.put(None)
         self._thread.join(timeout=30)
         self.models.close()

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -19,8 +20,9 @@ import uvicorn
 
 from edgemux.downloads import Downloads
 from edgemux.fetch import Progress
+from edgemux.loader import EngineFactory
 from edgemux.runtime import LoadOptions
-from edgemux.serve import create_app
+from edgemux.serve import DrainingServer, create_app
 from edgemux.types import ModelSpec
 from edgemux.worker import Worker
 
@@ -41,18 +43,23 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict[str, st
 class Running:
     url: str
     worker: Worker
+    server: DrainingServer
+    thread: threading.Thread | None = None
 
     def client(self, **kw: object) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.url + "/v1", api_key=KEY, max_retries=0, timeout=60, **kw)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager
-def running_server(max_queue: int = 4, downloads: Downloads | None = None, **worker_args: int) -> Iterator[Running]:
-    worker = Worker(default_profile="tiny", budget_bytes=2 << 30, load=LoadOptions(n_threads=2), max_queue=max_queue,
-                    **worker_args)  # fmt: skip
+def running_server(max_queue: int = 4, downloads: Downloads | None = None, default_profile: str = "tiny",
+                   engine_factory: EngineFactory | None = None, max_body: int = 64 * 1024, grace_s: float = 10.0,
+                   timer: Any = None, **worker_args: int) -> Iterator[Running]:  # fmt: skip
+    worker = Worker(default_profile=default_profile, budget_bytes=2 << 30, load=LoadOptions(n_threads=2),
+                    max_queue=max_queue, engine_factory=engine_factory, **worker_args)  # fmt: skip
     worker.start()
-    app = create_app(worker, api_key=KEY, max_body=64 * 1024, downloads=downloads)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    app = create_app(worker, api_key=KEY, max_body=max_body, downloads=downloads)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    srv = DrainingServer(config, worker, grace_s, timer=timer)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -61,7 +68,7 @@ def running_server(max_queue: int = 4, downloads: Downloads | None = None, **wor
     port = srv.servers[0].sockets[0].getsockname()[1]
     assert worker.ready.wait(60)
     try:
-        yield Running(f"http://127.0.0.1:{port}", worker)
+        yield Running(f"http://127.0.0.1:{port}", worker, srv, thread)
     finally:
         srv.should_exit = True
         thread.join(timeout=10)

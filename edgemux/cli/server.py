@@ -58,10 +58,19 @@ from .common import budget_option, cli, gpu_layers_option
     is_flag=True,
     help="bind beyond loopback without --api-key (anyone who can reach the port may use it)",
 )
+@click.option(
+    "--grace",
+    "grace_s",
+    type=click.FloatRange(0, 3600),
+    default=10.0,
+    show_default=True,
+    help="on SIGTERM or Ctrl-C, seconds the requests in flight get to finish before they are cancelled "
+    "(their clients get a 503 'server_shutting_down'); a second Ctrl-C stops at once",
+)
 @click.option("--quiet", "-q", is_flag=True, help="no line per request")
 def serve(host: str, port: int, profile: str, budget: str | None, api_key: str | None, max_queue: int, max_body: str,
           n_gpu_layers: int, n_threads: int | None, cells: int, max_sequences: int, allow_hosts: tuple[str, ...],
-          allow_origins: tuple[str, ...], allow_unauthenticated: bool, quiet: bool) -> None:  # fmt: skip
+          allow_origins: tuple[str, ...], allow_unauthenticated: bool, grace_s: float, quiet: bool) -> None:  # fmt: skip
     """An OpenAI-compatible server on HOST:PORT for desktop apps and editors.
 
     \b
@@ -81,7 +90,7 @@ def serve(host: str, port: int, profile: str, budget: str | None, api_key: str |
         import uvicorn
 
         from ..exposure import LOOPBACK_HOSTS, Exposure, is_loopback
-        from ..serve import create_app
+        from ..serve import DrainingServer, create_app
     except ImportError:
         raise errors.InvalidRequestError(
             "edgemux serve needs the server extra: pip install 'edgemux[server]'"
@@ -128,6 +137,7 @@ def serve(host: str, port: int, profile: str, budget: str | None, api_key: str |
     ui.stderr.print(f"edgemux serving on http://{host}:{port}/v1 (profile {worker.default_profile.name}; Ctrl-C stops)")
     app = create_app(worker, api_key=api_key, max_body=parse_bytes(max_body), exposure=exposure)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        DrainingServer(config, worker, grace_s).run()
     finally:
         worker.stop()
