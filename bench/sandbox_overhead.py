@@ -4,7 +4,7 @@ add at most 150 ms per sample, as the median over real recorded programs.
 Each recorded program (bench/runs/*-pot-*.jsonl[.gz]) is run three ways, interleaved so that drift on a
 shared machine hits all of them alike: in the sandbox (what `ask` does), as a bare `python -I -c` subprocess
 (what running a program costs at all), and in the sandbox with the namespaces and syscall filter off (what
-the confinement itself adds). Prints medians and the ratio; --json for RESULTS.
+the confinement itself adds: namespaces, the allow-list root, nobody, the filter). Prints medians and the ratio; --json for RESULTS.
 
     python bench/sandbox_overhead.py [--runs bench/runs/gsm8k-dev-pot-k5.jsonl.gz] [--programs 100]
 """
@@ -23,6 +23,8 @@ from pathlib import Path
 from edgemux import sandbox
 from edgemux.code import extract_program
 from edgemux.runs import read_runs_files
+from edgemux.sandbox import runner
+from edgemux.sandbox.confine import Level
 
 HERE = Path(__file__).parent
 
@@ -55,23 +57,26 @@ def main() -> None:
         for s in record.samples:
             program = extract_program(s.text)
             if program is not None and s.program is not None and s.program.ok:  # programs that ran to the end
-                programs.append(program)
+                programs.append((program, s.program.stdout))
     programs = programs[: args.programs]
     if not programs:
         raise SystemExit("no recorded programs that ran cleanly in those runs")
-    flags, seccomp = sandbox._confinement()
+    unconfined_level = Level(namespaces=False, user_namespace=False, seccomp=False, nobody=False)
     confined, unconfined, plain = [], [], []
-    for program in programs:
+    same = 0  # programs that print what they printed when recorded: the allow-list root lacks nothing they use
+    for program, recorded in programs:
         start = time.perf_counter()
-        sandbox.run_python(program)
+        same += sandbox.run_python(program).stdout == recorded
         confined.append(time.perf_counter() - start)
         start = time.perf_counter()
-        sandbox._launch(program, sandbox.Limits(), 0, False)
+        runner._launch(program, sandbox.Limits(), unconfined_level)
         unconfined.append(time.perf_counter() - start)
         plain.append(bare(program))
     row = {
         "programs": len(programs),
         "isolation": sandbox.isolation(),
+        "level": runner._confinement().name,
+        "same_output_as_recorded": same,
         "sandbox_median_ms": 1000 * statistics.median(confined),
         "sandbox_p90_ms": 1000 * statistics.quantiles(confined, n=10)[-1] if len(confined) > 1 else None,
         "limits_only_median_ms": 1000 * statistics.median(unconfined),
@@ -81,9 +86,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(row, indent=2))
         return
-    print(f"{row['programs']} recorded programs, isolation {row['isolation']}")
+    print(f"{row['programs']} recorded programs, {row['level']}, isolation {row['isolation']}")
+    print(f"  {same} of {row['programs']} print what they printed when recorded")
     print(f"  sandbox (every sample of a pot member):   median {row['sandbox_median_ms']:.0f} ms, p90 {row['sandbox_p90_ms']:.0f} ms")
-    print(f"  limits only (namespaces and filter off):  median {row['limits_only_median_ms']:.0f} ms")
+    print(f"  limits only (no namespaces, root, no filter):  median {row['limits_only_median_ms']:.0f} ms")
     print(f"  bare python -I subprocess:                median {row['bare_subprocess_median_ms']:.0f} ms")
     print(f"  sandbox / bare: {row['ratio_sandbox_to_bare']:.2f}x  (target: the sandbox adds <= 150 ms per sample)")
 

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import InvalidRequestError
-from .sandbox import ProgramRun
-from .types import TASK_KINDS, Sample
+from .types import TASK_KINDS, ProgramRun, Sample
 
 log = logging.getLogger("edgemux.runs")
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import InvalidRequestError
-from .sandbox import ProgramRun
 
 __all__ = [
     "ASK_KINDS",
@@ -28,6 +27,8 @@ __all__ = [
     "ModelStopped",
     "ModelVote",
     "MuxResult",
+    "ProgramRun",
+    "ProgramStatus",
     "PypiSource",
     "Sample",
     "SampleFinished",
@@ -199,6 +200,31 @@ class BatchStep:
     prompt_tokens: int
     elapsed_s: float
     texts: tuple[str, ...] = ()  # text so far per sequence (for streaming); may be empty for scripted engines
+
+
+ProgramStatus = Literal["ok", "error", "timeout", "output-limit", "killed"]
+
+
+@dataclass(frozen=True)
+class ProgramRun:
+    """How a program ended and what it printed. ``status`` comes from the kernel and our watchdog."""
+
+    status: ProgramStatus
+    stdout: str
+    detail: str  # the exception's last line, the signal, or which limit ended it
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict[str, object]:
+        return {"status": self.status, "stdout": self.stdout, "detail": self.detail, "seconds": round(self.seconds, 3)}
+
+    @classmethod
+    def from_json(cls, row: dict[str, object]) -> ProgramRun:
+        return cls(str(row["status"]), str(row.get("stdout", "")), str(row.get("detail", "")),  # type: ignore[arg-type]
+                   float(row.get("seconds", 0.0)))  # type: ignore[arg-type]  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edgemux import code, sandbox
-from edgemux.sandbox import Limits, run_python
+from edgemux.sandbox import Limits, inside, run_python
 
 FAST = Limits(timeout_s=2.0, cpu_s=2)
 LINUX = sys.platform.startswith("linux")
@@ -56,14 +56,26 @@ def test_memory_exhaustion_fails_the_run_not_the_machine() -> None:
     assert not result.ok and "allocated" not in result.stdout
 
 
-def test_isolation_says_what_this_machine_confines() -> None:
-    got = sandbox.isolation()
-    if not LINUX:  # no namespaces and no syscall filter: said, not pretended
-        assert not got["processes"] and not got["files"]
-        return
-    assert got["processes"] and got["network"] and got["limits"]  # seccomp needs no privilege
-    if os.geteuid() == 0:  # root can always make namespaces: CI and the dev machines run as root
-        assert got["files"] and got["process_lifetime"]
+@pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
+def test_the_syscall_filter_as_a_table(machine: str) -> None:
+    column = inside.ARCHES[machine][0]
+    rows = inside.filter_program(machine, own_pid=7)
+    verdict = {"allow": 0x7FFF0000, "eperm": 0x00050001, "kill": 0x80000000}
+    for name, numbers in inside.DENIED.items():
+        if numbers[column] is not None:
+            assert inside.run_filter(rows, machine, numbers[column]) == verdict["eperm"], name
+    for name, numbers in inside.SELF_ONLY.items():
+        assert inside.run_filter(rows, machine, numbers[column], arg0=7) == verdict["allow"], name
+        assert inside.run_filter(rows, machine, numbers[column], arg0=1) == verdict["eperm"], name
+        assert inside.run_filter(rows, machine, numbers[column], arg0=(1 << 32) - 1) == verdict["eperm"], name  # -1
+    read, write, openat = {"x86_64": (0, 1, 257), "aarch64": (63, 64, 56)}[machine]
+    for nr in (read, write, openat):
+        assert inside.run_filter(rows, machine, nr) == verdict["allow"]
+    other = "aarch64" if machine == "x86_64" else "x86_64"  # a call made under another architecture's numbers
+    assert inside.run_filter(rows, other, read) == verdict["kill"]
+    if machine == "x86_64":  # the x32 ABI reaches the same calls under other numbers
+        assert inside.run_filter(rows, machine, inside.X32_BIT + 165) == verdict["eperm"]
+    assert inside.filter_program("riscv64", 7) == []  # no table: run unfiltered, and isolation() says so
 
 
 def test_a_fork_bomb_gets_no_processes() -> None:
