@@ -17,14 +17,17 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .errors import EngineError, InvalidRequestError, PromptTooLongError
 from .gguf import check_file, read_header
 from .llama import default_threads, llama_cpp, model_params
+from .logits import token_logprobs
 from .memory import check_context
 from .osmemory import rss_bytes
 from .samplers import eog_tokens, new_sampler
 from .tokenizer import Tokenizer
-from .types import BatchStep, FinishedSequence, Sampling, StopReason
+from .types import BatchStep, FinishedSequence, Sampling, StopReason, TokenLogprobs
 
 __all__ = ["Engine", "GenerationRequest", "default_threads"]
 
@@ -46,6 +49,8 @@ class _Sequence:
     last_token: int = -1
     batch_pos: int = -1  # where its logits are in the last decoded batch
     done: StopReason | None = None
+    logprobs: list[TokenLogprobs] | None = None  # recorded per token when the request asked for them
+    top_logprobs: int = 0
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class GenerationRequest:
     seeds: Sequence[int]
     stop: Sequence[str] = ()
     ignore_eos: bool = False
+    logprobs: int | None = None  # None: none; n: each token's logprob and confidence, and its n likeliest tokens
 
 
 class Engine:
@@ -95,6 +101,7 @@ class Engine:
             )
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
+        self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self.text = Tokenizer(self._model, self.path.name)
         try:
             self._new_context(n_ctx, n_seq_max)
@@ -189,7 +196,7 @@ class Engine:
 
     @property
     def n_vocab(self) -> int:
-        return int(llama_cpp.llama_vocab_n_tokens(self._vocab))
+        return self._n_vocab
 
     def time_prompt(self, tokens: Sequence[int]) -> float:
         """Seconds to evaluate ``tokens`` as one sequence's prompt from an empty cache (llama-bench's pp)."""
@@ -226,13 +233,16 @@ class Engine:
         stop: Sequence[str] = (),
         *,
         ignore_eos: bool = False,
+        logprobs: int | None = None,
     ) -> Iterator[BatchStep]:
         """Draw len(seeds) samples of ``prompt`` as one batch; yield after every decode step.
 
         ``ignore_eos`` forbids end-of-generation tokens so every sample runs to max_tokens (benchmarks).
+        ``logprobs`` (0-20) records every generated token's logprob and confidence in the finished sequences,
+        with that many most likely alternatives (``logits.token_logprobs``); None computes nothing.
         Closing the generator early cancels the live sequences and frees their cells.
         """
-        steps = self.generate_many([GenerationRequest(prompt, sampling, seeds, stop, ignore_eos)])
+        steps = self.generate_many([GenerationRequest(prompt, sampling, seeds, stop, ignore_eos, logprobs)])
         try:
             for step in steps:
                 if step[0] is not None:
@@ -320,17 +330,24 @@ class Engine:
             eog = self._eog_tokens() if r.ignore_eos else ()
             n = len(r.prompt)
             groups.append([_Sequence(i, next_id + i, new_sampler(self._vocab, r.sampling, seed, eog=eog),
-                                     r.sampling.max_tokens, r.stop, pos=n, prompt_len=n)
+                                     r.sampling.max_tokens, r.stop, pos=n, prompt_len=n,
+                                     logprobs=None if r.logprobs is None else [], top_logprobs=r.logprobs or 0)
                            for i, seed in enumerate(r.seeds)])  # fmt: skip
             next_id += len(r.seeds)
         return groups
 
     def _sample(self, s: _Sequence, finished: list[FinishedSequence], start: float) -> None:
         token = llama_cpp.llama_sampler_sample(s.sampler, self._ctx, s.batch_pos)
+        if s.logprobs is not None and not llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            # The same logits the sampler chain read, before it: the model's distribution, not the chain's.
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, s.batch_pos), shape=(self._n_vocab,))
+            s.logprobs.append(token_logprobs(logits, token, s.top_logprobs))
         self._advance(s, token, s.max_tokens, s.stop)
         if s.done is not None:  # free its own cells; the prompt's stay (shared, and cached for the next call)
             llama_cpp.llama_memory_seq_rm(self._memory, s.seq_id, s.prompt_len, -1)
-            finished.append(FinishedSequence(s.index, s.text, s.tokens, s.done, time.perf_counter() - start))
+            logprobs = tuple(s.logprobs) if s.logprobs is not None else None
+            finished.append(FinishedSequence(s.index, s.text, s.tokens, s.done, time.perf_counter() - start,
+                                             logprobs=logprobs))  # fmt: skip
 
     def _drop(self, group: list[_Sequence]) -> None:
         for s in group:

@@ -119,8 +119,9 @@ class RemoteEngine:
         return self._closed
 
     def generate(
-        self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = ()
-    ) -> Iterator[BatchStep]:
+        self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = (),
+        *, logprobs: int | None = None,
+    ) -> Iterator[BatchStep]:  # fmt: skip
         """All ``len(seeds)`` samples, streamed; closing the generator cancels the requests still running."""
         text = bytes(prompt).decode()
         k = len(seeds)

@@ -7,7 +7,10 @@ is there is never run twice. ``.jsonl.gz`` files (the shipped runs) are read the
     {"task": "gsm8k-test-0013", "model": "qwen2.5-coder-1.5b", "kind": "number", "reference": "18",
      "n_choices": null, "settings": {"k": 5, "temperature": 0.3, ..., "instruction": "..."},
      "prompt_tokens": 96, "samples": [{"index": 0, "seed": 1234, "text": "...", "answer": "18",
-     "tokens": 212, "stop": "eos", "seconds": 9.8}, ...]}
+     "tokens": 212, "stop": "eos", "seconds": 9.8, "lp": [-0.01, ...], "tc": [14.2, ...]}, ...]}
+
+``lp`` and ``tc`` (when the engine gave them) are each generated token's logprob and confidence
+(``types.TokenSignals``), rounded to what a vote can tell apart; older files have neither.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import InvalidRequestError
-from .types import TASK_KINDS, ProgramRun, Sample
+from .types import TASK_KINDS, ProgramRun, Sample, TokenSignals
 
 log = logging.getLogger("edgemux.runs")
 
@@ -69,7 +72,8 @@ class Record:
             "samples": [
                 {"index": s.index, "seed": s.seed, "text": s.text, "answer": s.answer, "tokens": s.tokens,
                  "stop": s.stop_reason, "seconds": round(s.seconds, 3),
-                 **({"program": s.program.to_json()} if s.program else {})}
+                 **({"program": s.program.to_json()} if s.program else {}),
+                 **(_signals_json(s.signals) if s.signals else {})}
                 for s in self.samples
             ],
         }  # fmt: skip
@@ -95,7 +99,7 @@ def _record(row: Any, where: str) -> Record:
             raise InvalidRequestError(f"{where}: sample {j}: 'program' should be an object with a status")
         samples.append(
             Sample(row["model"], s["index"], s["seed"], s["text"], s["answer"], s["tokens"], s["stop"], s["seconds"],
-                   ProgramRun.from_json(program) if program else None)  # fmt: skip
+                   ProgramRun.from_json(program) if program else None, signals=_signals(s, f"{where}: sample {j}"))  # fmt: skip
         )
     return Record(
         str(row["task"]), str(row["model"]), row["kind"], row.get("reference"), row.get("n_choices"),
@@ -105,6 +109,20 @@ def _record(row: Any, where: str) -> Record:
         tuple(str(a) for a in row["aliases"]) if isinstance(row.get("aliases"), list) and row["aliases"] else None,
         str(row["question"]) if isinstance(row.get("question"), str) else None,
     )  # fmt: skip
+
+
+def _signals_json(signals: TokenSignals) -> dict[str, list[float]]:
+    return {"lp": [round(x, 4) for x in signals.logprobs], "tc": [round(x, 3) for x in signals.confidences]}
+
+
+def _signals(s: dict[str, Any], where: str) -> TokenSignals | None:
+    if "lp" not in s and "tc" not in s:
+        return None
+    lp, tc = s.get("lp"), s.get("tc")
+    if not (isinstance(lp, list) and isinstance(tc, list) and len(lp) == len(tc)
+            and all(isinstance(x, (int, float)) for x in (*lp, *tc))):  # fmt: skip
+        raise InvalidRequestError(f"{where}: 'lp' and 'tc' should be two lists of numbers of the same length")
+    return TokenSignals(tuple(float(x) for x in lp), tuple(float(x) for x in tc))
 
 
 def _open_text(path: Path) -> TextIO:

@@ -44,6 +44,7 @@ from .types import (
     Sample,
     Sampling,
     SamplingStarted,
+    TokenSignals,
 )
 
 log = logging.getLogger("edgemux.runtime")
@@ -192,7 +193,9 @@ class Mux:
             if first:
                 yield SamplingStarted(name, sampling.k, len(tokens))
             busy.add(member.model)
-            generator: Iterator[BatchStep] = engine.generate(tokens, sampling, [seeds[i] for i in indices], stop)
+            generator: Iterator[BatchStep] = engine.generate(
+                tokens, sampling, [seeds[i] for i in indices], stop, logprobs=0
+            )
             return generator
 
         def finish(name: str) -> None:
@@ -313,7 +316,8 @@ class Mux:
             tokens, stop = self._prompt_tokens(
                 engine, member, format_question(question, choices, tests), self.profile, sampling
             )
-            finished = [f for step in engine.generate(tokens, sampling, seeds, stop) for f in step.finished]
+            steps = engine.generate(tokens, sampling, seeds, stop, logprobs=0)
+            finished = [f for step in steps for f in step.finished]
         finally:
             self.resident.release(member.model)
         samples = [_sample(member, f, seeds, self.profile.kind, n_choices, tests, choices) for f in finished]
@@ -382,5 +386,6 @@ def _sample(
                        n_choices=n_choices, tests=tuple(tests) if tests else None, choices=choices)  # fmt: skip
     if program is not None and not program.ok:
         log.info("%s sample %d: its program %s (%s)", member.name, f.index, program.status, program.detail)
+    signals = TokenSignals.of(f.logprobs) if f.logprobs is not None else None
     return Sample(member.name, f.index, seeds[f.index], f.text, answer, f.tokens, f.stop_reason, f.seconds, program,
-                  f.note)  # fmt: skip
+                  f.note, signals)  # fmt: skip

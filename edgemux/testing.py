@@ -7,17 +7,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from .errors import PromptTooLongError
-from .types import BatchStep, FinishedSequence, ModelSpec, Sampling, StopReason
+from .types import BatchStep, FinishedSequence, ModelSpec, Sampling, StopReason, TokenLogprobs
 
 __all__ = ["FakeEngine", "ReplayEngine", "fake_engine_factory"]
 
 
 class FakeEngine:
     """Sample i's text is ``outputs[i % len(outputs)]``; one word is one token; one step decodes one word
-    for every live sample, the way the real engine steps its batch."""
+    for every live sample, the way the real engine steps its batch. With ``confidences``, every token of
+    sample i has confidence ``confidences[i % len]`` (and logprob minus its inverse) when logprobs are asked."""
 
-    def __init__(self, outputs: Sequence[str], *, n_ctx_train: int = 4096, chat: bool = True) -> None:
+    def __init__(self, outputs: Sequence[str], *, n_ctx_train: int = 4096, chat: bool = True,
+                 confidences: Sequence[float] | None = None) -> None:  # fmt: skip
         self.outputs = list(outputs)
+        self.confidences = list(confidences) if confidences else None
         self.n_ctx_train = n_ctx_train
         self.has_chat_template = chat
         self.closed = False
@@ -36,8 +39,9 @@ class FakeEngine:
         return prompt_tokens + k * max_tokens
 
     def generate(
-        self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = ()
-    ) -> Iterator[BatchStep]:
+        self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = (),
+        *, logprobs: int | None = None,
+    ) -> Iterator[BatchStep]:  # fmt: skip
         self.prompts.append(list(prompt))
         indices = _indices(sampling, seeds)
         words = [self.outputs[i % len(self.outputs)].split(" ") for i in indices]
@@ -52,12 +56,19 @@ class FakeEngine:
                     if not done[i] and step >= limit:
                         done[i] = True
                         reason: StopReason = "eos" if limit == len(words[i]) else "length"
-                        finished.append(FinishedSequence(i, " ".join(words[i][:limit]), limit, reason, step * 0.01))
+                        finished.append(FinishedSequence(i, " ".join(words[i][:limit]), limit, reason, step * 0.01,
+                                                         logprobs=self._logprobs(indices[i], limit, logprobs)))
                 tokens = tuple(min(step, limit) for limit in limits)
                 yield BatchStep(tokens, tuple(finished), len(prompt), step * 0.01)
         except GeneratorExit:
             self.cancelled += 1
             raise
+
+    def _logprobs(self, index: int, tokens: int, asked: int | None) -> tuple[TokenLogprobs, ...] | None:
+        if asked is None or self.confidences is None:
+            return None
+        c = self.confidences[index % len(self.confidences)]
+        return tuple(TokenLogprobs(j, -1.0 / c, c) for j in range(tokens))
 
     def close(self) -> None:
         self.closed = True
@@ -98,8 +109,9 @@ class ReplayEngine(FakeEngine):
         return [self._SCRIPT + index, *super().tokenize(text)]
 
     def generate(
-        self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = ()
-    ) -> Iterator[BatchStep]:
+        self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = (),
+        *, logprobs: int | None = None,
+    ) -> Iterator[BatchStep]:  # fmt: skip
         indices = _indices(sampling, seeds)
         _, recorded_texts, recorded_tokens = self._scripts[prompt[0] - self._SCRIPT]
         if max(indices) >= len(recorded_texts):

@@ -3,6 +3,7 @@ and the typed events that ``Mux.stream`` yields. Quantities carry their unit in 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +35,8 @@ __all__ = [
     "SampleFinished",
     "Sampling",
     "SamplingStarted",
+    "TokenLogprobs",
+    "TokenSignals",
     "WheelPart",
 ]
 
@@ -181,6 +184,31 @@ class Sampling:
 # Results
 
 
+@dataclass(frozen=True, slots=True)
+class TokenLogprobs:
+    """One generated token: its logprob (log-softmax of the raw logits, before the sampler chain), its
+    confidence (minus the mean logprob of the 20 likeliest tokens: DeepConf's), and the likeliest tokens
+    with their logprobs, most likely first (as many as were asked for)."""
+
+    token: int
+    logprob: float
+    confidence: float
+    top: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class TokenSignals:
+    """What a vote and a runs file keep of one sample's tokens: each one's logprob and confidence
+    (``TokenLogprobs`` without the alternatives). ``confidence.py`` turns them into a sample's score."""
+
+    logprobs: tuple[float, ...]
+    confidences: tuple[float, ...]
+
+    @classmethod
+    def of(cls, tokens: Sequence[TokenLogprobs]) -> TokenSignals:
+        return cls(tuple(t.logprob for t in tokens), tuple(t.confidence for t in tokens))
+
+
 @dataclass(frozen=True)
 class FinishedSequence:
     index: int
@@ -189,6 +217,7 @@ class FinishedSequence:
     stop_reason: StopReason
     seconds: float  # from the start of generate(), prompt evaluation included
     note: str = ""  # a failed sample: why (a remote request's error)
+    logprobs: tuple[TokenLogprobs, ...] | None = None  # one per generated token, when they were asked for
 
 
 @dataclass(frozen=True)
@@ -241,6 +270,7 @@ class Sample:
     seconds: float
     program: ProgramRun | None = None  # program-of-thought members: how the sample's program ran
     note: str = ""  # a failed sample: why (a remote request's error)
+    signals: TokenSignals | None = None  # per-token logprob and confidence; None where the engine gave none
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from edgemux.runs import RunWriter, read_runs
 from edgemux.runtime import LoadOptions, Mux
 from edgemux.tasks import guess_kind, load_tasks
 from edgemux.testing import fake_engine_factory
-from edgemux.types import Sampling
+from edgemux.types import Sampling, TokenSignals
 
 
 def write_tasks(path: Path, rows: list[dict[str, object]]) -> Path:
@@ -154,6 +154,15 @@ def test_runs_files_read_gz_and_reject_bad_lines(fake_models: list[str], tmp_pat
     del row["samples"][1]["answer"]
     bad(json.dumps(row) + "\n", "sample 1 lacks one of")
     bad(json.dumps({"task": "x"}) + "\n", "missing model, kind, settings, samples")
+    row = json.loads(lines[0])
+    row["samples"][0].update(lp=[-0.5, -0.25], tc=[3.0])
+    bad(json.dumps(row) + "\n", "sample 0: 'lp' and 'tc' should be two lists")
+    row["samples"][0].update(tc=[3.0, 9.5])
+    (tmp_path / "signals.jsonl").write_text(json.dumps(row) + "\n")
+    (record,) = read_runs(tmp_path / "signals.jsonl")
+    assert record.samples[0].signals == TokenSignals((-0.5, -0.25), (3.0, 9.5))
+    assert json.loads(record.to_json())["samples"][0]["tc"] == [3.0, 9.5]
+    assert record.samples[1].signals is None  # older files have none
 
 
 # -- the command with the real model ----------------------------------------------------------------------
@@ -181,6 +190,11 @@ def test_collect_command_with_the_real_model(smollm2_in_home: Path, tmp_path: Pa
     assert [r.task for r in records] == ["t1", "t2"]
     assert all(r.prompt_tokens > 10 and len({s.seed for s in r.samples}) == 2 for r in records)
     assert all(0 < s.tokens <= 24 and s.text for r in records for s in r.samples)
+    # every generated token's logprob and confidence, kept to 4 and 3 decimals
+    assert all(s.signals and len(s.signals.logprobs) == len(s.signals.confidences) == s.tokens
+               for r in records for s in r.samples)  # fmt: skip
+    assert all(lp <= 0 < c for r in records for s in r.samples if s.signals
+               for lp, c in zip(s.signals.logprobs, s.signals.confidences, strict=True))  # fmt: skip
     again = CliRunner().invoke(cli, args)  # nothing left to do: nothing is run twice
     assert again.exit_code == 0 and "2 of 2 already" in again.output
     assert read_runs(out) == records

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -218,3 +219,70 @@ def test_a_sample_drawn_alone_is_reproducible(engine: Engine) -> None:
     first = run(engine, sampling, seeds=[4])
     again = run(engine, sampling, seeds=[4])
     assert [f.text for f in first] == [f.text for f in again] and first[0].text
+
+
+def logprobs_of(engine: Engine, sampling: Sampling, seeds: list[int], top: int = 5) -> list[FinishedSequence]:
+    finished = [f for step in engine.generate(prompt(engine), sampling, seeds, logprobs=top) for f in step.finished]
+    return sorted(finished, key=lambda f: f.index)
+
+
+def test_logprobs_are_recorded_for_every_generated_token(engine: Engine) -> None:
+    (f,) = logprobs_of(engine, Sampling(temperature=0.0, max_tokens=24), [0])
+    assert f.logprobs is not None and len(f.logprobs) == f.tokens
+    for t in f.logprobs:
+        assert t.top[0] == (t.token, t.logprob)  # greedy takes the likeliest token
+        assert [lp for _, lp in t.top] == sorted((lp for _, lp in t.top), reverse=True) and len(t.top) == 5
+        assert sum(math.exp(lp) for _, lp in t.top) <= 1 + 1e-6 and t.logprob <= 0
+        assert t.confidence >= -t.top[-1][1]  # minus the mean of the top 20, the top 5 included
+    without = run(engine, Sampling(temperature=0.0, max_tokens=24), [0])[0]
+    assert without.logprobs is None and without.text == f.text
+
+
+def test_logprobs_come_before_the_sampler_chain(engine: Engine) -> None:
+    # The first token's distribution depends on the prompt only: whatever the temperature, its logprobs
+    # are the model's (llama-server's /v1 semantics), and asking for them leaves the samples as they were.
+    hot = logprobs_of(engine, Sampling(temperature=1.5, max_tokens=8), [1, 2])
+    cold = logprobs_of(engine, Sampling(temperature=0.0, max_tokens=8), [1])
+    assert hot[0].logprobs and cold[0].logprobs
+    (hot_first, cold_first) = (hot[0].logprobs[0], cold[0].logprobs[0])
+    assert [t for t, _ in hot_first.top] == [t for t, _ in cold_first.top]
+    assert [lp for _, lp in hot_first.top] == pytest.approx([lp for _, lp in cold_first.top], abs=1e-3)
+    assert [f.text for f in hot] == [f.text for f in run(engine, Sampling(temperature=1.5, max_tokens=8), [1, 2])]
+
+
+def test_each_sequence_of_a_batch_gets_its_own_logprobs(engine: Engine) -> None:
+    # min-p 0.05 runs on the raw logits, so every token the chain let through has a logprob within log(0.05)
+    # of its own distribution's best. Logits read from another sequence's row would break that at once.
+    hot = Sampling(temperature=1.5, max_tokens=32, min_p=0.05, top_k=0, top_p=1.0)
+    out = logprobs_of(engine, hot, [21, 22, 23, 24], top=1)
+    tokens = [t for f in out for t in (f.logprobs or ())]
+    assert len(tokens) == sum(f.tokens for f in out) > 60
+    assert all(t.logprob >= t.top[0][1] + math.log(0.05) - 1e-6 for t in tokens)
+    assert sum(t.token != t.top[0][0] for t in tokens) > 10  # hot enough that the check means something
+
+
+def test_logprobs_match_llama_cpp_python_teacher_forced(engine: Engine, smollm2_path: Path) -> None:
+    # An independent computation: llama-cpp-python's Llama evaluates prompt + sampled tokens in one pass and
+    # keeps every position's logits; their log-softmax at each sampled token is the logprob we recorded. The
+    # two differ by kernel rounding (a different batch shape over 4-bit weights: up to ~0.3 nats where the
+    # model hesitates, 0 where it is sure), so the check is on the median and on gross errors.
+    import numpy as np
+    from llama_cpp import Llama
+
+    (f,) = logprobs_of(engine, Sampling(temperature=0.8, max_tokens=16), [3], top=0)
+    assert f.logprobs
+    p = prompt(engine)
+    tokens = [t.token for t in f.logprobs]
+    llm = Llama(model_path=str(smollm2_path), n_ctx=512, logits_all=True, n_threads=2, verbose=False)
+    try:
+        llm.eval(p + tokens)
+        scores = np.asarray(llm.scores[len(p) - 1 : len(p) - 1 + len(tokens)], dtype=np.float64)
+    finally:
+        llm.close()
+    z = scores.max(axis=1) + np.log(np.exp(scores - scores.max(axis=1, keepdims=True)).sum(axis=1))
+    expected = scores[np.arange(len(tokens)), tokens] - z
+    confidence = -(np.sort(scores, axis=1)[:, -20:] - z[:, None]).mean(axis=1)
+    logprob_error = np.abs(np.array([t.logprob for t in f.logprobs]) - expected)
+    confidence_error = np.abs(np.array([t.confidence for t in f.logprobs]) - confidence)
+    assert np.median(logprob_error) < 0.02 and logprob_error.max() < 0.5, logprob_error
+    assert np.median(confidence_error) < 0.05 and confidence_error.max() < 0.5, confidence_error

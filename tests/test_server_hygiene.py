@@ -32,7 +32,7 @@ class StallingEngine(FakeEngine):
     """Never finishes a sample: every step adds a token to each (a request stays in flight until cancelled)."""
 
     def generate(self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int],
-                 stop: Sequence[str] = ()) -> Iterator[BatchStep]:  # fmt: skip
+                 stop: Sequence[str] = (), *, logprobs: int | None = None) -> Iterator[BatchStep]:  # fmt: skip
         step = 0
         try:
             while True:
