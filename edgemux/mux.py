@@ -11,28 +11,47 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from .confidence import VoteRule, weights
 from .types import Decision, ModelVote, Sample
 
 __all__ = ["decide", "tally"]
 
+COUNT = VoteRule()
 
-def tally(model: str, samples: Sequence[Sample], validation_accuracy: float | None = None) -> ModelVote:
-    """One model's vote from its samples (in the order they were drawn: sample index order)."""
+
+def tally(
+    model: str, samples: Sequence[Sample], validation_accuracy: float | None = None, rule: VoteRule = COUNT
+) -> ModelVote:
+    """One model's vote from its samples (in the order they were drawn: sample index order), each sample
+    weighed by ``rule`` (``confidence.weights``; every sample weighs 1 under the default count rule)."""
     ordered = sorted(samples, key=lambda s: s.index)
+    weight = weights(ordered, rule)
+    vote = rule.vote if _all_signals(ordered, rule) else "count"  # weights() fell back to counting
     counts: dict[str, int] = {}
-    for s in ordered:
+    mass: dict[str, float] = {}
+    for s, w in zip(ordered, weight, strict=True):
         if s.answer is not None:
             counts[s.answer] = counts.get(s.answer, 0) + 1  # dicts keep first-appearance order
+            mass[s.answer] = mass.get(s.answer, 0.0) + w
     answer: str | None = None
-    best = 0
-    for candidate, count in counts.items():
-        if count > best:  # strict: an equal count later does not displace the earlier answer
-            answer, best = candidate, count
-    confidence = best / len(ordered) if ordered else 0.0
-    return ModelVote(model, tuple(ordered), tuple(counts.items()), answer, confidence, validation_accuracy)
+    best = 0.0
+    for candidate, m in mass.items():
+        if m > best:  # strict: an equal weight later does not displace the earlier answer
+            answer, best = candidate, m
+    total = sum(weight)
+    shares = tuple((a, m / total) for a, m in mass.items()) if total else ()
+    confidence = best / total if total else 0.0
+    return ModelVote(model, tuple(ordered), tuple(counts.items()), answer, confidence, validation_accuracy, vote,
+                     shares)  # fmt: skip
+
+
+def _all_signals(samples: Sequence[Sample], rule: VoteRule) -> bool:
+    return rule.vote != "count" and bool(samples) and all(s.signals is not None for s in samples)
 
 
 def _fraction(vote: ModelVote) -> str:
+    if vote.vote != "count":
+        return f"{vote.confidence:.0%} of the weight"
     best = dict(vote.counts).get(vote.answer, 0) if vote.answer is not None else 0
     return f"{best}/{len(vote.samples)}"
 

@@ -281,8 +281,10 @@ class ModelVote:
     samples: tuple[Sample, ...]
     counts: tuple[tuple[str, int], ...]  # in order of first appearance
     answer: str | None
-    confidence: float  # count of the majority answer / number of samples drawn
+    confidence: float  # the majority answer's share: its count / samples drawn (weighted votes: its weight / all)
     validation_accuracy: float | None = None
+    vote: str = "count"  # the rule that weighed the samples (confidence.VOTES); count when a sample had no signals
+    shares: tuple[tuple[str, float], ...] = ()  # each answer's share under that rule, as ``counts``
 
     @property
     def unparsable(self) -> int:

@@ -1,0 +1,111 @@
+"""How sure a sample was, from its own tokens, and votes that weigh samples by it (pure; issue 25).
+
+The engine records, for every generated token, its logprob and its *token confidence*: minus the mean
+logprob of the 20 likeliest tokens (DeepConf, arXiv 2508.15260: high when the model's distribution is
+peaked, low when it hesitates). A sample's score is one of:
+
+- ``mean_logprob``: the mean logprob of its tokens (the length-normalised sequence probability; CISC's
+  cheapest signal);
+- ``lowest_group``: the lowest mean token confidence over any ``window`` consecutive tokens (DeepConf's trace
+  score: one stretch where the model lost its way marks the whole sample). DeepConf uses 2048-token windows
+  on long chains; our answers are 30-400 tokens, so the window is a parameter fitted on validation data;
+- ``tail``: the mean token confidence of its last ``window`` tokens (where the answer is written);
+- ``bottom_share``: the mean of its lowest 10 % of window confidences (ReASC's stage-one score).
+
+A vote rule turns scores into weights within one member's samples:
+
+- ``count``: every sample weighs 1 (the SLM-MUX paper's rule; the default until measurements say otherwise);
+- ``weighted``: CISC (arXiv 2502.06233): weights are the softmax of the scores at a temperature fitted on
+  validation data, so only the ranking *within* a question matters, not the scores' scale across questions;
+- ``filtered``: DeepConf's offline filter: only the most confident ``keep`` share of the samples vote (at
+  least one), each with weight 1.
+
+A member's share for an answer is the weight of its samples that gave it over the weight of all its samples
+(unparsable ones included, as SLM-MUX divides by k). A sample without signals (a remote member that gave no
+logprobs, a runs file recorded before them) makes the member's vote fall back to ``count``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .errors import InvalidRequestError
+from .types import Sample, TokenSignals
+
+__all__ = ["MEASURES", "VOTES", "VoteRule", "sample_score", "weights"]
+
+MEASURES = ("mean_logprob", "lowest_group", "tail", "bottom_share")
+VOTES = ("count", "weighted", "filtered")
+
+
+@dataclass(frozen=True)
+class VoteRule:
+    """How a member's samples are weighed: ``vote`` (count, weighted, filtered), the ``measure`` that scores a
+    sample and its ``window`` in tokens, the softmax ``temperature`` (weighted) and the share kept (filtered)."""
+
+    vote: str = "count"
+    measure: str = "lowest_group"
+    window: int = 16
+    temperature: float = 1.0
+    keep: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.vote not in VOTES:
+            raise InvalidRequestError(f"unknown vote {self.vote!r}: use one of {', '.join(VOTES)}")
+        if self.measure not in MEASURES:
+            raise InvalidRequestError(f"unknown confidence measure {self.measure!r}: use one of {', '.join(MEASURES)}")
+        if self.window < 1 or not self.temperature > 0 or not 0 < self.keep <= 1:
+            raise InvalidRequestError(
+                f"a vote needs window ≥ 1, temperature > 0 and 0 < keep ≤ 1 "
+                f"(got window {self.window}, temperature {self.temperature}, keep {self.keep})"
+            )
+
+
+def _window_means(values: Sequence[float], window: int) -> list[float]:
+    """The mean of every run of ``window`` consecutive values (one mean of all when there are fewer)."""
+    if len(values) <= window:
+        return [sum(values) / len(values)]
+    running = sum(values[:window])
+    means = [running / window]
+    for i in range(window, len(values)):
+        running += values[i] - values[i - window]
+        means.append(running / window)
+    return means
+
+
+def sample_score(signals: TokenSignals, measure: str, window: int) -> float:
+    """One sample's confidence under ``measure`` (higher: surer). A sample of no tokens scores -inf."""
+    if not signals.logprobs:
+        return -math.inf
+    if measure == "mean_logprob":
+        return sum(signals.logprobs) / len(signals.logprobs)
+    if measure == "tail":
+        tail = signals.confidences[-window:]
+        return sum(tail) / len(tail)
+    means = _window_means(signals.confidences, window)
+    if measure == "lowest_group":
+        return min(means)
+    if measure == "bottom_share":
+        lowest = sorted(means)[: max(1, len(means) // 10)]
+        return sum(lowest) / len(lowest)
+    raise InvalidRequestError(f"unknown confidence measure {measure!r}: use one of {', '.join(MEASURES)}")
+
+
+def weights(samples: Sequence[Sample], rule: VoteRule) -> list[float]:
+    """Each sample's weight in its member's vote, in the order given (all 1.0 under ``count``, or when a
+    sample has no signals)."""
+    if rule.vote == "count" or not samples or any(s.signals is None for s in samples):
+        return [1.0] * len(samples)
+    scores = [sample_score(s.signals, rule.measure, rule.window) for s in samples if s.signals is not None]
+    if rule.vote == "filtered":
+        kept = max(1, math.ceil(rule.keep * len(samples) - 1e-9))
+        order = sorted(range(len(samples)), key=lambda i: (-scores[i], i))  # ties: the earlier sample
+        chosen = set(order[:kept])
+        return [1.0 if i in chosen else 0.0 for i in range(len(samples))]
+    finite = [x for x in scores if x != -math.inf]
+    if not finite:
+        return [1.0] * len(samples)
+    top = max(finite)
+    return [math.exp((x - top) / rule.temperature) if x != -math.inf else 0.0 for x in scores]

@@ -1,0 +1,85 @@
+"""Sample confidence from token signals, and the votes that use it (edgemux.confidence, mux.tally)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from edgemux.confidence import VoteRule, sample_score, weights
+from edgemux.errors import InvalidRequestError
+from edgemux.mux import decide, tally
+from edgemux.types import Sample, TokenSignals
+
+
+def signals(confidences: list[float], logprobs: list[float] | None = None) -> TokenSignals:
+    return TokenSignals(tuple(logprobs or [-0.1] * len(confidences)), tuple(confidences))
+
+
+@pytest.mark.parametrize(
+    ("confidences", "logprobs", "measure", "window", "expected"),
+    [
+        ([5, 5, 5, 5], [-1, -2, -3, -2], "mean_logprob", 2, -2.0),
+        ([9, 9, 1, 1, 9, 9], None, "lowest_group", 2, 1.0),  # one hesitant stretch marks the sample
+        ([9, 9, 1, 3, 9, 9], None, "lowest_group", 3, 13 / 3),  # windows: 19/3, 13/3, 13/3, 21/3
+        ([9, 1], None, "lowest_group", 8, 5.0),  # shorter than the window: the mean of all
+        ([1, 1, 1, 8, 10], None, "tail", 2, 9.0),  # where the answer is written
+        ([1, 2], None, "tail", 5, 1.5),
+        ([10] * 18 + [0, 0], None, "bottom_share", 1, 0.0),  # the lowest 10 % of 20 windows: 2 zeros
+        ([4, 8] * 10, None, "bottom_share", 2, 6.0),
+    ],
+)
+def test_sample_scores(confidences: list[float], logprobs: list[float] | None, measure: str, window: int,
+                       expected: float) -> None:  # fmt: skip
+    assert sample_score(signals(confidences, logprobs), measure, window) == pytest.approx(expected)
+
+
+def test_a_sample_of_no_tokens_scores_lowest() -> None:
+    assert sample_score(TokenSignals((), ()), "lowest_group", 4) == -math.inf
+
+
+def sample(i: int, answer: str | None, confidence: float | None) -> Sample:
+    s = signals([confidence] * 4) if confidence is not None else None
+    return Sample("m", i, i, "", answer, 4, "eos", 0.0, signals=s)
+
+
+def test_weighted_vote_is_a_softmax_of_the_scores() -> None:
+    samples = [sample(0, "1", 10.0), sample(1, "2", 9.0), sample(2, None, 8.0)]
+    w = weights(samples, VoteRule("weighted", "lowest_group", 4, temperature=0.5))
+    assert w == pytest.approx([1.0, math.exp(-2), math.exp(-4)])
+    assert weights(samples, VoteRule("count")) == [1.0, 1.0, 1.0]
+    assert weights(samples, VoteRule("filtered", keep=0.5)) == [1.0, 1.0, 0.0]  # ceil(1.5) = 2 kept
+    assert weights(samples, VoteRule("filtered", keep=0.1)) == [1.0, 0.0, 0.0]  # at least one
+
+
+def test_confidence_can_overturn_a_count_majority() -> None:
+    # Two hesitant samples say 7, one sure sample says 9: counting picks 7, weighing picks 9.
+    samples = [sample(0, "7", 2.0), sample(1, "7", 2.5), sample(2, "9", 12.0)]
+    counted = tally("m", samples)
+    assert (counted.answer, counted.confidence, counted.vote) == ("7", pytest.approx(2 / 3), "count")
+    weighted = tally("m", samples, rule=VoteRule("weighted", temperature=1.0))
+    assert weighted.answer == "9" and weighted.vote == "weighted" and weighted.confidence > 0.99
+    assert dict(weighted.shares)["7"] == pytest.approx(1 - weighted.confidence)
+    assert dict(weighted.counts) == {"7": 2, "9": 1}  # the counts stay what they were
+    filtered = tally("m", samples, rule=VoteRule("filtered", keep=0.33))
+    assert (filtered.answer, filtered.confidence) == ("9", pytest.approx(1.0))
+    assert "of the weight" in decide([weighted]).reason
+
+
+def test_a_member_without_signals_falls_back_to_counting() -> None:
+    samples = [sample(0, "7", 2.0), sample(1, "7", None), sample(2, "9", 12.0)]
+    vote = tally("m", samples, rule=VoteRule("weighted"))
+    assert (vote.answer, vote.vote, vote.confidence) == ("7", "count", pytest.approx(2 / 3))
+
+
+def test_unparsable_samples_keep_their_weight_in_the_denominator() -> None:
+    samples = [sample(0, "5", 10.0), sample(1, None, 10.0)]
+    assert tally("m", samples, rule=VoteRule("weighted")).confidence == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"vote": "majority"}, {"measure": "entropy"}, {"window": 0}, {"temperature": 0}, {"keep": 1.5}]
+)
+def test_bad_rules_are_refused_with_the_choices(kwargs: dict[str, object]) -> None:
+    with pytest.raises(InvalidRequestError, match="unknown|needs"):
+        VoteRule(**kwargs)  # type: ignore[arg-type]
