@@ -289,8 +289,10 @@ class Mux:
 
     def _calibration(self, profile: Profile, k: int, decision: Decision) -> Level | None:
         """The profile's validation accuracy at this answer's agreement, when it was measured for exactly
-        these members at this k and kind (a -k or --kind override is not calibrated)."""
-        if decision.answer is None or profile.kind != self.profile.kind:
+        these members at this k and kind: a ``kind: auto`` profile's levels hold for the questions read as
+        the kind it was measured on (a -k override, or another kind, is not calibrated)."""
+        measured_kind = profile.measured.get("kind", self.profile.kind)
+        if decision.answer is None or profile.kind != measured_kind:
             return None
         agreeing = round(decision.confidence * k)
         return next((lv for lv in levels_of(profile.measured, k) if lv.agreeing == agreeing), None)

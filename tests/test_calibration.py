@@ -87,6 +87,24 @@ def test_an_answer_comes_with_its_calibration(fake_models: list[str], monkeypatc
     assert data["calibration"]["validation_accuracy"] == 0.6 and data["abstained"] is False
 
 
+def test_an_auto_profile_is_calibrated_for_the_kind_it_was_measured_on(
+    fake_models: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The shipped default is `kind: auto` measured on GSM8K: a computation read as a number gets the levels
+    # (it printed no calibration at all before, since "number" != "auto").
+    auto = PROFILE.replace("kind: number", "kind: auto").replace("measured:\n", "measured:\n  kind: number\n")
+    monkeypatch.setattr("edgemux.loader.llama_engine", fake_engine_factory(
+        {"alpha": ["#### 4", "#### 4", "#### 4"], "beta": ["#### 7", "#### 8", "#### 9"]}))  # fmt: skip
+    path = tmp_path / "auto.yaml"
+    path.write_text(auto.format(extra=""))
+    result = CliRunner().invoke(cli, ["ask", "--profile", str(path), "--no-early-stop", "--json", "What is 2+2?"])
+    data = json.loads(result.stdout)
+    assert data["answer"] == "4" and data["calibration"]["agreeing"] == 3
+    assert data["calibration"]["validation_accuracy"] == 0.95
+    words = CliRunner().invoke(cli, ["ask", "--profile", str(path), "--no-early-stop", "--json", "Who wrote Hamlet?"])
+    assert json.loads(words.stdout)["calibration"] is None  # read as open: not what was measured
+
+
 def test_below_min_confidence_it_says_it_is_not_sure(fake_models: list[str], monkeypatch: pytest.MonkeyPatch,
                                                      tmp_path: Path) -> None:  # fmt: skip
     outputs = {"alpha": ["#### 4", "#### 4", "#### 5"], "beta": ["#### 7", "#### 8", "#### 9"]}
