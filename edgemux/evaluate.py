@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from .calibration import CoveragePoint, risk_coverage
+from .confidence import VoteRule
 from .equivalence import Reference, Unifier, reference_of
 from .errors import InvalidRequestError
 from .members import RUN_PROGRAMS_NEEDED, recorded_answer
@@ -144,10 +145,12 @@ def score_runs(
     resident_bytes: Callable[[Sequence[str]], int | None] | None = None,
     run_programs: bool = False,
     measure: str = "lexical",
+    votes: Mapping[str, VoteRule] | None = None,
 ) -> EvalReport:
     """Score the profile's members on recorded samples: every method on the same questions. Nothing is
     executed unless ``run_programs`` (code tasks: their reference programs and answers are run). Open
-    answers are clustered by ``measure``."""
+    answers are clustered by ``measure``. Each of ``votes`` adds SLM-MUX with its samples weighed by that
+    rule (``confidence.VoteRule``), named ``SLM-MUX (name)``, next to the count rule's."""
     models = profile.member_names
     by_task: dict[str, dict[str, Record]] = {}
     for r in records:
@@ -167,7 +170,8 @@ def score_runs(
     if k > collected:
         raise InvalidRequestError(f"k={k} asked, but some records hold only {collected} samples")
     accuracy = {m.name: m.validation_accuracy for m in profile.models}
-    scores = _method_scores(models, k, resident_bytes)
+    votes = dict(votes or {})
+    scores = _method_scores(models, k, resident_bytes, [mux_name(v) for v in votes])
     left_out: dict[str, int] = {}
     outcomes = []
     for task, per in by_task.items():
@@ -188,30 +192,32 @@ def score_runs(
         read = {m: _first_k(per[m], k, kind, rescore, run_programs) for m in models}
         unify.prepare([s.answer for m in models for s in read[m]])
         samples = {m: [replace(s, answer=unify(s.answer)) for s in read[m]] for m in models}
-        outcomes.append(_score_question(task, ref, read, samples, kind, k, accuracy, scores))
+        outcomes.append(_score_question(task, ref, read, samples, kind, k, accuracy, scores, votes))
     if not outcomes:
         reasons = "; ".join(f"{n} {why}" for why, n in left_out.items()) or "no tasks"
         raise InvalidRequestError(f"nothing to score: {reasons}")
     return EvalReport(profile.name, kind, k, models, list(scores.values()), outcomes, left_out)
 
 
-def _method_scores(models: Sequence[str], k: int, resident_bytes: Callable[[Sequence[str]], int | None] | None
-                   ) -> dict[str, MethodScore]:  # fmt: skip
+def _method_scores(models: Sequence[str], k: int, resident_bytes: Callable[[Sequence[str]], int | None] | None,
+                   weighted: Sequence[str] = ()) -> dict[str, MethodScore]:  # fmt: skip
     """An empty score per method, in report order: each member's one sample, each member's majority of k,
-    then the pooled vote, SLM-MUX and the oracle (with the bytes each keeps resident, when known)."""
-    names = [single_name(m) for m in models] + [consistency_name(m, k) for m in models] + [POOLED, MUX, ORACLE]
+    then the pooled vote, SLM-MUX, SLM-MUX under each other vote rule and the oracle (with the bytes each
+    keeps resident, when known)."""
+    ensemble = [POOLED, MUX, *weighted, ORACLE]
+    names = [single_name(m) for m in models] + [consistency_name(m, k) for m in models] + ensemble
     scores = {name: MethodScore(name) for name in names}
     if resident_bytes is not None:
         for m in models:
             scores[single_name(m)].resident_bytes = scores[consistency_name(m, k)].resident_bytes = resident_bytes([m])
-        for name in (POOLED, MUX, ORACLE):
+        for name in ensemble:
             scores[name].resident_bytes = resident_bytes(models)
     return scores
 
 
 def _score_question(task: str, ref: Reference, read: Mapping[str, list[Sample]], samples: Mapping[str, list[Sample]],
-                    kind: str, k: int, accuracy: Mapping[str, float | None], scores: Mapping[str, MethodScore]
-                    ) -> QuestionOutcome:  # fmt: skip
+                    kind: str, k: int, accuracy: Mapping[str, float | None], scores: Mapping[str, MethodScore],
+                    votes: Mapping[str, VoteRule]) -> QuestionOutcome:  # fmt: skip
     """Every method's answer to one question (``read``: each member's first k samples as extracted;
     ``samples``: the same with equivalent answers unified), added to ``scores``."""
     models = list(samples)
@@ -234,10 +240,18 @@ def _score_question(task: str, ref: Reference, read: Mapping[str, list[Sample]],
     answers[POOLED], answers[MUX] = pooled, decision.answer
     scores[POOLED].add(ref.is_right(pooled), all_tokens, all_seconds)
     scores[MUX].add(ref.is_right(decision.answer), all_tokens, all_seconds)
+    for name, rule in votes.items():
+        weighed = decide([tally(m, samples[m], accuracy[m], rule) for m in models])
+        answers[mux_name(name)] = said([weighed.winner] if weighed.winner else [], weighed.answer)
+        scores[mux_name(name)].add(ref.is_right(answers[mux_name(name)]), all_tokens, all_seconds)
     oracle_right = any(ref.is_right(answers[consistency_name(m, k)]) for m in models)
     answers[ORACLE] = ref.answer if oracle_right else None
     scores[ORACLE].add(oracle_right, all_tokens, all_seconds)
     return QuestionOutcome(task, ref.answer, answers, decision.confidence, ref.is_right(decision.answer))
+
+
+def mux_name(vote: str) -> str:
+    return f"{MUX} ({vote})"
 
 
 def _own_words(kind: str, read: Mapping[str, list[Sample]], unified: Mapping[str, list[Sample]]

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from edgemux.cli import cli
+from edgemux.confidence import VoteRule
 from edgemux.errors import InvalidRequestError
 from edgemux.evaluate import score_runs, wilson
 from edgemux.profiles import Profile, ProfileModel
@@ -133,3 +134,27 @@ def test_live_eval_with_the_real_model(smollm2_in_home: Path, tmp_path: Path) ->
     again = invoke(*args)  # resumed: nothing is drawn twice
     assert again.exit_code == 0 and (out / "early_stop.jsonl").read_text().splitlines() == lines
     assert len((out / "runs.jsonl").read_text().splitlines()) == 2
+
+
+def test_votes_weighed_by_confidence_are_scored_next_to_the_count(tmp_path: Path) -> None:
+    # The fixed file with token confidences: every sample 5 except on D, where m1's "8" is sure (12) and its
+    # others unsure (1), and m2's "2" is sure (10) and its two "3" unsure (2). By hand, weighted (T = 1): D's m1
+    # share for 8 = e^12 / (e^12 + 2e) beats m2's for 2 = e^10 / (e^10 + 2e^2): 8 ✓; A, B, C as counted: 2 of 4.
+    # Filtered to the surest third (one sample each, ties to the earlier): A 7 ✓ (tie → m1), B m1's 5 ✓
+    # (tie → m1), C m1's 4 ✗, D m1's 8 ✓ (tie → m1): 3 of 4.
+    sure = {("D", "m1"): [1, 12, 1], ("D", "m2"): [2, 10, 2]}
+    lines = []
+    for line in RUNS.read_text().splitlines():
+        row = json.loads(line)
+        for s, c in zip(row["samples"], sure.get((row["task"], row["model"]), [5, 5, 5]), strict=True):
+            s["lp"], s["tc"] = [-0.1] * 3, [float(c)] * 3
+        lines.append(json.dumps(row))
+    path = tmp_path / "runs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    profile = Profile("handcount", "number", (ProfileModel("m1", 0.6), ProfileModel("m2", 0.5)), Sampling(k=3))
+    votes = {"weighted": VoteRule("weighted", "lowest_group", 4, 1.0), "filtered": VoteRule("filtered", keep=0.33)}
+    report = score_runs(read_runs(path), profile, votes=votes)
+    correct = {m.method: m.correct for m in report.methods}
+    assert (correct["SLM-MUX"], correct["SLM-MUX (weighted)"], correct["SLM-MUX (filtered)"]) == (1, 2, 3)
+    assert [q.answers["SLM-MUX (weighted)"] for q in report.questions] == ["7", "9", "4", "8"]
+    assert score_runs(read_runs(RUNS), profile, votes=votes).method("SLM-MUX (weighted)").correct == 1  # no signals: counts

@@ -1,0 +1,115 @@
+"""Votes that use token confidence against the count rule, on recorded runs (issue 25).
+
+For one runs file recorded with token signals (``lp``/``tc``: bench/collect_runs.sh's ``*-conf-*`` files),
+every method is scored on the same questions, side by side: each member's first sample and its majority
+of k (self-consistency), the pooled vote, SLM-MUX with the count rule, SLM-MUX with CISC weights, SLM-MUX
+with the DeepConf filter, and the oracle, with 95 % Wilson intervals.
+
+The weighted and filtered rules have parameters (measure, window, softmax temperature, share kept), and a
+rule fitted on the questions it is scored on flatters itself. So the questions are split in two halves by
+a hash of their id; each rule's parameters are chosen on one half (the best SLM-MUX accuracy, ties to the
+simplest: a longer window, a higher temperature, a larger share kept) and scored on the other, and then the
+halves swap: every question is scored once, by a rule fitted without it. The members' validation accuracy
+(the tie-break) is also taken from the fitting half.
+
+    python bench/confidence_votes.py --runs bench/runs/gsm8k-dev-conf-k8.jsonl -k 8 [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+
+from edgemux.confidence import MEASURES, VoteRule
+from edgemux.evaluate import MUX, EvalReport, consistency_name, mux_name, score_runs, wilson
+from edgemux.profiles import Profile, adhoc_profile
+from edgemux.runs import Record, read_runs_files
+
+WINDOWS = (4, 8, 16, 32, 64)
+TEMPERATURES = (0.25, 0.5, 1.0, 2.0, 4.0)  # in units of the measure (nats for mean_logprob)
+KEEPS = (0.25, 0.5, 0.75)
+
+
+def candidates() -> dict[str, list[VoteRule]]:
+    """Every rule tried, simplest last within a family (so that a tie keeps the simplest, see fit)."""
+    weighted = [VoteRule("weighted", m, w, t) for m, w, t in itertools.product(MEASURES, WINDOWS, TEMPERATURES)]
+    filtered = [VoteRule("filtered", m, w, keep=q) for m, w, q in itertools.product(MEASURES, WINDOWS, KEEPS)]
+    return {"weighted": weighted, "filtered": filtered}
+
+
+def half_of(task: str) -> int:
+    return hashlib.sha256(task.encode()).digest()[0] % 2
+
+
+def with_accuracies(profile: Profile, records: Sequence[Record], k: int) -> Profile:
+    """The profile with each member's validation accuracy (self-consistency at k) measured on ``records``."""
+    report = score_runs(records, profile, k=k)
+    by_name = {s.method: s.accuracy for s in report.scores}
+    models = tuple(replace(m, validation_accuracy=by_name[consistency_name(m.name, k)]) for m in profile.models)
+    return replace(profile, models=models)
+
+
+def fit(records: Sequence[Record], profile: Profile, k: int, rules: list[VoteRule]) -> tuple[VoteRule, float]:
+    report = score_runs(records, profile, k=k, votes={str(i): r for i, r in enumerate(rules)})
+    accuracy = {s.method: s.accuracy for s in report.scores}
+    best = max(range(len(rules)), key=lambda i: (accuracy[mux_name(str(i))], i))  # ties: the later, simpler
+    return rules[best], accuracy[mux_name(str(best))]
+
+
+def cross_fitted(records: Sequence[Record], members: list[str], kind: str, k: int) -> dict[str, object]:
+    halves = [[r for r in records if half_of(r.task) == h] for h in (0, 1)]
+    per_half: list[EvalReport] = []
+    chosen: list[dict[str, object]] = []
+    for fit_on, score_on in ((0, 1), (1, 0)):
+        profile = with_accuracies(adhoc_profile(members, kind), halves[fit_on], k)
+        rules = {family: fit(halves[fit_on], profile, k, tried) for family, tried in candidates().items()}
+        chosen.append({family: {"rule": vars(rule), "fitted_accuracy": acc} for family, (rule, acc) in rules.items()})
+        per_half.append(score_runs(halves[score_on], profile, k=k, votes={f: r for f, (r, _) in rules.items()}))
+    methods = [s.method for s in per_half[0].scores]
+    table = []
+    for method in methods:
+        parts = [next(s for s in report.scores if s.method == method) for report in per_half]
+        correct, n = sum(p.correct for p in parts), sum(p.n for p in parts)
+        tokens = sum(p.tokens for p in parts)
+        low, high = wilson(correct, n)
+        table.append({"method": method, "accuracy": correct / n if n else 0.0, "ci95": [low, high], "correct": correct,
+                      "questions": n, "tokens_per_question": tokens / n if n else 0.0})  # fmt: skip
+    return {"members": members, "kind": kind, "k": k, "questions": sum(r.scores[0].n for r in per_half),
+            "fitted": chosen, "table": table}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", required=True, help="runs file(s) with token signals, comma-separated")
+    parser.add_argument("--models", help="members, comma-separated (default: every model in the runs)")
+    parser.add_argument("-k", type=int, help="samples per member (default: as recorded)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    records = read_runs_files(args.runs)
+    members = args.models.split(",") if args.models else list(dict.fromkeys(r.model for r in records))
+    records = [r for r in records if r.model in members]
+    without = sum(1 for r in records for s in r.samples if s.signals is None)
+    if without:
+        raise SystemExit(f"{without} samples have no token signals: collect them again (bench/collect_runs.sh)")
+    k = args.k or min(r.k for r in records)
+    out = cross_fitted(records, members, records[0].kind, k)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    print(f"{', '.join(members)} at k={k}, {out['questions']} questions ({records[0].kind}); each rule fitted on "
+          "the other half of the questions")  # fmt: skip
+    print(f"  {'method':<44} {'accuracy':>9}  {'95 % interval':>15}")
+    for row in out["table"]:  # type: ignore[attr-defined]
+        low, high = row["ci95"]
+        mark = "  <- count rule" if row["method"] == MUX else ""
+        print(f"  {row['method']:<44} {row['accuracy']:9.1%}  [{low:5.1%}, {high:5.1%}]{mark}")
+    for h, fitted in enumerate(out["fitted"]):  # type: ignore[arg-type]
+        print(f"  fitted on half {h}: " + "; ".join(f"{f}: {v['rule']}" for f, v in fitted.items()))
+
+
+if __name__ == "__main__":
+    main()
