@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from .confidence import VoteRule, weights
+from .confidence import VoteRule, sample_score, weights
 from .types import Decision, ModelVote, Sample
 
 __all__ = ["decide", "tally"]
@@ -41,8 +41,9 @@ def tally(
     total = sum(weight)
     shares = tuple((a, m / total) for a, m in mass.items()) if total else ()
     confidence = best / total if total else 0.0
+    scores = tuple(sample_score(s.signals, rule.measure, rule.window) if s.signals else None for s in ordered)
     return ModelVote(model, tuple(ordered), tuple(counts.items()), answer, confidence, validation_accuracy, vote,
-                     shares)  # fmt: skip
+                     shares, scores)  # fmt: skip
 
 
 def _all_signals(samples: Sequence[Sample], rule: VoteRule) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
+from .confidence import VoteRule
 from .errors import ConfigError, InvalidRequestError, NotFoundError
 from .members import Member, parse_member
 from .types import ASK_KINDS, Sampling
@@ -18,7 +19,7 @@ __all__ = ["Profile", "ProfileModel", "list_profiles", "load_profile"]
 
 _TOP_KEYS = frozenset(
     {"name", "description", "kind", "models", "sampling", "prompt", "n_ctx", "budget", "notes", "measured",
-     "abstain_below", "similarity"}
+     "abstain_below", "similarity", "vote"}
 )
 
 
@@ -45,6 +46,7 @@ class Profile:
     path: Path | None = None
     measured: dict[str, Any] = field(default_factory=dict)  # what `profile build` measured (informational)
     abstain_below: float | None = None  # below this confidence `ask` says it is not sure (exit 10)
+    vote: VoteRule = field(default_factory=VoteRule)  # how a member's samples are weighed (confidence.py)
     similarity: str = "lexical"  # open answers: how two answers are compared (opentext.MEASURES)
 
     @property
@@ -183,7 +185,25 @@ def parse_profile(path: Path) -> Profile:
         measured=top.get("measured", dict, {}),
         abstain_below=_share(top, "abstain_below"),
         similarity=_similarity(top),
+        vote=_vote(top),
     )
+
+
+def _vote(top: Section) -> VoteRule:
+    """``vote: weighted`` or ``vote: {rule: weighted, measure: lowest_group, window: 16, temperature: 0.5}``."""
+    if "vote" not in top.data:
+        return VoteRule()
+    raw = top.data["vote"]
+    section = Section({"rule": raw}, top.path, "vote.") if isinstance(raw, str) else top.section("vote")
+    section = section.only({"rule", "measure", "window", "temperature", "keep"})
+    defaults = VoteRule()
+    try:
+        return VoteRule(section.get("rule", str), section.get("measure", str, defaults.measure),
+                        section.get("window", int, defaults.window),
+                        float(section.get("temperature", (int, float), defaults.temperature)),
+                        float(section.get("keep", (int, float), defaults.keep)))  # fmt: skip
+    except InvalidRequestError as e:
+        raise ConfigError(f"{top.where('vote')}: {e}") from None
 
 
 def _similarity(top: Section) -> str:

@@ -219,9 +219,10 @@ class Mux:
             validation_accuracy=profile.validation_accuracy,
             ranks=ranks,
             policy=self.options.policy,
-            early_stop=self.options.early_stop,
+            early_stop=self._early_stop(profile),
             stop_rule=self.options.stop_rule,
             remote=frozenset(m.name for m in profile.members if self.specs[m.model].is_remote),
+            rule=profile.vote,
         )
         if kind_reason and profile.kind in ("number", "math") and not _gave_numbers(profile, votes):
             # the samples decide: a question taken for a computation whose samples end in no number
@@ -247,7 +248,7 @@ class Mux:
         unify.prepare([a for m in words for a in answers[m.name]])
         for m in words:
             samples = [replace(s, answer=unify(a)) for s, a in zip(votes[m.name].samples, answers[m.name], strict=True)]
-            again[m.name] = tally(m.name, samples, m.validation_accuracy)
+            again[m.name] = tally(m.name, samples, m.validation_accuracy, profile.vote)
         return replace(profile, kind="open", models=words), again, unify
 
     def _result(self, question: str, profile: Profile, sampling: Sampling, decision: Decision, seconds: float,
@@ -269,12 +270,17 @@ class Mux:
             text=winning_text,
             seconds=seconds,
             policy=self.options.policy,
-            early_stop=self.options.early_stop,
+            early_stop=self._early_stop(profile),
             calibration=None if level is None else (level.agreeing, level.k, level.answered, level.right),
             calibration_text="" if level is None else sentence(level, profile.measured),
             min_confidence=threshold,
             abstained=threshold is not None and decision.answer is not None and decision.confidence < threshold,
         )
+
+    def _early_stop(self, profile: Profile) -> bool:
+        """Exact early stop reasons about counts; under a weighted vote one sample still running could
+        outweigh all the others, so every sample is drawn."""
+        return self.options.early_stop and profile.vote.vote == "count"
 
     def _fit_context(self, profile: Profile, sampling: Sampling) -> None:
         """A Mux with its own models sizes their contexts for the samples asked (an API call may ask for more
@@ -292,8 +298,8 @@ class Mux:
         these members at this k and kind: a ``kind: auto`` profile's levels hold for the questions read as
         the kind it was measured on (a -k override, or another kind, is not calibrated)."""
         measured_kind = profile.measured.get("kind", self.profile.kind)
-        if decision.answer is None or profile.kind != measured_kind:
-            return None
+        if decision.answer is None or profile.kind != measured_kind or profile.vote.vote != "count":
+            return None  # the stored levels are agreement counts: a weighted share is not one
         agreeing = round(decision.confidence * k)
         return next((lv for lv in levels_of(profile.measured, k) if lv.agreeing == agreeing), None)
 

@@ -18,9 +18,10 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Literal
 
+from .confidence import VoteRule
 from .earlystop import ModelProgress, outlook
 from .errors import BudgetError
-from .mux import tally
+from .mux import COUNT, tally
 from .types import (
     BatchStep,
     DecodeProgress,
@@ -61,8 +62,10 @@ def decode(
     early_stop: bool = True,
     stop_rule: str = "decision",
     remote: frozenset[str] = frozenset(),
+    rule: VoteRule = COUNT,
 ) -> Generator[Event, None, dict[str, ModelVote]]:
-    """Yield events while the models in ``order`` draw k samples each; return every model's vote."""
+    """Yield events while the models in ``order`` draw k samples each; return every model's vote, its
+    samples weighed by ``rule``. Early stop reasons about counts: the runtime turns it off for other rules."""
     pending = list(order)
     running: dict[str, Iterator[BatchStep]] = {}
     # Which samples each model decodes in its next wave: all k at once, except under ``staged``, where
@@ -90,7 +93,7 @@ def decode(
         if cancelled:  # a model whose samples all finished in this very step was not stopped
             log.info("stopping %s (%d samples): %s", model, len(cancelled), reason)
             yield ModelStopped(model, reason, tuple(s.index for s in cancelled))
-        votes[model] = tally(model, samples[model] + cancelled, validation_accuracy(model))
+        votes[model] = tally(model, samples[model] + cancelled, validation_accuracy(model), rule)
         yield ModelFinished(votes[model])
 
     def next_wave(model: str) -> Generator[Event, None, Iterator[BatchStep] | None]:
@@ -126,7 +129,7 @@ def decode(
                             raise BudgetError(f"{model} could not be held again for its next sample")
                         running[model] = generator
                         continue
-                    votes[model] = tally(model, samples[model], validation_accuracy(model))
+                    votes[model] = tally(model, samples[model], validation_accuracy(model), rule)
                     yield ModelFinished(votes[model])
                     continue
                 indices = wave_of[model]

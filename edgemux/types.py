@@ -3,6 +3,7 @@ and the typed events that ``Mux.stream`` yields. Quantities carry their unit in 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -285,6 +286,7 @@ class ModelVote:
     validation_accuracy: float | None = None
     vote: str = "count"  # the rule that weighed the samples (confidence.VOTES); count when a sample had no signals
     shares: tuple[tuple[str, float], ...] = ()  # each answer's share under that rule, as ``counts``
+    scores: tuple[float | None, ...] = ()  # each sample's confidence score (the rule's measure); None: no signals
 
     @property
     def unparsable(self) -> int:
@@ -385,6 +387,8 @@ class MuxResult:
                     "answer": v.answer,
                     "confidence": v.confidence,
                     "counts": dict(v.counts),
+                    "vote": v.vote,
+                    "shares": {a: round(x, 4) for a, x in v.shares},
                     "unparsable": v.unparsable,
                     "validation_accuracy": v.validation_accuracy,
                     "samples": [
@@ -396,10 +400,11 @@ class MuxResult:
                             "tokens": s.tokens,
                             "stop_reason": s.stop_reason,
                             "seconds": round(s.seconds, 3),
+                            **({"confidence": round(score, 4)} if (score := _score(v, j)) is not None else {}),
                             **({"program": s.program.to_json()} if s.program else {}),
                             **({"note": s.note} if s.note else {}),
                         }
-                        for s in v.samples
+                        for j, s in enumerate(v.samples)
                     ],
                 }
                 for v in d.votes
@@ -470,3 +475,9 @@ Event = (
     | ModelFinished
     | DecisionMade
 )
+
+
+def _score(vote: ModelVote, index: int) -> float | None:
+    """A sample's confidence score in its member's vote (None when the engine gave no signals)."""
+    score = vote.scores[index] if index < len(vote.scores) else None
+    return score if score is not None and math.isfinite(score) else None

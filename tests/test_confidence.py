@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from edgemux.cli import cli
 from edgemux.confidence import VoteRule, sample_score, weights
 from edgemux.errors import InvalidRequestError
 from edgemux.mux import decide, tally
+from edgemux.testing import FakeEngine
 from edgemux.types import Sample, TokenSignals
 
 
@@ -83,3 +89,56 @@ def test_unparsable_samples_keep_their_weight_in_the_denominator() -> None:
 def test_bad_rules_are_refused_with_the_choices(kwargs: dict[str, object]) -> None:
     with pytest.raises(InvalidRequestError, match="unknown|needs"):
         VoteRule(**kwargs)  # type: ignore[arg-type]
+
+
+# -- through a profile and `edgemux ask` --------------------------------------------------------------------
+
+
+PROFILE = """name: conf
+kind: number
+models:
+  - {{name: alpha, validation_accuracy: 0.8}}
+  - {{name: beta, validation_accuracy: 0.5}}
+sampling: {{k: 3, max_tokens: 50, seed: 3}}
+{vote}
+"""
+
+
+def ask_json(fake_models: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, vote: str,
+             *args: str) -> tuple[int, dict[str, Any], str]:  # fmt: skip
+    # alpha: two hesitant 7s and a sure 9; beta: 9, 9, 5, all middling. Counting: alpha and beta tie at 2/3,
+    # alpha wins on validation accuracy with 7. Weighing: alpha's sure 9 carries it, 9 either way.
+    engines = {"alpha": FakeEngine(["#### 7", "#### 7", "#### 9"], confidences=[2.0, 2.5, 12.0]),
+               "beta": FakeEngine(["#### 9", "#### 9", "#### 5"], confidences=[6.0, 6.0, 6.0])}  # fmt: skip
+    monkeypatch.setattr("edgemux.loader.llama_engine", lambda spec, *a: engines[spec.name])
+    path = tmp_path / "conf.yaml"
+    path.write_text(PROFILE.format(vote=vote))
+    result = CliRunner().invoke(cli, ["ask", "--profile", str(path), "--json", *args, "What is 4+5?"])
+    return result.exit_code, json.loads(result.stdout) if result.stdout.startswith("{") else {}, result.output
+
+
+def test_the_profile_and_the_flag_choose_the_vote(fake_models: list[str], monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:  # fmt: skip
+    code, counted, _ = ask_json(fake_models, monkeypatch, tmp_path, "")
+    assert code == 0 and counted["answer"] == "7" and counted["models"][0]["vote"] == "count"
+    assert counted["early_stop"]["enabled"] is True
+    scores = [s["confidence"] for s in counted["models"][0]["samples"]]
+    assert scores == [2.0, 2.5, 12.0]  # every sample's score is shown, whatever the rule
+    code, weighted, _ = ask_json(fake_models, monkeypatch, tmp_path, "vote: {rule: weighted, temperature: 1.0}")
+    alpha = weighted["models"][0]
+    assert code == 0 and weighted["answer"] == "9" and weighted["winner"] == "alpha" and alpha["vote"] == "weighted"
+    assert alpha["shares"]["9"] == pytest.approx(math.exp(12) / (math.exp(12) + math.exp(2) + math.exp(2.5)), abs=1e-4)
+    assert weighted["early_stop"]["enabled"] is False and weighted["calibration"] is None
+    code, flagged, _ = ask_json(fake_models, monkeypatch, tmp_path, "", "--vote", "filtered")
+    assert code == 0 and flagged["answer"] == "9" and flagged["models"][0]["vote"] == "filtered"
+
+
+@pytest.mark.parametrize(
+    ("vote", "message"),
+    [("vote: majority", "unknown vote 'majority'"), ("vote: {rule: weighted, window: 0}", "window ≥ 1"),
+     ("vote: {rule: weighted, colour: red}", "colour")],
+)
+def test_a_malformed_vote_in_a_profile_names_the_key(fake_models: list[str], monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path, vote: str, message: str) -> None:  # fmt: skip
+    code, _, output = ask_json(fake_models, monkeypatch, tmp_path, vote)
+    assert code == 4 and message in output and "Traceback" not in output

@@ -159,15 +159,13 @@ def test_a_failing_remote_member_counts_as_unparsable_and_the_others_answer(
         if mode == "refused":
             url = "http://127.0.0.1:9/v1"  # the discard port: nothing listens
         register_remote(RemoteSource(url, "m", read_timeout_s=1.0, connect_timeout_s=1.0), "flaky", Catalog())
-        start = time.monotonic()
         with Mux(_profile("flaky", TEST_MODEL, k=2), load=LoadOptions(n_threads=2)) as mux:
             result = mux.ask(QUESTION)
-        elapsed = time.monotonic() - start
     assert reason in result.failures["flaky"]
     flaky = next(v for v in result.decision.votes if v.model == "flaky")
     assert flaky.unparsable == 2 and flaky.answer is None
-    assert result.decision.winner == TEST_MODEL or result.answer is None
-    assert elapsed < 30
+    assert result.decision.winner == TEST_MODEL or result.answer is None  # no wall-clock check: the
+    # reason above says the 1 s read timeout ended it, and the retries are counted below
     if mode == "503":
         assert faulty_server.requests == remote.RETRIES + 1  # type: ignore[attr-defined]
     assert (

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from .. import errors, fetch
+from ..confidence import VOTES
 from ..scheduler import POLICIES, STOP_RULES
 from .common import ABSTAIN_EXIT, NO_ANSWER_EXIT, budget_option, chosen_profile, cli, gpu_layers_option, profile_options
 
@@ -33,13 +34,17 @@ from .common import ABSTAIN_EXIT, NO_ANSWER_EXIT, budget_option, chosen_profile,
 @click.option("--similarity", type=click.Choice(["lexical", "embedding"]), default=None,
               help="open answers: lexical (word overlap, rapidfuzz) or embedding (a pool model through llama.cpp) "
                    "[the profile's, else lexical]")  # fmt: skip
+@click.option("--vote", type=click.Choice(VOTES), default=None,
+              help="count: samples agreeing (SLM-MUX); weighted: each sample weighed by its token confidence "
+                   "(CISC); filtered: only the most confident samples vote (DeepConf). Weighted votes draw every "
+                   "sample (no early stop) [the profile's, else count]")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="print the whole result as JSON on stdout")
 @click.option("--explain", is_flag=True, help="print the vote table on stderr after the answer")
 @click.option("--quiet", "-q", is_flag=True, help="no progress or live view; only the answer")
 def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx: int | None, n_gpu_layers: int,
         n_threads: int | None, budget: str | None, policy: str, early_stop: bool, stop_rule: str,
-        choices: tuple[str, ...], min_confidence: float | None, similarity: str | None, as_json: bool, explain: bool,
-        quiet: bool,
+        choices: tuple[str, ...], min_confidence: float | None, similarity: str | None, vote: str | None,
+        as_json: bool, explain: bool, quiet: bool,
         **sampling: Any) -> None:  # fmt: skip
     """Answer QUESTION with the profile's models (use - to read it from stdin).
 
@@ -71,6 +76,8 @@ def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx
         raise errors.InvalidRequestError("the question is empty; pass it as an argument or use - to read stdin")
     if similarity is not None:
         chosen = dataclasses.replace(chosen, similarity=similarity)
+    if vote is not None:
+        chosen = dataclasses.replace(chosen, vote=dataclasses.replace(chosen.vote, vote=vote))
     progress = fetch.NullProgress if quiet else ui.DownloadBar
     options = LoadOptions(n_gpu_layers, n_threads, budget, policy, early_stop, stop_rule)
     with Mux(chosen, load=options, fetch_progress=progress) as mux:

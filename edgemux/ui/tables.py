@@ -31,15 +31,21 @@ def vote_table(result: MuxResult) -> Table:
     d = result.decision
     kind = f"{result.kind}, {result.kind_reason}" if result.kind_reason else result.kind
     clusters = f"; clusters: {result.similarity}" if result.similarity else ""
-    table = Table(title=f"SLM-MUX vote ({kind}, k={result.sampling.k}{clusters})", header_style="bold")
+    rules = sorted({v.vote for v in d.votes})
+    title = f"SLM-MUX vote ({kind}, k={result.sampling.k}{clusters}, {'/'.join(rules)} rule)"
+    table = Table(title=title, header_style="bold")
     table.add_column("member", no_wrap=True, min_width=max(len(v.model) for v in d.votes))
-    for column in ("answers (count)", "unparsable", "majority", "confidence", "val. acc.", ""):
+    for column in ("answers (count)", "unparsable", "majority", "confidence", "val. acc.", "sample confidence", ""):
         table.add_column(column)
     for v in d.votes:
         counts = ", ".join(f"{_short(a)} ({c})" for a, c in v.counts) or "—"
         acc = f"{v.validation_accuracy:.3f}" if v.validation_accuracy is not None else "—"
         mark = "[bold green]winner[/]" if v.model == d.winner else ""
-        table.add_row(v.model, counts, str(v.unparsable), _short(v.answer), f"{v.confidence:.2f}", acc, mark)
+        # each sample's token-confidence score, by the answer it gave (the weights of a weighted vote)
+        scored = [f"{_short(s.answer)}: {x:.1f}" for s, x in zip(v.samples, v.scores, strict=False)
+                  if x is not None and x != float("-inf")]  # fmt: skip
+        table.add_row(v.model, counts, str(v.unparsable), _short(v.answer), f"{v.confidence:.2f}", acc,
+                      ", ".join(scored) or "—", mark)  # fmt: skip
     table.caption = d.reason
     return table
 
