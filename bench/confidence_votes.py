@@ -48,14 +48,14 @@ def half_of(task: str) -> int:
 def with_accuracies(profile: Profile, records: Sequence[Record], k: int) -> Profile:
     """The profile with each member's validation accuracy (self-consistency at k) measured on ``records``."""
     report = score_runs(records, profile, k=k)
-    by_name = {s.method: s.accuracy for s in report.scores}
+    by_name = {s.method: s.accuracy for s in report.methods}
     models = tuple(replace(m, validation_accuracy=by_name[consistency_name(m.name, k)]) for m in profile.models)
     return replace(profile, models=models)
 
 
 def fit(records: Sequence[Record], profile: Profile, k: int, rules: list[VoteRule]) -> tuple[VoteRule, float]:
     report = score_runs(records, profile, k=k, votes={str(i): r for i, r in enumerate(rules)})
-    accuracy = {s.method: s.accuracy for s in report.scores}
+    accuracy = {s.method: s.accuracy for s in report.methods}
     best = max(range(len(rules)), key=lambda i: (accuracy[mux_name(str(i))], i))  # ties: the later, simpler
     return rules[best], accuracy[mux_name(str(best))]
 
@@ -69,16 +69,16 @@ def cross_fitted(records: Sequence[Record], members: list[str], kind: str, k: in
         rules = {family: fit(halves[fit_on], profile, k, tried) for family, tried in candidates().items()}
         chosen.append({family: {"rule": vars(rule), "fitted_accuracy": acc} for family, (rule, acc) in rules.items()})
         per_half.append(score_runs(halves[score_on], profile, k=k, votes={f: r for f, (r, _) in rules.items()}))
-    methods = [s.method for s in per_half[0].scores]
+    methods = [s.method for s in per_half[0].methods]
     table = []
     for method in methods:
-        parts = [next(s for s in report.scores if s.method == method) for report in per_half]
+        parts = [next(s for s in report.methods if s.method == method) for report in per_half]
         correct, n = sum(p.correct for p in parts), sum(p.n for p in parts)
         tokens = sum(p.tokens for p in parts)
         low, high = wilson(correct, n)
         table.append({"method": method, "accuracy": correct / n if n else 0.0, "ci95": [low, high], "correct": correct,
                       "questions": n, "tokens_per_question": tokens / n if n else 0.0})  # fmt: skip
-    return {"members": members, "kind": kind, "k": k, "questions": sum(r.scores[0].n for r in per_half),
+    return {"members": members, "kind": kind, "k": k, "questions": sum(r.methods[0].n for r in per_half),
             "fitted": chosen, "table": table}  # fmt: skip
 
 
