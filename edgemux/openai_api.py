@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from .types import (
     SampleFinished,
     Sampling,
     SamplingStarted,
+    TokenLogprobs,
 )
 
 __all__ = ["ApiError", "ChatRequest", "error_body", "parse_request", "status_of"]
@@ -82,6 +83,7 @@ class ChatRequest:
     seed: int | None = None
     min_confidence: float | None = None
     stop: tuple[str, ...] = ()
+    logprobs: int | None = None  # None: not asked; n: each token's logprob with its n likeliest alternatives
 
     @property
     def is_mux(self) -> bool:
@@ -149,6 +151,7 @@ def _sampling_field(body: dict[str, Any], key: str, name: str | None = None) -> 
     return value
 
 
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit for chat, and what the engine computes anyway (token confidence)
 MODEL_ID_MAX = 128
 MODEL_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MODEL_ID_MAX - 1}}}")
 
@@ -199,11 +202,31 @@ def parse_request(body: Any, endpoint: str) -> ChatRequest:
     elif stop is not None:
         raise errors.InvalidRequestError("'stop' must be a string or a list of up to 4 strings")
     request.stream = bool(body.get("stream", False))
+    request.logprobs = _logprobs(body, endpoint)
+    if request.logprobs is not None and (request.is_mux or request.stream):
+        raise errors.InvalidRequestError(
+            "logprobs are returned for a single model with stream: false (a mux answer's confidence is in its "
+            "'edgemux' field, each sample's included)"
+        )
     if request.is_mux and request.n != 1:
         raise errors.InvalidRequestError(
             "'n' must be 1 for a mux model: the profile sets how many samples each model draws"
         )
     return request
+
+
+def _logprobs(body: dict[str, Any], endpoint: str) -> int | None:
+    """OpenAI's fields: chat ``logprobs: true`` with ``top_logprobs`` 0-20; completions ``logprobs: n``."""
+    if endpoint == "chat":
+        asked = body.get("logprobs")
+        if asked is not None and not isinstance(asked, bool):
+            raise errors.InvalidRequestError("'logprobs' must be true or false")
+        top: int | None = _number(body, "top_logprobs", int, 0, MAX_TOP_LOGPROBS)
+        if top is not None and not asked:
+            raise errors.InvalidRequestError("'top_logprobs' needs 'logprobs': true")
+        return (top or 0) if asked else None
+    n: int | None = _number(body, "logprobs", int, 0, MAX_TOP_LOGPROBS)
+    return n
 
 
 # -- responses ---------------------------------------------------------------------------------------------
@@ -217,15 +240,40 @@ def finish_reason(stop_reason: str) -> str:
     return "length" if stop_reason == "length" else "stop"
 
 
-def _choice(endpoint: str, index: int, text: str, reason: str | None) -> dict[str, Any]:
+def _choice(endpoint: str, index: int, text: str, reason: str | None,
+            logprobs: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     if endpoint == "chat":
         return {
             "index": index,
             "message": {"role": "assistant", "content": text},
             "finish_reason": reason,
-            "logprobs": None,
+            "logprobs": logprobs,
         }
-    return {"index": index, "text": text, "finish_reason": reason, "logprobs": None}
+    return {"index": index, "text": text, "finish_reason": reason, "logprobs": logprobs}
+
+
+def logprobs_body(endpoint: str, tokens: Sequence[TokenLogprobs], piece: Callable[[int], bytes]) -> dict[str, Any]:
+    """One choice's ``logprobs`` in OpenAI's shape: chat ``{"content": [{token, logprob, bytes, top_logprobs}]}``,
+    completions ``{tokens, token_logprobs, top_logprobs, text_offset}``. A token's text is its piece decoded
+    as UTF-8 (a piece that splits a character shows U+FFFD; ``bytes`` has the exact bytes)."""
+
+    def text(token: int) -> str:
+        return piece(token).decode("utf-8", errors="replace")
+
+    if endpoint == "chat":
+        return {"content": [
+            {"token": text(t.token), "logprob": t.logprob, "bytes": list(piece(t.token)),
+             "top_logprobs": [{"token": text(i), "logprob": lp, "bytes": list(piece(i))} for i, lp in t.top]}
+            for t in tokens
+        ], "refusal": None}  # fmt: skip
+    offsets, at = [], 0
+    for t in tokens:
+        offsets.append(at)
+        at += len(text(t.token))
+    return {
+        "tokens": [text(t.token) for t in tokens], "token_logprobs": [t.logprob for t in tokens],
+        "top_logprobs": [{text(i): lp for i, lp in t.top} for t in tokens], "text_offset": offsets,
+    }  # fmt: skip
 
 
 def _envelope(request: ChatRequest, rid: str, chunk: bool) -> dict[str, Any]:
@@ -236,12 +284,20 @@ def _envelope(request: ChatRequest, rid: str, chunk: bool) -> dict[str, Any]:
 
 
 def generation_response(
-    request: ChatRequest, rid: str, finished: Sequence[FinishedSequence], prompt_tokens: int
-) -> dict[str, Any]:
+    request: ChatRequest, rid: str, finished: Sequence[FinishedSequence], prompt_tokens: int,
+    piece: Callable[[int], bytes] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     completion = sum(f.tokens for f in finished)
+
+    def logprobs(f: FinishedSequence) -> dict[str, Any] | None:
+        if f.logprobs is None or piece is None:
+            return None
+        return logprobs_body(request.endpoint, f.logprobs, piece)
+
     return {
         **_envelope(request, rid, chunk=False),
-        "choices": [_choice(request.endpoint, f.index, f.text, finish_reason(f.stop_reason)) for f in finished],
+        "choices": [_choice(request.endpoint, f.index, f.text, finish_reason(f.stop_reason), logprobs(f))
+                    for f in finished],  # fmt: skip
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion,

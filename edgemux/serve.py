@@ -139,8 +139,10 @@ class _Api:
                           min_confidence=req.min_confidence)  # fmt: skip
         sampling = req.sampling(self.worker.default_profile.sampling)
         if req.endpoint == "chat":
-            return GenerateJob(emit, model=req.model, messages=req.messages, sampling=sampling, stop=req.stop)
-        return GenerateJob(emit, model=req.model, prompt=req.prompt, sampling=sampling, stop=req.stop)
+            return GenerateJob(emit, model=req.model, messages=req.messages, sampling=sampling, stop=req.stop,
+                               logprobs=req.logprobs)  # fmt: skip
+        return GenerateJob(emit, model=req.model, prompt=req.prompt, sampling=sampling, stop=req.stop,
+                           logprobs=req.logprobs)  # fmt: skip
 
     # -- completions ----------------------------------------------------------------------------------
 
@@ -235,9 +237,9 @@ async def _whole(req: ChatRequest, rid: str, job: Job, call: _Call) -> Response:
             if isinstance(payload, MuxResult):
                 call.finished(200, payload.tokens)
                 return JSONResponse(mux_response(req, rid, payload, prompt_tokens))
-            sequences, n_prompt = payload
+            sequences, n_prompt, piece = payload
             call.finished(200, sum(f.tokens for f in sequences))
-            return JSONResponse(generation_response(req, rid, sequences, n_prompt))
+            return JSONResponse(generation_response(req, rid, sequences, n_prompt, piece))
 
 
 async def _stream(req: ChatRequest, rid: str, job: Job, call: _Call) -> AsyncIterator[str]:

@@ -62,6 +62,7 @@ class GenerateJob(Job):
     prompt: str | None = None  # completion: used as is
     sampling: Sampling = field(default_factory=Sampling)
     stop: tuple[str, ...] = ()
+    logprobs: int | None = None  # None: none; n: each token's logprob with its n likeliest alternatives
 
 
 @dataclass
@@ -265,7 +266,7 @@ class Worker:
             job.emit("error", e)
             return None
         seeds = [sampling.seed + j for j in range(sampling.k)]  # type: ignore[operator]
-        return job, GenerationRequest(tokens, sampling, seeds, job.stop)
+        return job, GenerationRequest(tokens, sampling, seeds, job.stop, logprobs=job.logprobs)
 
     def _decode_together(self, engine: Any, batch: list[tuple[GenerateJob, Any]]) -> None:
         jobs = [job for job, _ in batch]
@@ -283,7 +284,8 @@ class Worker:
             if not job.cancelled.is_set():
                 self.stats.prompt_tokens += len(request.prompt)
                 self.stats.generated_tokens += sum(f.tokens for f in done.values())
-                job.emit("done", ([done[i] for i in sorted(done)], len(request.prompt)))
+                # the model's own token texts go along, for logprobs on the wire
+                job.emit("done", ([done[i] for i in sorted(done)], len(request.prompt), engine.text.piece))
 
     def model_names(self) -> list[str]:
         """Models served by name: those already cached and those of the preloaded profile (others would

@@ -110,6 +110,42 @@ def test_models_chat_completion_and_n(server: Running) -> None:
     assert completion.choices[0].text and "7" not in completion.choices[0].text
 
 
+def test_logprobs_in_openais_shapes(server: Running) -> None:
+    # Through the real openai client: chat (logprobs + top_logprobs) and completions (logprobs: n).
+    client = server.client()
+    chat = client.chat.completions.create(
+        model="smollm2-135m", messages=[{"role": "user", "content": "Say hello."}], max_tokens=12, seed=3,
+        temperature=0, logprobs=True, top_logprobs=3,
+    )  # fmt: skip
+    content = chat.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert content and len(content) == chat.usage.completion_tokens  # type: ignore[union-attr]
+    assert "".join(t.token for t in content) == chat.choices[0].message.content  # the pieces spell the reply
+    for t in content:
+        assert t.logprob <= 0 and len(t.top_logprobs) == 3 and bytes(t.bytes or []).decode(errors="replace") == t.token
+        assert t.top_logprobs[0].token == t.token and t.top_logprobs[0].logprob == t.logprob  # greedy: the top one
+        assert t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob >= t.top_logprobs[2].logprob
+    plain = client.chat.completions.create(
+        model="smollm2-135m", messages=[{"role": "user", "content": "Say hello."}], max_tokens=12, seed=3, temperature=0
+    )
+    assert plain.choices[0].logprobs is None and plain.choices[0].message.content == chat.choices[0].message.content
+    completion = client.completions.create(model="smollm2-135m", prompt="1, 2, 3, 4,", max_tokens=6, temperature=0,
+                                           logprobs=2)  # fmt: skip
+    lp = completion.choices[0].logprobs
+    assert lp is not None and lp.tokens and len(lp.tokens) == len(lp.token_logprobs or []) == len(lp.top_logprobs or [])
+    assert "".join(lp.tokens) == completion.choices[0].text and lp.text_offset == [
+        sum(len(t) for t in lp.tokens[:i]) for i in range(len(lp.tokens))
+    ]
+    assert all(len(top) <= 2 for top in lp.top_logprobs or [])
+    for body, message in (
+        ({"logprobs": True, "top_logprobs": 21}, "between 0 and 20"),
+        ({"top_logprobs": 2}, "needs 'logprobs': true"),
+        ({"logprobs": True, "stream": True}, "stream: false"),
+    ):
+        with pytest.raises(openai.BadRequestError, match=message):
+            client.chat.completions.create(model="smollm2-135m", messages=[{"role": "user", "content": "hi"}],
+                                           max_tokens=2, **body)  # type: ignore[call-overload]  # fmt: skip
+
+
 def test_streaming_chat_equals_the_whole_answer(server: Running) -> None:
     client = server.client()
     kwargs = dict(
