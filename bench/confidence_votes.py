@@ -1,7 +1,8 @@
 """Votes that use token confidence against the count rule, on recorded runs (issue 25).
 
 For one runs file recorded with token signals (``lp``/``tc``: bench/collect_runs.sh's ``*-conf-*`` files),
-every method is scored on the same questions, side by side: each member's first sample and its majority
+every method is scored on the same questions, side by side (and each confidence measure's power to tell a
+right sample from a wrong one, as an AUROC): each member's first sample and its majority
 of k (self-consistency), the pooled vote, SLM-MUX with the count rule, SLM-MUX with CISC weights, SLM-MUX
 with the DeepConf filter, and the oracle, with 95 % Wilson intervals.
 
@@ -82,6 +83,36 @@ def cross_fitted(records: Sequence[Record], members: list[str], kind: str, k: in
             "fitted": chosen, "table": table}  # fmt: skip
 
 
+def separation(records: Sequence[Record], k: int) -> list[dict[str, object]]:
+    """How well each measure and window tells a right sample from a wrong one *of the same member on the
+    same question* (what a weighted vote needs: CISC found the ranking within a question is what matters):
+    the AUROC over those pairs (the chance that the right sample outscores the wrong one; 0.5 = no signal).
+    Answers are read as recorded; only (question, member) groups holding both right and wrong samples count."""
+    from edgemux.confidence import sample_score
+
+    groups = []
+    for r in records:
+        reference = r.reference_answer()
+        samples = [s for s in sorted(r.samples, key=lambda s: s.index)[:k] if s.signals is not None]
+        labelled = [(s.signals, s.answer == reference) for s in samples if reference is not None]
+        if any(ok for _, ok in labelled) and not all(ok for _, ok in labelled):
+            groups.append(labelled)
+    rows = []
+    for measure, window in itertools.product(MEASURES, WINDOWS):
+        if measure == "mean_logprob" and window != WINDOWS[0]:
+            continue  # no window
+        wins, pairs = 0.0, 0
+        for labelled in groups:
+            scored = [(sample_score(signals, measure, window), ok) for signals, ok in labelled]  # type: ignore[arg-type]
+            right = [x for x, ok in scored if ok]
+            wrong = [x for x, ok in scored if not ok]
+            pairs += len(right) * len(wrong)
+            wins += sum((a > b) + 0.5 * (a == b) for a in right for b in wrong)
+        rows.append({"measure": measure, "window": None if measure == "mean_logprob" else window,
+                     "auroc": wins / pairs if pairs else None, "pairs": pairs, "groups": len(groups)})  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", required=True, help="runs file(s) with token signals, comma-separated")
@@ -97,6 +128,7 @@ def main() -> None:
         raise SystemExit(f"{without} samples have no token signals: collect them again (bench/collect_runs.sh)")
     k = args.k or min(r.k for r in records)
     out = cross_fitted(records, members, records[0].kind, k)
+    out["separation"] = separation(records, k)
     if args.json:
         print(json.dumps(out, indent=2))
         return
@@ -107,6 +139,11 @@ def main() -> None:
         low, high = row["ci95"]
         mark = "  <- count rule" if row["method"] == MUX else ""
         print(f"  {row['method']:<44} {row['accuracy']:9.1%}  [{low:5.1%}, {high:5.1%}]{mark}")
+    print("  how well a sample's score tells right from wrong within a question and member (AUROC; 0.5 = none):")
+    for row in out["separation"]:  # type: ignore[attr-defined]
+        if row["auroc"] is not None:
+            window = f", window {row['window']}" if row["window"] else ""
+            print(f"    {row['measure']}{window}: {row['auroc']:.3f} ({row['pairs']} pairs in {row['groups']} groups)")
     for h, fitted in enumerate(out["fitted"]):  # type: ignore[arg-type]
         print(f"  fitted on half {h}: " + "; ".join(f"{f}: {v['rule']}" for f, v in fitted.items()))
 
