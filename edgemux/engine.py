@@ -286,7 +286,7 @@ class Engine:
                         continue
                     report.append(BatchStep(
                         tuple(s.tokens for s in group), tuple(finished[g]), len(requests[g].prompt),
-                        time.perf_counter() - start, tuple(s.text for s in group),
+                        time.perf_counter() - start, tuple(s.text for s in group), tuple(s.logprobs for s in group),
                     ))  # fmt: skip
                     finished[g] = []
                     over[g] = all(s.done is not None for s in group)

@@ -203,10 +203,10 @@ def parse_request(body: Any, endpoint: str) -> ChatRequest:
         raise errors.InvalidRequestError("'stop' must be a string or a list of up to 4 strings")
     request.stream = bool(body.get("stream", False))
     request.logprobs = _logprobs(body, endpoint)
-    if request.logprobs is not None and (request.is_mux or request.stream):
+    if request.logprobs is not None and request.is_mux:
         raise errors.InvalidRequestError(
-            "logprobs are returned for a single model with stream: false (a mux answer's confidence is in its "
-            "'edgemux' field, each sample's included)"
+            "logprobs are returned for a single model (a mux answer's confidence is in its 'edgemux' field, "
+            "each sample's included)"
         )
     if request.is_mux and request.n != 1:
         raise errors.InvalidRequestError(
@@ -333,17 +333,18 @@ def mux_response(request: ChatRequest, rid: str, result: MuxResult, prompt_token
 
 
 def text_chunk(
-    request: ChatRequest, rid: str, index: int, text: str | None, reason: str | None, first: bool
-) -> dict[str, Any]:
+    request: ChatRequest, rid: str, index: int, text: str | None, reason: str | None, first: bool,
+    logprobs: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     if request.endpoint == "chat":
         delta: dict[str, Any] = {}
         if first:
             delta["role"] = "assistant"
         if text:
             delta["content"] = text
-        choice: dict[str, Any] = {"index": index, "delta": delta, "finish_reason": reason, "logprobs": None}
+        choice: dict[str, Any] = {"index": index, "delta": delta, "finish_reason": reason, "logprobs": logprobs}
     else:
-        choice = {"index": index, "text": text or "", "finish_reason": reason, "logprobs": None}
+        choice = {"index": index, "text": text or "", "finish_reason": reason, "logprobs": logprobs}
     return {**_envelope(request, rid, chunk=True), "choices": [choice]}
 
 

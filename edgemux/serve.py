@@ -16,7 +16,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import FrameType
 from typing import Any
 
@@ -41,6 +41,7 @@ from .openai_api import (
     extension_chunk,
     finish_reason,
     generation_response,
+    logprobs_body,
     mux_response,
     new_id,
     parse_request,
@@ -49,7 +50,7 @@ from .openai_api import (
 )
 from .osmemory import peak_rss_bytes, rss_bytes
 from .profiles import list_profiles
-from .types import BatchStep, DecodeProgress, FinishedSequence, MuxResult, SamplingStarted
+from .types import BatchStep, DecodeProgress, MuxResult, SamplingStarted, TokenLogprobs
 from .worker import GenerateJob, Job, MuxJob, QueueFull, Worker
 
 __all__ = ["DrainingServer", "create_app", "metrics_text"]
@@ -237,14 +238,16 @@ async def _whole(req: ChatRequest, rid: str, job: Job, call: _Call) -> Response:
             if isinstance(payload, MuxResult):
                 call.finished(200, payload.tokens)
                 return JSONResponse(mux_response(req, rid, payload, prompt_tokens))
-            sequences, n_prompt, piece = payload
+            sequences, n_prompt = payload
             call.finished(200, sum(f.tokens for f in sequences))
+            piece = job.piece if isinstance(job, GenerateJob) else None
             return JSONResponse(generation_response(req, rid, sequences, n_prompt, piece))
 
 
 async def _stream(req: ChatRequest, rid: str, job: Job, call: _Call) -> AsyncIterator[str]:
     """The job as server-sent events in OpenAI's chunk format."""
     sent: dict[int, int] = {}  # characters of each choice already sent
+    logprobs = _StreamedLogprobs(req, job.piece if isinstance(job, GenerateJob) else None)
     hold = max((len(s) for s in req.stop), default=1) - 1  # a stop string may be arriving: keep its length back
     try:
         if not req.is_mux:
@@ -262,7 +265,7 @@ async def _stream(req: ChatRequest, rid: str, job: Job, call: _Call) -> AsyncIte
                 if data is not None:
                     yield _sse(extension_chunk(req, rid, data))
             elif kind == "delta":
-                for chunk in _delta_chunks(req, rid, payload, sent, hold):
+                for chunk in _delta_chunks(req, rid, payload, sent, hold, logprobs):
                     yield _sse(chunk)
             elif kind == "done":
                 if isinstance(payload, MuxResult):
@@ -283,21 +286,47 @@ async def _stream(req: ChatRequest, rid: str, job: Job, call: _Call) -> AsyncIte
         job.cancelled.set()  # a no-op once the job is done; frees the sequences if it is not
 
 
-def _delta_chunks(req: ChatRequest, rid: str, step: BatchStep, sent: dict[int, int], hold: int) -> list[dict[str, Any]]:
-    """The new text of each choice in one decode step (minus what could be the start of a stop string)."""
+class _StreamedLogprobs:
+    """The logprobs of the tokens each streamed choice has produced since its last chunk. They follow the
+    tokens, not the characters sent: text kept back for a stop string may reach the client a chunk later
+    than its tokens' logprobs; over the whole stream every token's logprob is sent once, in order."""
+
+    def __init__(self, req: ChatRequest, piece: Callable[[int], bytes] | None) -> None:
+        self.req, self.piece = req, piece
+        self.sent: dict[int, int] = {}
+
+    def new(self, index: int, tokens: Sequence[TokenLogprobs] | None, upto: int | None = None) -> dict[str, Any] | None:
+        if self.req.logprobs is None or self.piece is None or tokens is None:
+            return None
+        start = self.sent.get(index, 0)
+        end = len(tokens) if upto is None else upto
+        self.sent[index] = max(start, end)
+        return logprobs_body(self.req.endpoint, tokens[start:end], self.piece)
+
+
+def _delta_chunks(req: ChatRequest, rid: str, step: BatchStep, sent: dict[int, int], hold: int,
+                  logprobs: _StreamedLogprobs) -> list[dict[str, Any]]:  # fmt: skip
+    """The new text of each choice in one decode step (minus what could be the start of a stop string),
+    with its new tokens' logprobs when the request asked for them."""
     chunks = []
     done = {f.index: f for f in step.finished}
     for i, text in enumerate(step.texts):
         if i in done or i not in sent:
             continue
         safe = len(text) - hold
-        if safe > sent[i]:
-            chunks.append(text_chunk(req, rid, i, text[sent[i] : safe], None, first=False))
-            sent[i] = safe
+        lp = logprobs.new(i, step.logprobs[i] if i < len(step.logprobs) else None, step.tokens[i])
+        if safe > sent[i] or (lp and _has_tokens(lp)):
+            chunks.append(text_chunk(req, rid, i, text[sent[i] : max(safe, sent[i])], None, first=False, logprobs=lp))
+            sent[i] = max(safe, sent[i])
     for i, f in done.items():
-        chunks.append(_final_chunk(req, rid, f, sent.get(i, 0)))
+        chunks.append(text_chunk(req, rid, f.index, f.text[sent.get(i, 0) :], finish_reason(f.stop_reason),
+                                 first=False, logprobs=logprobs.new(i, f.logprobs)))  # fmt: skip
         sent.pop(i, None)
     return chunks
+
+
+def _has_tokens(body: dict[str, Any]) -> bool:
+    return bool(body.get("content") or body.get("tokens"))
 
 
 def metrics_text(worker: Worker) -> str:
@@ -408,10 +437,6 @@ def _errors_as_json(handler: Any) -> Any:
         return response
 
     return wrapped
-
-
-def _final_chunk(req: ChatRequest, rid: str, f: FinishedSequence, already: int) -> dict[str, Any]:
-    return text_chunk(req, rid, f.index, f.text[already:], finish_reason(f.stop_reason), first=False)
 
 
 def _sse(data: dict[str, Any]) -> str:

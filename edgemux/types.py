@@ -230,6 +230,9 @@ class BatchStep:
     prompt_tokens: int
     elapsed_s: float
     texts: tuple[str, ...] = ()  # text so far per sequence (for streaming); may be empty for scripted engines
+    # per sequence, its tokens' logprobs when they were asked for: a list the engine goes on appending to, so
+    # read only its first ``tokens[i]`` entries (what this step had produced)
+    logprobs: tuple[Sequence[TokenLogprobs] | None, ...] = ()
 
 
 ProgramStatus = Literal["ok", "error", "timeout", "output-limit", "killed"]

@@ -63,6 +63,7 @@ class GenerateJob(Job):
     sampling: Sampling = field(default_factory=Sampling)
     stop: tuple[str, ...] = ()
     logprobs: int | None = None  # None: none; n: each token's logprob with its n likeliest alternatives
+    piece: Callable[[int], bytes] | None = None  # a token's bytes in its model's vocabulary (set when decoding)
 
 
 @dataclass
@@ -270,6 +271,8 @@ class Worker:
 
     def _decode_together(self, engine: Any, batch: list[tuple[GenerateJob, Any]]) -> None:
         jobs = [job for job, _ in batch]
+        for job in jobs:
+            job.piece = engine.text.piece  # the model's own token texts, for logprobs on the wire
         finished: list[dict[int, FinishedSequence]] = [{} for _ in batch]
         steps = engine.generate_many([r for _, r in batch], cancelled=lambda i: jobs[i].cancelled.is_set())
         try:
@@ -284,8 +287,7 @@ class Worker:
             if not job.cancelled.is_set():
                 self.stats.prompt_tokens += len(request.prompt)
                 self.stats.generated_tokens += sum(f.tokens for f in done.values())
-                # the model's own token texts go along, for logprobs on the wire
-                job.emit("done", ([done[i] for i in sorted(done)], len(request.prompt), engine.text.piece))
+                job.emit("done", ([done[i] for i in sorted(done)], len(request.prompt)))
 
     def model_names(self) -> list[str]:
         """Models served by name: those already cached and those of the preloaded profile (others would

@@ -136,14 +136,22 @@ def test_logprobs_in_openais_shapes(server: Running) -> None:
         sum(len(t) for t in lp.tokens[:i]) for i in range(len(lp.tokens))
     ]
     assert all(len(top) <= 2 for top in lp.top_logprobs or [])
+    # Streamed: every token's logprob arrives once, in order, spread over the chunks; the same as unstreamed.
+    stream = client.chat.completions.create(
+        model="smollm2-135m", messages=[{"role": "user", "content": "Say hello."}], max_tokens=12, seed=3,
+        temperature=0, logprobs=True, top_logprobs=3, stream=True,
+    )  # fmt: skip
+    streamed = [t for chunk in stream for c in chunk.choices if c.logprobs and c.logprobs.content
+                for t in c.logprobs.content]  # fmt: skip
+    assert [(t.token, t.logprob) for t in streamed] == [(t.token, t.logprob) for t in content]
     for body, message in (
         ({"logprobs": True, "top_logprobs": 21}, "between 0 and 20"),
         ({"top_logprobs": 2}, "needs 'logprobs': true"),
-        ({"logprobs": True, "stream": True}, "stream: false"),
+        ({"logprobs": True, "model": "mux:tiny"}, "for a single model"),
     ):
         with pytest.raises(openai.BadRequestError, match=message):
-            client.chat.completions.create(model="smollm2-135m", messages=[{"role": "user", "content": "hi"}],
-                                           max_tokens=2, **body)  # type: ignore[call-overload]  # fmt: skip
+            client.chat.completions.create(**{"model": "smollm2-135m", **body},  # type: ignore[call-overload]
+                                           messages=[{"role": "user", "content": "hi"}], max_tokens=2)  # fmt: skip
 
 
 def test_streaming_chat_equals_the_whole_answer(server: Running) -> None:
