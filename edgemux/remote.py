@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
-from .types import BatchStep, FinishedSequence, RemoteSource, Sampling
+from .logits import CONFIDENCE_TOP
+from .types import BatchStep, FinishedSequence, RemoteSource, Sampling, TokenLogprobs
 
 __all__ = ["POLL_S", "RemoteEngine", "RemoteError", "api_key_of"]
 
@@ -65,6 +66,7 @@ class _Choice:
     reason: str | None = None  # set once finished: "eos", "stop", "length", "failed"
     note: str = ""
     seconds: float = 0.0
+    logprobs: list[TokenLogprobs] | None = field(default_factory=list)  # None once a token came without them
 
 
 @dataclass
@@ -132,7 +134,7 @@ class RemoteEngine:
         )  # fmt: skip
         start = time.perf_counter()
         threads = [
-            threading.Thread(target=self._run, args=(r, text, sampling, stop, seeds, events, start),
+            threading.Thread(target=self._run, args=(r, text, sampling, stop, seeds, events, start, logprobs is not None),
                              name=f"edgemux-remote-{self.name}", daemon=True)
             for r in requests
         ]  # fmt: skip
@@ -153,12 +155,16 @@ class RemoteEngine:
                         if what == "text":
                             c.text += value
                             c.tokens += 1
+                        elif what == "logprobs":
+                            c.logprobs = None if c.logprobs is None or value is None else c.logprobs + value
                         else:  # "done" (a finish reason) or "failed" (the reason in words)
                             c.reason, c.seconds = ("failed", time.perf_counter() - start) if what == "failed" else (
                                 value, time.perf_counter() - start)  # fmt: skip
                             if what == "failed":
                                 c.note = value
-                            finished.append(FinishedSequence(i, c.text, c.tokens, c.reason, c.seconds, c.note))  # type: ignore[arg-type]
+                            signals = tuple(c.logprobs) if logprobs is not None and c.logprobs else None
+                            finished.append(FinishedSequence(i, c.text, c.tokens, c.reason, c.seconds, c.note,  # type: ignore[arg-type]
+                                                             signals))  # fmt: skip
                             open_ -= 1
                     try:
                         item = events.get_nowait()
@@ -172,7 +178,8 @@ class RemoteEngine:
 
     # -- one request, on its own thread ------------------------------------------------------------
 
-    def _body(self, text: str, sampling: Sampling, stop: Sequence[str], n: int, seed: int) -> dict[str, Any]:
+    def _body(self, text: str, sampling: Sampling, stop: Sequence[str], n: int, seed: int,
+              logprobs: bool) -> dict[str, Any]:  # fmt: skip
         body: dict[str, Any] = {
             "model": self.source.model,
             "stream": True,
@@ -186,6 +193,9 @@ class RemoteEngine:
         }
         if n > 1:
             body["n"] = n
+        if logprobs:  # the top 20 make the token confidence (llama-server and vLLM send them, pre-sampling)
+            body.update({"logprobs": True, "top_logprobs": CONFIDENCE_TOP} if self.source.endpoint == "chat"
+                        else {"logprobs": CONFIDENCE_TOP})  # fmt: skip
         if stop:
             body["stop"] = list(stop)[:4]
         if self.source.endpoint == "chat":
@@ -195,19 +205,19 @@ class RemoteEngine:
         return body
 
     def _run(self, request: _Request, text: str, sampling: Sampling, stop: Sequence[str], seeds: Sequence[int],
-             events: queue.Queue[tuple[int, str, Any]], start: float) -> None:  # fmt: skip
+             events: queue.Queue[tuple[int, str, Any]], start: float, logprobs: bool) -> None:  # fmt: skip
         """Stream one request into ``events``; choices the server left out are asked for one by one."""
         seen: set[int] = set()  # choices the server sent anything for
         ended: set[int] = set()  # choices it finished
         try:
-            self._stream(request, text, sampling, stop, events, seen, ended)
+            self._stream(request, text, sampling, stop, events, seen, ended, logprobs)
             missing = [i for i in request.indices if i not in seen]
             if missing and len(request.indices) > 1 and not request.cancelled.is_set():
                 log.info("%s answered %d of %d choices: asking for the rest one by one",
                          self.name, len(request.indices) - len(missing), len(request.indices))  # fmt: skip
                 for i in missing:
                     one = _Request([i], seeds[i], request.cancelled)
-                    self._stream(one, text, sampling, stop, events, seen, ended)
+                    self._stream(one, text, sampling, stop, events, seen, ended, logprobs)
             reason = "the server's stream ended before the sample finished"
         except RemoteError as e:
             reason = str(e)
@@ -220,11 +230,12 @@ class RemoteEngine:
                     events.put((i, "failed", reason))
 
     def _stream(self, request: _Request, text: str, sampling: Sampling, stop: Sequence[str],
-                events: queue.Queue[tuple[int, str, Any]], seen: set[int], ended: set[int]) -> None:  # fmt: skip
+                events: queue.Queue[tuple[int, str, Any]], seen: set[int], ended: set[int],
+                logprobs: bool = False) -> None:  # fmt: skip
         import httpx2 as httpx
 
         path = "/chat/completions" if self.source.endpoint == "chat" else "/completions"
-        body = self._body(text, sampling, stop, len(request.indices), request.seed)
+        body = self._body(text, sampling, stop, len(request.indices), request.seed, logprobs)
         delay = BACKOFF_S
         for attempt in range(RETRIES + 1):
             try:
@@ -240,7 +251,7 @@ class RemoteEngine:
                         response.read()
                         raise RemoteError(f"{self.source.url} answered HTTP {response.status_code}: "
                                           f"{_error_message(response.text)}")  # fmt: skip
-                    self._read_events(response, request, events, seen, ended)
+                    self._read_events(response, request, events, seen, ended, logprobs)
                     return
             except (httpx.ConnectError, httpx.ConnectTimeout) as e:
                 if attempt == RETRIES:
@@ -254,7 +265,7 @@ class RemoteEngine:
                 raise RemoteError(f"the connection to {self.source.url} broke: {e}") from e
 
     def _read_events(self, response: Any, request: _Request, events: queue.Queue[tuple[int, str, Any]],
-                     seen: set[int], ended: set[int]) -> None:  # fmt: skip
+                     seen: set[int], ended: set[int], logprobs: bool) -> None:  # fmt: skip
         """Server-sent events: each chunk's choices, by index, until [DONE] or the caller cancels."""
         for line in response.iter_lines():
             if request.cancelled.is_set():
@@ -275,10 +286,39 @@ class RemoteEngine:
                 piece = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
                 if piece:
                     events.put((i, "text", piece))
+                if logprobs and (piece or choice.get("logprobs")):
+                    events.put((i, "logprobs", _token_logprobs(choice.get("logprobs"))))
                 reason = choice.get("finish_reason")
                 if reason and i not in ended:
                     ended.add(i)
                     events.put((i, "done", "length" if reason == "length" else "stop"))
+
+
+def _token_logprobs(body: Any) -> list[TokenLogprobs] | None:
+    """A chunk's ``logprobs`` (OpenAI's chat or completions shape) as the engine's records, the confidence
+    from the top 20 as the engine computes it; None when the server sent none or fewer than 20 alternatives
+    (the member's vote then counts samples)."""
+    if not isinstance(body, dict):
+        return None
+    out = []
+    if isinstance(body.get("content"), list):  # chat
+        for t in body["content"]:
+            top = [a.get("logprob") for a in t.get("top_logprobs") or ()]
+            out.append((t.get("logprob"), top))
+    elif isinstance(body.get("token_logprobs"), list):  # completions
+        tops = body.get("top_logprobs") or [None] * len(body["token_logprobs"])
+        out = [(lp, list((top or {}).values())) for lp, top in zip(body["token_logprobs"], tops, strict=False)]
+    else:
+        return None
+    records = []
+    for logprob, top in out:
+        if not isinstance(logprob, (int, float)) or len(top) < CONFIDENCE_TOP or not all(
+            isinstance(x, (int, float)) for x in top
+        ):
+            return None
+        best = sorted(top, reverse=True)[:CONFIDENCE_TOP]
+        records.append(TokenLogprobs(-1, float(logprob), -sum(best) / CONFIDENCE_TOP))
+    return records
 
 
 def _retry_after(header: str | None, default: float) -> float:

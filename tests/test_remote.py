@@ -106,6 +106,11 @@ def test_a_remote_member_votes_like_the_same_model_run_here(
     assert [s.text for s in there] == [s.text for s in here]
     assert [s.answer for s in there] == [s.answer for s in here]
     assert all(s.stop_reason in ("eos", "stop", "length") for s in there) and not result.failures
+    # the peer sent each token's top 20 logprobs: the member's token confidence is the local one
+    for a, b in zip(there, here, strict=True):
+        assert a.signals is not None and b.signals is not None
+        assert a.signals.logprobs == pytest.approx(b.signals.logprobs, abs=1e-9)
+        assert a.signals.confidences == pytest.approx(b.signals.confidences, abs=1e-9)
 
 
 class _Faulty(http.server.BaseHTTPRequestHandler):
@@ -175,3 +180,15 @@ def test_a_failing_remote_member_counts_as_unparsable_and_the_others_answer(
     while threading.active_count() > threads_before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert threading.active_count() <= threads_before  # no request thread left behind
+
+
+def test_a_peer_that_sends_too_few_logprobs_leaves_the_member_counting() -> None:
+    # OpenAI's chat shape with the 20 alternatives: confidence as the engine computes it; fewer (a server
+    # capped at 5, or none): no signals, so that member's vote falls back to counting samples.
+    top = [{"token": str(j), "logprob": -0.1 * j} for j in range(20)]
+    (t,) = remote._token_logprobs({"content": [{"token": "a", "logprob": -0.5, "top_logprobs": top}]})  # type: ignore[misc]
+    assert (t.logprob, t.confidence) == (-0.5, pytest.approx(0.95))
+    assert remote._token_logprobs({"content": [{"token": "a", "logprob": -0.5, "top_logprobs": top[:5]}]}) is None
+    assert remote._token_logprobs(None) is None
+    completions = remote._token_logprobs({"token_logprobs": [-1.0], "top_logprobs": [{str(j): -0.1 * j for j in range(20)}]})
+    assert completions is not None and completions[0].confidence == pytest.approx(0.95)
