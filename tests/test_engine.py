@@ -286,3 +286,19 @@ def test_logprobs_match_llama_cpp_python_teacher_forced(engine: Engine, smollm2_
     confidence_error = np.abs(np.array([t.confidence for t in f.logprobs]) - confidence)
     assert np.median(logprob_error) < 0.02 and logprob_error.max() < 0.5, logprob_error
     assert np.median(confidence_error) < 0.05 and confidence_error.max() < 0.5, confidence_error
+
+
+def test_scoring_recorded_tokens_gives_what_generation_recorded(engine: Engine) -> None:
+    # Teacher forcing: the tokens a sample drew, evaluated at prompt speed, give back its logprobs and
+    # confidences (up to kernel rounding between batch shapes), so runs recorded without them can be scored.
+    import numpy as np
+
+    (f,) = logprobs_of(engine, Sampling(temperature=0.8, max_tokens=20), [5], top=0)
+    assert f.logprobs
+    scored = engine.score(prompt(engine), [t.token for t in f.logprobs])
+    assert [t.token for t in scored] == [t.token for t in f.logprobs]
+    error = np.abs(np.array([t.logprob for t in scored]) - [t.logprob for t in f.logprobs])
+    assert np.median(error) < 0.02 and error.max() < 0.5, error
+    assert engine.score(prompt(engine), []) == []
+    with pytest.raises(PromptTooLongError):
+        engine.score(prompt(engine), [1] * 2000)
