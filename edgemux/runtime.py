@@ -331,6 +331,36 @@ class Mux:
         samples = [_sample(member, f, seeds, self.profile.kind, n_choices, tests, choices) for f in finished]
         return sorted(samples, key=lambda s: s.index), len(tokens)
 
+    def score_samples(
+        self,
+        name: str,
+        question: str,
+        texts: Sequence[str],
+        *,
+        choices: Sequence[str] | None = None,
+        tests: Sequence[str] | None = None,
+    ) -> list[TokenSignals | None]:
+        """The token signals recorded samples would have had (``Engine.score``: teacher-forced, at prompt
+        speed), for runs collected before the engine kept them. A text whose tokens do not extend the
+        prompt's (a tokenizer that merges across the boundary) gets None."""
+        member = parse_member(name)
+        engine = self.resident.acquire(member.model)
+        try:
+            if not hasattr(engine, "score"):
+                raise InvalidRequestError(f"{member.model} is not a local llama.cpp model: it cannot be scored here")
+            text, _ = self._prompt_text(engine, member, format_question(question, choices, tests), self.profile)
+            prompt = engine.tokenize(text)
+            out: list[TokenSignals | None] = []
+            for sample_text in texts:
+                full = engine.tokenize(text + sample_text)
+                if full[: len(prompt)] != prompt or len(full) == len(prompt):
+                    out.append(None)
+                    continue
+                out.append(TokenSignals.of(engine.score(prompt, full[len(prompt) :])))
+            return out
+        finally:
+            self.resident.release(member.model)
+
     def _order(self, profile: Profile, ranks: dict[str, int] | None) -> list[str]:
         names = profile.member_names
         if self.options.policy == "priority" and ranks is not None:
@@ -357,14 +387,19 @@ class Mux:
         sampling: Sampling,
         check: bool = True,
     ) -> tuple[list[int], tuple[str, ...]]:
-        style = self.specs[member.model].prompt_style if engine.has_chat_template else "completion"
-        instruction = member.instruction(profile.kind, profile.instruction)
-        prompt = build_prompt(question, profile.kind, style, instruction, profile.system)
-        text = engine.render_chat(prompt.messages) if prompt.messages else prompt.text
+        text, stop = self._prompt_text(engine, member, question, profile)
         tokens = engine.tokenize(text)
         if check:
             engine.check_fits(len(tokens), sampling.k, sampling.max_tokens)
-        return tokens, prompt.stop
+        return tokens, stop
+
+    def _prompt_text(self, engine: EngineLike, member: Member, question: str, profile: Profile
+                     ) -> tuple[str, tuple[str, ...]]:  # fmt: skip
+        """The member's prompt as the model reads it (its chat template applied), and its stop strings."""
+        style = self.specs[member.model].prompt_style if engine.has_chat_template else "completion"
+        instruction = member.instruction(profile.kind, profile.instruction)
+        prompt = build_prompt(question, profile.kind, style, instruction, profile.system)
+        return (engine.render_chat(prompt.messages) if prompt.messages else prompt.text), prompt.stop
 
 
 def _gave_numbers(profile: Profile, votes: dict[str, ModelVote]) -> bool:
