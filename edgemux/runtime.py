@@ -350,14 +350,12 @@ class Mux:
                 raise InvalidRequestError(f"{member.model} is not a local llama.cpp model: it cannot be scored here")
             text, _ = self._prompt_text(engine, member, format_question(question, choices, tests), self.profile)
             prompt = engine.tokenize(text)
-            out: list[TokenSignals | None] = []
+            continuations = []
             for sample_text in texts:
                 full = engine.tokenize(text + sample_text)
-                if full[: len(prompt)] != prompt or len(full) == len(prompt):
-                    out.append(None)
-                    continue
-                out.append(TokenSignals.of(engine.score(prompt, full[len(prompt) :])))
-            return out
+                continuations.append(full[len(prompt) :] if full[: len(prompt)] == prompt else [])
+            scored = engine.score(prompt, continuations)
+            return [TokenSignals.of(tokens) if tokens else None for tokens in scored]
         finally:
             self.resident.release(member.model)
 

@@ -295,10 +295,13 @@ def test_scoring_recorded_tokens_gives_what_generation_recorded(engine: Engine) 
 
     (f,) = logprobs_of(engine, Sampling(temperature=0.8, max_tokens=20), [5], top=0)
     assert f.logprobs
-    scored = engine.score(prompt(engine), [t.token for t in f.logprobs])
-    assert [t.token for t in scored] == [t.token for t in f.logprobs]
-    error = np.abs(np.array([t.logprob for t in scored]) - [t.logprob for t in f.logprobs])
-    assert np.median(error) < 0.02 and error.max() < 0.5, error
-    assert engine.score(prompt(engine), []) == []
+    (g,) = logprobs_of(engine, Sampling(temperature=0.8, max_tokens=12), [6], top=0)
+    assert g.logprobs
+    tokens = [t.token for t in f.logprobs]
+    scored, empty, other = engine.score(prompt(engine), [tokens, [], [t.token for t in g.logprobs]])
+    assert [t.token for t in scored] == tokens and empty == []
+    for recorded, again in ((f.logprobs, scored), (g.logprobs, other)):  # the shared prompt is reused, not mixed
+        error = np.abs(np.array([t.logprob for t in again]) - [t.logprob for t in recorded])
+        assert np.median(error) < 0.02 and error.max() < 0.5, error
     with pytest.raises(PromptTooLongError):
-        engine.score(prompt(engine), [1] * 2000)
+        engine.score(prompt(engine), [[1] * 2000])
