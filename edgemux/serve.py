@@ -247,7 +247,7 @@ async def _whole(req: ChatRequest, rid: str, job: Job, call: _Call) -> Response:
 async def _stream(req: ChatRequest, rid: str, job: Job, call: _Call) -> AsyncIterator[str]:
     """The job as server-sent events in OpenAI's chunk format."""
     sent: dict[int, int] = {}  # characters of each choice already sent
-    logprobs = _StreamedLogprobs(req, job.piece if isinstance(job, GenerateJob) else None)
+    logprobs = _StreamedLogprobs(req, job)
     hold = max((len(s) for s in req.stop), default=1) - 1  # a stop string may be arriving: keep its length back
     try:
         if not req.is_mux:
@@ -291,17 +291,18 @@ class _StreamedLogprobs:
     tokens, not the characters sent: text kept back for a stop string may reach the client a chunk later
     than its tokens' logprobs; over the whole stream every token's logprob is sent once, in order."""
 
-    def __init__(self, req: ChatRequest, piece: Callable[[int], bytes] | None) -> None:
-        self.req, self.piece = req, piece
+    def __init__(self, req: ChatRequest, job: Job) -> None:
+        self.req, self.job = req, job
         self.sent: dict[int, int] = {}
 
     def new(self, index: int, tokens: Sequence[TokenLogprobs] | None, upto: int | None = None) -> dict[str, Any] | None:
-        if self.req.logprobs is None or self.piece is None or tokens is None:
+        piece = self.job.piece if isinstance(self.job, GenerateJob) else None  # set once the worker decodes it
+        if self.req.logprobs is None or piece is None or tokens is None:
             return None
         start = self.sent.get(index, 0)
         end = len(tokens) if upto is None else upto
         self.sent[index] = max(start, end)
-        return logprobs_body(self.req.endpoint, tokens[start:end], self.piece)
+        return logprobs_body(self.req.endpoint, tokens[start:end], piece)
 
 
 def _delta_chunks(req: ChatRequest, rid: str, step: BatchStep, sent: dict[int, int], hold: int,
