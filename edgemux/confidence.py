@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from .errors import InvalidRequestError
 from .types import Sample, TokenSignals
 
-__all__ = ["MEASURES", "VOTES", "VoteRule", "sample_score", "weights"]
+__all__ = ["MEASURES", "VOTES", "VoteRule", "Weighing", "sample_score", "weigh", "weights"]
 
 MEASURES = ("mean_logprob", "lowest_group", "tail", "bottom_share")
 VOTES = ("count", "weighted", "filtered")
@@ -93,19 +93,36 @@ def sample_score(signals: TokenSignals, measure: str, window: int) -> float:
     raise InvalidRequestError(f"unknown confidence measure {measure!r}: use one of {', '.join(MEASURES)}")
 
 
+@dataclass(frozen=True)
+class Weighing:
+    """One member's samples under a rule: each one's score (None: no signals), each one's weight, and the
+    rule that was applied (``count`` when some sample had no signals)."""
+
+    scores: tuple[float | None, ...]
+    weights: tuple[float, ...]
+    vote: str
+
+
+def weigh(samples: Sequence[Sample], rule: VoteRule) -> Weighing:
+    """Score every sample once (shown whatever the rule) and weigh it by ``rule``, in the order given."""
+    scores = tuple(sample_score(s.signals, rule.measure, rule.window) if s.signals else None for s in samples)
+    if rule.vote == "count" or not samples or None in scores:
+        return Weighing(scores, (1.0,) * len(samples), "count")
+    known = [x for x in scores if x is not None]  # all of them: the narrowing is for the type checker
+    if rule.vote == "filtered":
+        kept = max(1, math.ceil(rule.keep * len(samples) - 1e-9))
+        order = sorted(range(len(samples)), key=lambda i: (-known[i], i))  # ties: the earlier sample
+        chosen = set(order[:kept])
+        return Weighing(scores, tuple(1.0 if i in chosen else 0.0 for i in range(len(samples))), rule.vote)
+    finite = [x for x in known if x != -math.inf]
+    if not finite:
+        return Weighing(scores, (1.0,) * len(samples), rule.vote)
+    top = max(finite)
+    return Weighing(scores, tuple(math.exp((x - top) / rule.temperature) if x != -math.inf else 0.0 for x in known),
+                    rule.vote)  # fmt: skip
+
+
 def weights(samples: Sequence[Sample], rule: VoteRule) -> list[float]:
     """Each sample's weight in its member's vote, in the order given (all 1.0 under ``count``, or when a
     sample has no signals)."""
-    if rule.vote == "count" or not samples or any(s.signals is None for s in samples):
-        return [1.0] * len(samples)
-    scores = [sample_score(s.signals, rule.measure, rule.window) for s in samples if s.signals is not None]
-    if rule.vote == "filtered":
-        kept = max(1, math.ceil(rule.keep * len(samples) - 1e-9))
-        order = sorted(range(len(samples)), key=lambda i: (-scores[i], i))  # ties: the earlier sample
-        chosen = set(order[:kept])
-        return [1.0 if i in chosen else 0.0 for i in range(len(samples))]
-    finite = [x for x in scores if x != -math.inf]
-    if not finite:
-        return [1.0] * len(samples)
-    top = max(finite)
-    return [math.exp((x - top) / rule.temperature) if x != -math.inf else 0.0 for x in scores]
+    return list(weigh(samples, rule).weights)

@@ -235,39 +235,36 @@ class Engine:
         llama_cpp.llama_memory_clear(memory, True)
         batch = llama_cpp.llama_batch_init(int(llama_cpp.llama_n_ubatch(ctx)), 0, 1)
         try:
-            self._score_chunks(ctx, batch, prompt[:-1], 0, keep=False)  # shared: its cells stay
+            self._score_chunks(ctx, batch, prompt[:-1], 0)  # shared: its cells stay
             out: list[list[TokenLogprobs]] = []
             for continuation in continuations:
                 llama_cpp.llama_memory_seq_rm(memory, 0, len(prompt) - 1, -1)
-                if not continuation:
-                    out.append([])
-                    continue
                 # the last prompt token's logits predict the first continuation token, and so on
-                rows = self._score_chunks(ctx, batch, [prompt[-1], *continuation[:-1]], len(prompt) - 1, keep=True)
-                out.append([token_logprobs(row, t, 0) for row, t in zip(rows, continuation, strict=True)])
+                inputs = [prompt[-1], *continuation[:-1]] if continuation else []
+                out.append(self._score_chunks(ctx, batch, inputs, len(prompt) - 1, targets=continuation))
             return out
         finally:
             llama_cpp.llama_batch_free(batch)
 
     def _score_chunks(self, ctx: ctypes.c_void_p, batch: llama_cpp.llama_batch, tokens: Sequence[int], first_pos: int,
-                      keep: bool) -> list[np.ndarray]:  # fmt: skip
-        """Evaluate ``tokens`` from ``first_pos`` on in chunks of the scoring context's size; with ``keep``,
-        every position's logits (copied: the next chunk overwrites them)."""
-        rows: list[np.ndarray] = []
+                      targets: Sequence[int] = ()) -> list[TokenLogprobs]:  # fmt: skip
+        """Evaluate ``tokens`` from ``first_pos`` on in chunks of the scoring context's size; with ``targets``
+        (the token each position should predict), each one's logprobs, read while its chunk's logits are there."""
+        scored: list[TokenLogprobs] = []
         size = int(llama_cpp.llama_n_ubatch(ctx))
         for start in range(0, len(tokens), size):
             chunk = tokens[start : start + size]
             for i, token in enumerate(chunk):
                 batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, first_pos + start + i, 1  # type: ignore[call-overload]
                 batch.seq_id[i][0] = 0
-                batch.logits[i] = keep
+                batch.logits[i] = bool(targets)
             batch.n_tokens = len(chunk)
             if llama_cpp.llama_decode(ctx, batch) != 0:
                 raise EngineError(f"{self.path.name}: llama_decode failed while scoring")
-            if keep:
-                rows += [np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, i), shape=(self._n_vocab,)).copy()
-                         for i in range(len(chunk))]  # fmt: skip
-        return rows
+            for i in range(len(chunk) if targets else 0):
+                row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, i), shape=(self._n_vocab,))
+                scored.append(token_logprobs(row, targets[start + i], 0))
+        return scored
 
     def _scoring_context(self) -> ctypes.c_void_p:
         """A second context of one sequence that keeps the logits of every position of a 128-token chunk

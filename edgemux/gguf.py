@@ -6,6 +6,7 @@ in a manifest for a local file (``edgemux models add``). Format: github.com/ggml
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,10 +190,7 @@ def _data_nbytes(ggml_type: int, shape: tuple[int, ...]) -> int | None:
     if ggml_type not in _BLOCKS:
         return None
     per_block, block_bytes = _BLOCKS[ggml_type]
-    elements = 1
-    for n in shape:
-        elements *= n
-    return -(-elements // per_block) * block_bytes
+    return -(-math.prod(shape) // per_block) * block_bytes
 
 
 def _check_data_inside(path: Path, raw: list[tuple[str, int, tuple[int, ...], int]], data_start: int,

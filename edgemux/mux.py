@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from .confidence import VoteRule, sample_score, weights
+from .confidence import VoteRule, weigh
 from .types import Decision, ModelVote, Sample
 
 __all__ = ["decide", "tally"]
@@ -25,11 +25,10 @@ def tally(
     """One model's vote from its samples (in the order they were drawn: sample index order), each sample
     weighed by ``rule`` (``confidence.weights``; every sample weighs 1 under the default count rule)."""
     ordered = sorted(samples, key=lambda s: s.index)
-    weight = weights(ordered, rule)
-    vote = rule.vote if _all_signals(ordered, rule) else "count"  # weights() fell back to counting
+    weighing = weigh(ordered, rule)
     counts: dict[str, int] = {}
     mass: dict[str, float] = {}
-    for s, w in zip(ordered, weight, strict=True):
+    for s, w in zip(ordered, weighing.weights, strict=True):
         if s.answer is not None:
             counts[s.answer] = counts.get(s.answer, 0) + 1  # dicts keep first-appearance order
             mass[s.answer] = mass.get(s.answer, 0.0) + w
@@ -38,16 +37,11 @@ def tally(
     for candidate, m in mass.items():
         if m > best:  # strict: an equal weight later does not displace the earlier answer
             answer, best = candidate, m
-    total = sum(weight)
+    total = sum(weighing.weights)
     shares = tuple((a, m / total) for a, m in mass.items()) if total else ()
     confidence = best / total if total else 0.0
-    scores = tuple(sample_score(s.signals, rule.measure, rule.window) if s.signals else None for s in ordered)
-    return ModelVote(model, tuple(ordered), tuple(counts.items()), answer, confidence, validation_accuracy, vote,
-                     shares, scores)  # fmt: skip
-
-
-def _all_signals(samples: Sequence[Sample], rule: VoteRule) -> bool:
-    return rule.vote != "count" and bool(samples) and all(s.signals is not None for s in samples)
+    return ModelVote(model, tuple(ordered), tuple(counts.items()), answer, confidence, validation_accuracy,
+                     weighing.vote, shares, weighing.scores)  # fmt: skip
 
 
 def _fraction(vote: ModelVote) -> str:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
-from .logits import CONFIDENCE_TOP
+from .logits import CONFIDENCE_TOP, confidence_of
 from .types import BatchStep, FinishedSequence, RemoteSource, Sampling, TokenLogprobs
 
 __all__ = ["POLL_S", "RemoteEngine", "RemoteError", "api_key_of"]
@@ -156,7 +156,10 @@ class RemoteEngine:
                             c.text += value
                             c.tokens += 1
                         elif what == "logprobs":
-                            c.logprobs = None if c.logprobs is None or value is None else c.logprobs + value
+                            if value is None:  # a token without them: this sample votes by count
+                                c.logprobs = None
+                            elif c.logprobs is not None:
+                                c.logprobs.extend(value)
                         else:  # "done" (a finish reason) or "failed" (the reason in words)
                             c.reason, c.seconds = ("failed", time.perf_counter() - start) if what == "failed" else (
                                 value, time.perf_counter() - start)  # fmt: skip
@@ -316,8 +319,7 @@ def _token_logprobs(body: Any) -> list[TokenLogprobs] | None:
             isinstance(x, (int, float)) for x in top
         ):
             return None
-        best = sorted(top, reverse=True)[:CONFIDENCE_TOP]
-        records.append(TokenLogprobs(-1, float(logprob), -sum(best) / CONFIDENCE_TOP))
+        records.append(TokenLogprobs(-1, float(logprob), confidence_of(sorted(top, reverse=True))))
     return records
 
 

@@ -91,11 +91,15 @@ def _boot() -> str:
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
+    _kill_group(process.pid)
+    process.kill()
+
+
+def _kill_group(pid: int) -> None:
     try:
-        os.killpg(process.pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    process.kill()
 
 
 def run_python(source: str, limits: Limits = Limits()) -> ProgramRun:
@@ -171,10 +175,7 @@ def _supervise(process: subprocess.Popen[bytes], source: str, limits: Limits, st
             status = status or "timeout"
             _kill(process)
             code = process.wait()
-        try:  # anything it left in the group dies with it (the PID namespace already did this)
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _kill_group(process.pid)  # anything it left in the group dies with it (the PID namespace already did this)
         process.stdout.close()
         process.stderr.close()
     seconds = time.perf_counter() - start
