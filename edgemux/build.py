@@ -15,20 +15,23 @@ import datetime
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .calibration import Level
+from .calibration import Calibrated
 from .catalog import Catalog
+from .confidence import VoteRule
 from .errors import BudgetError, InvalidRequestError
 from .members import parse_member
 from .memory import format_bytes, plan
+from .mux import COUNT
 from .planning import shape_of
 from .search import SearchResult, Spread
 from .types import Sampling
+from .votesearch import VoteCandidate
 
 __all__ = ["Candidate", "candidates", "choose", "profile_document", "write_profile"]
 
@@ -45,10 +48,13 @@ class Candidate:
     seconds: float  # per answer, estimated from the measured seconds per token
     resident_bytes: int  # memory estimate with k samples
     fits: bool
+    vote: VoteRule = COUNT  # how each member's samples are weighed; mux is held out for a fitted rule
+    count_mux: Spread | None = None  # a weighted or filtered candidate: the count rule on the same setup
 
     @property
     def label(self) -> str:
-        return f"{' + '.join(self.models)} at k={self.k}"
+        vote = "" if self.vote.vote == "count" else f", {self.vote.vote} vote"
+        return f"{' + '.join(self.models)} at k={self.k}{vote}"
 
 
 def candidates(
@@ -58,9 +64,11 @@ def candidates(
     allow_single: bool = False,
     only: Sequence[str] | None = None,
     catalog: Catalog | None = None,
+    votes: Sequence[VoteCandidate] = (),
 ) -> list[Candidate]:
-    """Every (subset, k) the search scored, with its cost and memory; ``only``: just that set of models, at
-    every k (one model: its self-consistency). The search must have covered subsets that large."""
+    """Every (subset, k) the search scored, with its cost and memory, and the same setups under each vote of
+    ``votes`` (votesearch: same tokens, held-out accuracy); ``only``: just that set of models, at every k
+    (one model: its self-consistency). The search must have covered subsets that large."""
     allow_single = allow_single or (only is not None and len(only) == 1)
     catalog = catalog or Catalog()
     model_of = {m.model: parse_member(m.model).model for m in result.models}  # members -> the model each loads
@@ -92,6 +100,9 @@ def candidates(
                         (m.model,), k, sc, sc, sc, m.model, tokens, tokens * m.seconds_per_token, *memory((m.model,), k)
                     )
                 )
+    by_setup = {(c.models, c.k): c for c in out}
+    out += [replace(by_setup[v.models, v.k], vote=v.vote, mux=v.mux, count_mux=by_setup[v.models, v.k].mux)
+            for v in votes if (v.models, v.k) in by_setup]  # fmt: skip
     return out if only is None else [c for c in out if set(c.models) == set(only)]
 
 
@@ -154,7 +165,7 @@ def profile_document(
     runs: str,
     budget: str | None,
     description: str | None,
-    calibration: Sequence[Level] = (),
+    calibration: Sequence[Calibrated] = (),
     auto: bool = False,
 ) -> str:
     """The profile's YAML. ``auto``: the profile answers any question (``kind: auto``); what was measured
@@ -180,6 +191,7 @@ def profile_document(
         "prompt": {"instruction": settings.get("instruction")}
         | ({"system": settings["system"]} if settings.get("system") else {}),
         "n_ctx": settings.get("n_ctx", 4096),
+        **({"vote": vote_document(chosen.vote)} if chosen.vote.vote != "count" else {}),
         **({"budget": budget} if budget else {}),
         "measured": {
             **({"kind": result.kind} if auto else {}),
@@ -196,19 +208,40 @@ def profile_document(
             "tokens_per_answer": round(chosen.tokens),
             "seconds_per_answer": round(chosen.seconds, 1),
             "resident_bytes": chosen.resident_bytes,
+            **({"vote": _vote_measured(chosen)} if chosen.count_mux is not None else {}),
             # how often answers were right at each level of agreement (what `ask` says with an answer)
             "calibration": [level.to_dict() for level in calibration],
         },
     }
     # Every (subset, k) scored, one flow-style line each: what `profile show --plot` draws.
     curve = [
-        {"models": " + ".join(c.models), "k": c.k, "accuracy": round(c.mux.mean, 4), "tokens": round(c.tokens)}
+        {"models": " + ".join(c.models) + ("" if c.vote.vote == "count" else f" ({c.vote.vote} vote)"), "k": c.k,
+         "accuracy": round(c.mux.mean, 4), "tokens": round(c.tokens)}
         for c in found
     ]
     curve_text: str = yaml.safe_dump({"curve": curve}, sort_keys=False, default_flow_style=None, width=200)
     header = f"# Built by `edgemux profile build` from {runs} ({result.tasks} tasks, k={result.k}).\n# {why}.\n"
     body: str = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
     return header + body + "".join(f"  {line}\n" for line in curve_text.splitlines())
+
+
+def vote_document(rule: VoteRule) -> dict[str, Any]:
+    """A rule as the profile's ``vote:`` mapping (the parameters its family uses)."""
+    doc: dict[str, Any] = {"rule": rule.vote, "measure": rule.measure}
+    if rule.measure != "mean_logprob":
+        doc["window"] = rule.window
+    doc["temperature" if rule.vote == "weighted" else "keep"] = rule.temperature if rule.vote == "weighted" else rule.keep
+    return doc
+
+
+def _vote_measured(c: Candidate) -> dict[str, Any]:
+    assert c.count_mux is not None
+    return {
+        "held_out_accuracy": round(c.mux.mean, 4),
+        "count_accuracy": round(c.count_mux.mean, 4),
+        "how": "each half of the questions scored by the rule fitted on the other half (edgemux/votesearch.py); "
+               "the rule above is fitted on all of them",
+    }  # fmt: skip
 
 
 class _Dumper(yaml.SafeDumper):  # type: ignore[misc]

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import fetch
 from .autokind import ends_in_number
-from .calibration import Level, levels_of, sentence
+from .calibration import Calibrated, level_of, sentence
 from .catalog import Catalog
 from .earlystop import tie_ranks
 from .equivalence import Unifier
@@ -271,7 +271,7 @@ class Mux:
             seconds=seconds,
             policy=self.options.policy,
             early_stop=self._early_stop(profile),
-            calibration=None if level is None else (level.agreeing, level.k, level.answered, level.right),
+            calibration=None if level is None else level.to_dict(),
             calibration_text="" if level is None else sentence(level, profile.measured),
             min_confidence=threshold,
             abstained=threshold is not None and decision.answer is not None and decision.confidence < threshold,
@@ -293,15 +293,14 @@ class Mux:
         if cells > shape.cells or sampling.k > shape.sequences:
             self.models.reshape(ContextShape(max(cells, shape.cells), max(sampling.k, shape.sequences)))
 
-    def _calibration(self, profile: Profile, k: int, decision: Decision) -> Level | None:
+    def _calibration(self, profile: Profile, k: int, decision: Decision) -> Calibrated | None:
         """The profile's validation accuracy at this answer's agreement, when it was measured for exactly
-        these members at this k and kind: a ``kind: auto`` profile's levels hold for the questions read as
-        the kind it was measured on (a -k override, or another kind, is not calibrated)."""
+        these members at this k, kind and vote: a ``kind: auto`` profile's levels hold for the questions read
+        as the kind it was measured on (a -k or --vote override, or another kind, is not calibrated)."""
         measured_kind = profile.measured.get("kind", self.profile.kind)
-        if decision.answer is None or profile.kind != measured_kind or profile.vote.vote != "count":
-            return None  # the stored levels are agreement counts: a weighted share is not one
-        agreeing = round(decision.confidence * k)
-        return next((lv for lv in levels_of(profile.measured, k) if lv.agreeing == agreeing), None)
+        if decision.answer is None or profile.kind != measured_kind:
+            return None
+        return level_of(profile.measured, k, profile.vote.vote, decision.confidence)
 
     def draw(
         self,

@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from .confidence import sample_score
 from .equivalence import Unifier, reference_of
 from .errors import InvalidRequestError
 from .extract import canonical_reference
 from .members import RUN_PROGRAMS_NEEDED, recorded_answer
 from .runs import Record, merged_settings
+from .types import TokenSignals
 
 __all__ = ["RunTable", "SearchResult", "accuracy_ranks", "build_table", "search"]
 
@@ -47,6 +49,19 @@ class RunTable:
     seconds: NDArray[np.float64]  # [M, T] wall time of the model's whole batch of k samples
     settings: dict[str, Any]
     left_out: dict[str, int] = field(default_factory=dict)
+    signals: list[list[list[TokenSignals | None]]] = field(default_factory=list)  # [M][T][k]: each sample's tokens
+    _scores: dict[tuple[str, int], NDArray[np.float64]] = field(default_factory=dict, repr=False, compare=False)
+
+    def scores(self, measure: str, window: int) -> NDArray[np.float64]:
+        """[M, T, k] each sample's confidence under ``measure`` (confidence.sample_score); NaN where a sample
+        has no token signals (recorded before the engine kept them). Computed once per measure and window."""
+        if (measure, window) not in self._scores:
+            out = np.full(self.answers.shape, np.nan)
+            for (m, t, j), signals in _indexed(self.signals):
+                if signals is not None:
+                    out[m, t, j] = sample_score(signals, measure, window)
+            self._scores[measure, window] = out
+        return self._scores[measure, window]
 
 
 def build_table(records: Sequence[Record], *, rescore: bool = True, run_programs: bool = False,
@@ -94,6 +109,7 @@ def build_table(records: Sequence[Record], *, rescore: bool = True, run_programs
     tokens = np.zeros(shape, dtype=np.int64)
     truncated = np.zeros(shape, dtype=np.bool_)
     seconds = np.zeros(shape[:2], dtype=np.float64)
+    signals: list[list[list[TokenSignals | None]]] = [[[None] * k for _ in tasks] for _ in models]
     for t, task in enumerate(tasks):
         per_model = by_task[task]
         first = next(iter(per_model.values()))
@@ -111,6 +127,7 @@ def build_table(records: Sequence[Record], *, rescore: bool = True, run_programs
                     if rescore else s.answer
                 )  # fmt: skip
                 tokens[m, t, j] = s.tokens
+                signals[m][t][j] = s.signals
                 truncated[m, t, j] = s.stop_reason == "length"
         unify.prepare(list(read.values()))
         ids: dict[str, int] = {}
@@ -123,7 +140,14 @@ def build_table(records: Sequence[Record], *, rescore: bool = True, run_programs
                 judged = recorded if kind == "open" else answer
                 correct[m, t, j] = reference is not None and reference.is_right(judged)
     return RunTable(kind, models, tasks, k, answers, correct, tokens, truncated, seconds, merged_settings(records),
-                    left_out)  # fmt: skip
+                    left_out, signals)  # fmt: skip
+
+
+def _indexed(nested: list[list[list[TokenSignals | None]]]) -> Iterator[tuple[tuple[int, int, int], TokenSignals | None]]:
+    for m, per_task in enumerate(nested):
+        for t, per_sample in enumerate(per_task):
+            for j, signals in enumerate(per_sample):
+                yield (m, t, j), signals
 
 
 def _tests(per_model: dict[str, Record]) -> tuple[str, ...] | None:
@@ -137,23 +161,30 @@ def _counts(counter: Counter[Any], prefix: str = "") -> str:
 # -- votes on arrays ----------------------------------------------------------------------------------------
 
 
-def majority(answers: Ints, correct: Bools) -> tuple[NDArray[np.float64], Bools]:
+def majority(answers: Ints, correct: Bools, weights: NDArray[np.float64] | None = None) -> tuple[NDArray[np.float64], Bools]:
     """Per row of samples (last axis): the SLM-MUX confidence (majority count / all samples) and whether the
-    majority answer is right. Tied answers go to the one that appeared first, as in ``mux.tally``."""
+    majority answer is right. Tied answers go to the one that appeared first, as in ``mux.tally``. With
+    ``weights`` (as ``confidence.weigh`` gives them, same shape), each sample counts its weight and the
+    confidence is the winner's share of all the weight (mux.tally under a weighted or filtered rule)."""
     same = (answers[..., :, None] == answers[..., None, :]) & (answers[..., :, None] >= 0)
-    counts = same.sum(axis=-1)  # for each sample: how many samples share its answer (0 for no answer)
-    first = counts.argmax(axis=-1)  # the earliest sample of the most common answer
-    best = np.take_along_axis(counts, first[..., None], axis=-1)[..., 0]
+    if weights is None:
+        mass = same.sum(axis=-1).astype(np.float64)  # for each sample: how many samples share its answer
+        total = np.full(answers.shape[:-1], float(answers.shape[-1]))
+    else:
+        mass = (same * weights[..., None, :]).sum(axis=-1)
+        total = weights.sum(axis=-1)
+    first = mass.argmax(axis=-1)  # the earliest sample of the heaviest answer
+    best = np.take_along_axis(mass, first[..., None], axis=-1)[..., 0]
     right = np.take_along_axis(correct, first[..., None], axis=-1)[..., 0] & (best > 0)
-    return best / answers.shape[-1], right
+    return np.divide(best, total, out=np.zeros_like(best), where=total > 0), right
 
 
 def mux_pick(confidence: NDArray[np.float64], ranks: Sequence[int]) -> Ints:
-    """Index (within the given models) of each task's MUX winner: highest confidence, ties to the best rank
-    (0 = best validation accuracy). confidence: [S, T]."""
-    rank = np.asarray(ranks, dtype=np.float64)[:, None]
-    key = confidence * 1000.0 - rank  # ranks < 1000: confidence steps (≥ 1/k) always dominate
-    return key.argmax(axis=0)  # type: ignore[no-any-return]
+    """Index (within the given models) of each task's MUX winner: highest confidence, exact ties to the best
+    rank (0 = best validation accuracy), as ``mux.decide``. confidence: [S, T]."""
+    rank = np.asarray(ranks, dtype=np.int64)[:, None]
+    tied = confidence == confidence.max(axis=0, keepdims=True)
+    return np.where(tied, rank, np.iinfo(np.int64).max).argmin(axis=0)  # type: ignore[no-any-return]
 
 
 # -- the search -----------------------------------------------------------------------------------------

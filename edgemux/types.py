@@ -4,7 +4,7 @@ and the typed events that ``Mux.stream`` yields. Quantities carry their unit in 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -324,7 +324,9 @@ class MuxResult:
     seconds: float
     policy: str = "priority"
     early_stop: bool = True
-    calibration: tuple[int, int, int, int] | None = None  # (agreeing, k, answered, right) on validation data
+    # the validation level this answer fell in (calibration.Level or ShareBin .to_dict()): agreeing and k, or
+    # the vote and its share_from/share_to; answered, right and accuracy on validation data
+    calibration: Mapping[str, Any] | None = None
     calibration_text: str = ""  # the same, in words
     min_confidence: float | None = None
     abstained: bool = False  # the confidence was below min_confidence: the answer is only a best guess
@@ -362,9 +364,8 @@ class MuxResult:
             "abstained": self.abstained,
             "min_confidence": self.min_confidence,
             "calibration": None if self.calibration is None else {
-                "agreeing": self.calibration[0], "k": self.calibration[1], "validation_answered": self.calibration[2],
-                "validation_right": self.calibration[3],
-                "validation_accuracy": round(self.calibration[3] / self.calibration[2], 4) if self.calibration[2] else None,
+                **{("validation_" + key if key in ("answered", "right", "accuracy") else key): value
+                   for key, value in self.calibration.items()},
                 "text": self.calibration_text,
             },
             "text": self.text,

@@ -142,3 +142,23 @@ def test_a_malformed_vote_in_a_profile_names_the_key(fake_models: list[str], mon
                                                      tmp_path: Path, vote: str, message: str) -> None:  # fmt: skip
     code, _, output = ask_json(fake_models, monkeypatch, tmp_path, vote)
     assert code == 4 and message in output and "Traceback" not in output
+
+
+def test_a_weighted_profile_says_its_own_calibration(fake_models: list[str], monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:  # fmt: skip
+    # the winner (alpha's sure 9) holds ~100 % of its weighted vote: the top bin, not a count level
+    measured = """vote: {rule: weighted, temperature: 1.0}
+measured:
+  tasks: 50
+  runs: dev.jsonl
+  calibration:
+  - {agreeing: 2, k: 3, answered: 20, right: 11, accuracy: 0.55}
+  - {vote: weighted, k: 3, share_from: 1.0, share_to: 1.0, answered: 4, right: 4, accuracy: 1.0}
+  - {vote: weighted, k: 3, share_from: 0.9, share_to: 1.0, answered: 30, right: 27, accuracy: 0.9}"""
+    code, weighted, _ = ask_json(fake_models, monkeypatch, tmp_path, measured)
+    assert code == 0 and weighted["answer"] == "9" and weighted["confidence"] < 1.0
+    calibration = weighted["calibration"]
+    assert calibration["vote"] == "weighted" and calibration["share_from"] == 0.9 and calibration["validation_right"] == 27
+    assert "90–100 % of its weighted vote were right 90 % of the time (27 of 30)" in calibration["text"]
+    code, counted, _ = ask_json(fake_models, monkeypatch, tmp_path, measured, "--vote", "count")
+    assert code == 0 and counted["calibration"]["agreeing"] == 2 and counted["calibration"]["validation_answered"] == 20

@@ -159,6 +159,10 @@ def profile_group() -> None:
 )
 @click.option("--repeats", type=int, default=20, show_default=True, help="draws of k' of the k samples for smaller k'")
 @click.option("--description", help="one line saying what the profile is for")
+@click.option("--votes", "vote_search", type=click.Choice(["search", "count"]), default="search", show_default=True,
+              help="search: also score each setup under the weighted and filtered votes (runs with token "
+                   "signals), each fitted on one half of the questions and scored on the other; count: only the "
+                   "count rule")  # fmt: skip
 @click.option("--auto", "auto_kind", is_flag=True,
               help="write kind: auto — the profile answers any question; the runs' kind is what computations "
                    "are answered as (numeric runs only)")  # fmt: skip
@@ -166,15 +170,17 @@ def profile_group() -> None:
 @click.option("--force", is_flag=True, help="replace an existing profile file")
 def profile_build(runs_path: Path, name: str, budget: str | None, max_models: int, tolerance: float, allow_single: bool,
                   models: str | None, run_programs: bool, lam: float, repeats: int, description: str | None,
-                  auto_kind: bool, out: Path | None, force: bool) -> None:  # fmt: skip
-    """Pick the models and k from collected runs and write a profile `edgemux ask --profile NAME` uses.
+                  vote_search: str, auto_kind: bool, out: Path | None, force: bool) -> None:  # fmt: skip
+    """Pick the models, k and vote from collected runs and write a profile `edgemux ask --profile NAME` uses.
 
     Every (subset, k) the search scores is a candidate; those that do not fit the memory budget are
     dropped, and the cheapest one within --tolerance points of the most accurate is chosen. The profile
     records the models with their measured accuracies (the tie-break order), k, the sampling settings and
     prompt of the runs, and what was measured, including how it compares with the best single model and
     the pooled vote. --models fixes the models (say, a set chosen on other task sets too) and leaves only k
-    to choose.
+    to choose. Runs recorded with token signals also put every setup under the confidence votes (weighted,
+    filtered; see `ask --vote`), each scored on questions it was not fitted on; a vote is chosen only when
+    it is more accurate, or as accurate for fewer samples, than counting.
     """
     from .. import paths
     from ..build import candidates, choose, profile_document, write_profile
@@ -208,7 +214,10 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     if auto_kind and table.kind not in ("number", "math"):
         raise errors.InvalidRequestError(f"--auto needs numeric runs (number or math); these are {table.kind}")
     result = run_search(table, max_models=max_models, lam=lam, repeats=repeats)
-    found = candidates(result, budget_bytes, allow_single=allow_single, only=fixed)
+    from ..votesearch import vote_candidates
+
+    votes = vote_candidates(table, [s.models for s in result.subsets], repeats=repeats) if vote_search == "search" else []
+    found = candidates(result, budget_bytes, allow_single=allow_single, only=fixed, votes=votes)
     chosen, why = choose(found, tolerance)
     if fixed is not None:
         why += " (models fixed by --models)"
@@ -216,7 +225,9 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
 
     text = profile_document(
         name, chosen, why, result, found, runs=runs_names, budget=budget, description=description,
-        calibration=measure(table, chosen.models, chosen.k), auto=auto_kind,
+        calibration=measure(table, chosen.models, chosen.k)
+        + (measure(table, chosen.models, chosen.k, chosen.vote) if chosen.vote.vote != "count" else []),
+        auto=auto_kind,
     )  # fmt: skip
     write_profile(target, text, force=force)
     click.echo(f"wrote {target}\n{why}", err=True)
@@ -269,6 +280,15 @@ def profile_calibrate(name: str, runs_path: Path, out: Path | None) -> None:
             f"collect with --profile {name} so that the calibration is of what `ask` runs"
         )
     levels = measure(table, profile.member_names, profile.sampling.k)
+    if profile.vote.vote != "count":
+        from ..votesearch import has_signals
+
+        if not has_signals(table, [table.models.index(m) for m in profile.member_names]):
+            raise errors.InvalidRequestError(
+                f"{name} votes by confidence ({profile.vote.vote}) but {runs_path} has samples without token "
+                "signals: collect them again with this version (`edgemux collect` records them)"
+            )
+        levels += measure(table, profile.member_names, profile.sampling.k, profile.vote)
     runs_names = ",".join(Path(p).name for p in str(runs_path).split(",") if p.strip())
     text = (
         profile.path.read_text(encoding="utf-8").rstrip("\n")

@@ -208,11 +208,13 @@ def profile_view(profile: Profile) -> Group:
         for key in ("why", "verdict"):
             if measured.get(key):
                 lines.append(Text(f"  {key}: {measured[key]}"))
-        levels = levels_of(measured, s.k)
-        if levels:
-            cells = [f"{lv.agreeing}/{lv.k}: {'—' if lv.accuracy is None else f'{100 * lv.accuracy:.0f}%'} of {lv.answered}"
-                     for lv in levels]  # fmt: skip
-            lines.append(Text("  calibration (right when the winner's samples agree): " + ", ".join(cells)))
+        for vote in dict.fromkeys(("count", profile.vote.vote)):
+            levels = levels_of(measured, s.k, vote)
+            if levels:
+                cells = [f"{lv.short()}: {'—' if lv.accuracy is None else f'{100 * lv.accuracy:.0f}%'} of {lv.answered}"
+                         for lv in levels]  # fmt: skip
+                what = "the winner's samples agree" if vote == "count" else f"the winner's share of its {vote} vote"
+                lines.append(Text(f"  calibration (right when {what}): " + ", ".join(cells)))
     if profile.abstain_below is not None:
         lines.append(Text(f"abstains below confidence {profile.abstain_below:g} (ask exits 10)"))
     return Group(models, *lines)
