@@ -13,13 +13,17 @@ simplest: a longer window, a higher temperature, a larger share kept) and scored
 halves swap: every question is scored once, by a rule fitted without it. The members' validation accuracy
 (the tie-break) is also taken from the fitting half.
 
+Two more views of the same runs: accuracy against samples per member (k = 1 .. collected, the count rule
+beside each family's held-out accuracy, with tokens per answer: can a vote reach the count rule's accuracy
+with fewer samples?), and the expected calibration error of the confidence `ask` reports (each half's
+levels measured on the other half; count levels, and the share bins of each family's fitted rule).
+
     python bench/confidence_votes.py --runs bench/runs/gsm8k-dev-conf-k8.jsonl -k 8 [--json]
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import json
 from collections.abc import Sequence
@@ -29,21 +33,14 @@ from edgemux.confidence import MEASURES, VoteRule
 from edgemux.evaluate import MUX, EvalReport, consistency_name, mux_name, score_runs, wilson
 from edgemux.profiles import Profile, adhoc_profile
 from edgemux.runs import Record, read_runs_files
+from edgemux.votesearch import GRID, half_of
 
-WINDOWS = (4, 8, 16, 32, 64)
-TEMPERATURES = (0.25, 0.5, 1.0, 2.0, 4.0)  # in units of the measure (nats for mean_logprob)
-KEEPS = (0.25, 0.5, 0.75)
+WINDOWS = (4, 8, 16, 32, 64)  # for the separation table: wider than the grid the votes are fitted over
 
 
 def candidates() -> dict[str, list[VoteRule]]:
-    """Every rule tried, simplest last within a family (so that a tie keeps the simplest, see fit)."""
-    weighted = [VoteRule("weighted", m, w, t) for m, w, t in itertools.product(MEASURES, WINDOWS, TEMPERATURES)]
-    filtered = [VoteRule("filtered", m, w, keep=q) for m, w, q in itertools.product(MEASURES, WINDOWS, KEEPS)]
-    return {"weighted": weighted, "filtered": filtered}
-
-
-def half_of(task: str) -> int:
-    return hashlib.sha256(task.encode()).digest()[0] % 2
+    """Every rule tried (votesearch.GRID, the one `profile build` fits over), simplest last in a family."""
+    return {family: list(rules) for family, rules in GRID.items()}
 
 
 def with_accuracies(profile: Profile, records: Sequence[Record], k: int) -> Profile:
@@ -113,6 +110,45 @@ def separation(records: Sequence[Record], k: int) -> list[dict[str, object]]:
     return rows
 
 
+def by_k(records: Sequence[Record], members: list[str]) -> list[dict[str, object]]:
+    """Per k: tokens per answer, the count rule's SLM-MUX accuracy (mean over draws of k of the samples, as
+    `profile build` scores it) and each family's held-out accuracy (votesearch)."""
+    from edgemux.search import build_table, search
+    from edgemux.votesearch import vote_candidates
+
+    table = build_table(records)
+    subset = next(s for s in search(table, max_models=len(members)).subsets if set(s.models) == set(members))
+    votes = vote_candidates(table, [subset.models])
+    rows = []
+    for k, at in subset.by_k.items():
+        row: dict[str, object] = {"k": k, "tokens_per_answer": round(at.tokens), "count": round(at.mux.mean, 4)}
+        row |= {v.vote.vote: round(v.mux.mean, 4) for v in votes if v.k == k}
+        rows.append(row)
+    return rows
+
+
+def calibration_errors(records: Sequence[Record], members: list[str], k: int,
+                       fitted: list[dict[str, object]]) -> dict[str, float]:  # fmt: skip
+    """ECE of the confidence `ask` reports, each half's levels measured on the other half (and, for a
+    family, under the rule fitted on that other half)."""
+    from edgemux.calibration import calibration_error, measure
+    from edgemux.search import build_table
+
+    table = build_table(records)
+    halves = [[i for i, t in enumerate(table.tasks) if half_of(t) == h] for h in (0, 1)]
+    out = {}
+    for family in ("count", "weighted", "filtered"):
+        gap, n = 0.0, 0
+        for scored, fit_on in ((1, 0), (0, 1)):
+            rule = None if family == "count" else VoteRule(**fitted[fit_on][family]["rule"])  # type: ignore[index]
+            promised = measure(table, members, k, rule, tasks=halves[fit_on])
+            seen = measure(table, members, k, rule, tasks=halves[scored])
+            gap += calibration_error(promised, seen) * len(halves[scored])
+            n += len(halves[scored])
+        out[family] = round(gap / n, 4)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", required=True, help="runs file(s) with token signals, comma-separated")
@@ -129,6 +165,8 @@ def main() -> None:
     k = args.k or min(r.k for r in records)
     out = cross_fitted(records, members, records[0].kind, k)
     out["separation"] = separation(records, k)
+    out["by_k"] = by_k(records, members)
+    out["calibration_error"] = calibration_errors(records, members, k, out["fitted"])  # type: ignore[arg-type]
     if args.json:
         print(json.dumps(out, indent=2))
         return
@@ -144,6 +182,13 @@ def main() -> None:
         if row["auroc"] is not None:
             window = f", window {row['window']}" if row["window"] else ""
             print(f"    {row['measure']}{window}: {row['auroc']:.3f} ({row['pairs']} pairs in {row['groups']} groups)")
+    print("  SLM-MUX accuracy against samples per member (count: all draws; weighted/filtered: held out):")
+    for row in out["by_k"]:  # type: ignore[attr-defined]
+        print("    " + ", ".join(f"{key} {value}" for key, value in row.items()))
+    print(
+        "  expected calibration error of the reported confidence (levels from the other half): "
+        + ", ".join(f"{family} {ece:.3f}" for family, ece in out["calibration_error"].items())
+    )  # type: ignore[attr-defined]
     for h, fitted in enumerate(out["fitted"]):  # type: ignore[arg-type]
         print(f"  fitted on half {h}: " + "; ".join(f"{f}: {v['rule']}" for f, v in fitted.items()))
 
