@@ -60,8 +60,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--check", action="store_true", help="compare with the signals the runs already hold")
     parser.add_argument("--limit", type=int, help="only the first N records")
+    parser.add_argument("--models", help="only these members, comma-separated (default: every one in the runs)")
     args = parser.parse_args()
-    records = read_runs_files(args.runs)[: args.limit]
+    records = read_runs_files(args.runs)
+    if args.models:
+        records = [r for r in records if r.model in args.models.split(",")]
+    records = records[: args.limit]
     questions = {t.id: t.question for t in load_tasks(args.tasks)}
     if args.check:
         token_diff: list[float] = []
