@@ -31,7 +31,9 @@ PROMPT = "Write a long story about a brave dragon who learns to cook. Describe e
 WAYS = {"none": None, "logprob+confidence": 0, "top-20": 20}
 
 
-def decode_seconds(engine: Engine, prompt: list[int], sampling: Sampling, seeds: list[int], logprobs: int | None) -> float:
+def decode_seconds(
+    engine: Engine, prompt: list[int], sampling: Sampling, seeds: list[int], logprobs: int | None
+) -> float:
     start = time.perf_counter()
     for _ in engine.generate(prompt, sampling, seeds, ignore_eos=True, logprobs=logprobs):
         pass

@@ -39,7 +39,9 @@ def main() -> None:
         math_key(a)
         times.append(time.perf_counter() - start)
     by_string = sum(1 for t, a in answers if a is not None and a == references[t])
-    by_meaning = sum(1 for t, a in answers if a is not None and references[t] and math_key(a) == math_key(references[t]))
+    by_meaning = sum(
+        1 for t, a in answers if a is not None and references[t] and math_key(a) == math_key(references[t])
+    )
     out = {
         "samples": len(answers), "distinct_answers": len(distinct),
         "parse_ms_median": 1000 * statistics.median(times), "parse_ms_p90": 1000 * statistics.quantiles(times, n=10)[-1],

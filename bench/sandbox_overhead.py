@@ -88,7 +88,9 @@ def main() -> None:
         return
     print(f"{row['programs']} recorded programs, {row['level']}, isolation {row['isolation']}")
     print(f"  {same} of {row['programs']} print what they printed when recorded")
-    print(f"  sandbox (every sample of a pot member):   median {row['sandbox_median_ms']:.0f} ms, p90 {row['sandbox_p90_ms']:.0f} ms")
+    print(
+        f"  sandbox (every sample of a pot member):   median {row['sandbox_median_ms']:.0f} ms, p90 {row['sandbox_p90_ms']:.0f} ms"
+    )
     print(f"  limits only (no namespaces, root, no filter):  median {row['limits_only_median_ms']:.0f} ms")
     print(f"  bare python -I subprocess:                median {row['bare_subprocess_median_ms']:.0f} ms")
     print(f"  sandbox / bare: {row['ratio_sandbox_to_bare']:.2f}x  (target: the sandbox adds <= 150 ms per sample)")

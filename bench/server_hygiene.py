@@ -38,7 +38,10 @@ def start(port: int, *extra: str) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            if json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read())["status"] == "ok":
+            if (
+                json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read())["status"]
+                == "ok"
+            ):
                 return server
         except OSError:
             pass

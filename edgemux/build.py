@@ -215,8 +215,12 @@ def profile_document(
     }
     # Every (subset, k) scored, one flow-style line each: what `profile show --plot` draws.
     curve = [
-        {"models": " + ".join(c.models) + ("" if c.vote.vote == "count" else f" ({c.vote.vote} vote)"), "k": c.k,
-         "accuracy": round(c.mux.mean, 4), "tokens": round(c.tokens)}
+        {
+            "models": " + ".join(c.models) + ("" if c.vote.vote == "count" else f" ({c.vote.vote} vote)"),
+            "k": c.k,
+            "accuracy": round(c.mux.mean, 4),
+            "tokens": round(c.tokens),
+        }
         for c in found
     ]
     curve_text: str = yaml.safe_dump({"curve": curve}, sort_keys=False, default_flow_style=None, width=200)
@@ -230,7 +234,9 @@ def vote_document(rule: VoteRule) -> dict[str, Any]:
     doc: dict[str, Any] = {"rule": rule.vote, "measure": rule.measure}
     if rule.measure != "mean_logprob":
         doc["window"] = rule.window
-    doc["temperature" if rule.vote == "weighted" else "keep"] = rule.temperature if rule.vote == "weighted" else rule.keep
+    doc["temperature" if rule.vote == "weighted" else "keep"] = (
+        rule.temperature if rule.vote == "weighted" else rule.keep
+    )
     return doc
 
 

@@ -130,7 +130,9 @@ class Downloads:
             elif d.error is not None:
                 parts.append(f"downloading {name} failed ({d.error})")
             elif d.fraction is not None:
-                parts.append(f"{name} is being downloaded ({d.fraction * 100:.0f} % of {format_bytes(d.total_bytes or 0)})")
+                parts.append(
+                    f"{name} is being downloaded ({d.fraction * 100:.0f} % of {format_bytes(d.total_bytes or 0)})"
+                )
             else:
                 parts.append(f"{name} is being downloaded ({format_bytes(d.bounded_bytes)} so far)")
         return "; ".join(parts)

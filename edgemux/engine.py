@@ -229,7 +229,9 @@ class Engine:
         if not prompt or not longest:
             return [[] for _ in continuations]
         if len(prompt) + longest > self.n_ctx:
-            raise PromptTooLongError(f"{len(prompt) + longest} tokens to score; {self.path.name} was loaded with {self.n_ctx}")
+            raise PromptTooLongError(
+                f"{len(prompt) + longest} tokens to score; {self.path.name} was loaded with {self.n_ctx}"
+            )
         ctx = self._scoring_context()
         memory = llama_cpp.llama_get_memory(ctx)
         llama_cpp.llama_memory_clear(memory, True)
@@ -409,7 +411,9 @@ class Engine:
         token = llama_cpp.llama_sampler_sample(s.sampler, self._ctx, s.batch_pos)
         if s.logprobs is not None and not llama_cpp.llama_vocab_is_eog(self._vocab, token):
             # The same logits the sampler chain read, before it: the model's distribution, not the chain's.
-            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, s.batch_pos), shape=(self._n_vocab,))
+            logits = np.ctypeslib.as_array(
+                llama_cpp.llama_get_logits_ith(self._ctx, s.batch_pos), shape=(self._n_vocab,)
+            )
             s.logprobs.append(token_logprobs(logits, token, s.top_logprobs))
         self._advance(s, token, s.max_tokens, s.stop)
         if s.done is not None:  # free its own cells; the prompt's stay (shared, and cached for the next call)

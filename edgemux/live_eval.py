@@ -96,6 +96,7 @@ def evaluate_live(
     measured = {n: mux.resident.nbytes(n) if mux.resident.is_resident(n) else 0 for n in profile.model_names}
     ids = {t.id for t in tasks}
     records = [r for r in read_runs(out / "runs.jsonl") if r.task in ids]
+
     def resident_bytes(members: Sequence[str]) -> int | None:
         return sum(measured[m] for m in {parse_member(n).model for n in members}) or None
 

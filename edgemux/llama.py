@@ -10,8 +10,9 @@ import os
 from typing import Any
 
 import llama_cpp
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-__all__ = ["default_threads", "llama_cpp", "model_params", "system_info"]
+__all__ = ["Jinja2ChatFormatter", "default_threads", "llama_cpp", "model_params", "system_info"]
 
 _llama_log = logging.getLogger("edgemux.llama")
 if _llama_log.level == logging.NOTSET:  # llama.cpp warns about quirks of valid models; quiet unless asked

@@ -24,8 +24,15 @@ from .sandbox import ProgramRun, run_python
 from .types import Sample
 
 __all__ = [
-    "STRATEGIES", "Member", "answer_of", "canonical_output", "parse_member", "parse_members", "program_in",
-    "recorded_answer", "run_program_of",
+    "STRATEGIES",
+    "Member",
+    "answer_of",
+    "canonical_output",
+    "parse_member",
+    "parse_members",
+    "program_in",
+    "recorded_answer",
+    "run_program_of",
 ]
 
 STRATEGIES: dict[str, str] = {
@@ -85,7 +92,9 @@ class Member:
     def instruction(self, kind: str, cot_instruction: str | None) -> str | None:
         """The user turn this member asks with (None: the kind's default chain-of-thought instruction)."""
         if self.runs_programs and kind == "code":
-            raise InvalidRequestError(f"code tasks already answer with programs: use a plain model, not :{self.strategy}")
+            raise InvalidRequestError(
+                f"code tasks already answer with programs: use a plain model, not :{self.strategy}"
+            )
         if self.runs_programs and kind == "open":
             raise InvalidRequestError(f"open questions are answered in words: use a plain model, not :{self.strategy}")
         if self.strategy == "pot":

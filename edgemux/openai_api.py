@@ -296,8 +296,9 @@ def generation_response(
 
     return {
         **_envelope(request, rid, chunk=False),
-        "choices": [_choice(request.endpoint, f.index, f.text, finish_reason(f.stop_reason), logprobs(f))
-                    for f in finished],  # fmt: skip
+        "choices": [
+            _choice(request.endpoint, f.index, f.text, finish_reason(f.stop_reason), logprobs(f)) for f in finished
+        ],  # fmt: skip
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion,

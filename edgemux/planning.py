@@ -17,7 +17,15 @@ from .osmemory import available_bytes
 from .profiles import Profile
 from .types import ModelSpec
 
-__all__ = ["BudgetSource", "default_budget_bytes", "estimated_bytes_of", "model_bytes", "plan_profile", "resolve_budget", "shape_of"]
+__all__ = [
+    "BudgetSource",
+    "default_budget_bytes",
+    "estimated_bytes_of",
+    "model_bytes",
+    "plan_profile",
+    "resolve_budget",
+    "shape_of",
+]
 
 BudgetSource = str  # "--budget", "EDGEMUX_BUDGET", "profile", "default"
 

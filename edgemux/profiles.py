@@ -18,8 +18,21 @@ from .yamlfile import Section, read_mapping
 __all__ = ["Profile", "ProfileModel", "list_profiles", "load_profile"]
 
 _TOP_KEYS = frozenset(
-    {"name", "description", "kind", "models", "sampling", "prompt", "n_ctx", "budget", "notes", "measured",
-     "abstain_below", "similarity", "vote"}
+    {
+        "name",
+        "description",
+        "kind",
+        "models",
+        "sampling",
+        "prompt",
+        "n_ctx",
+        "budget",
+        "notes",
+        "measured",
+        "abstain_below",
+        "similarity",
+        "vote",
+    }
 )
 
 

@@ -315,8 +315,10 @@ def _token_logprobs(body: Any) -> list[TokenLogprobs] | None:
         return None
     records = []
     for logprob, top in out:
-        if not isinstance(logprob, (int, float)) or len(top) < CONFIDENCE_TOP or not all(
-            isinstance(x, (int, float)) for x in top
+        if (
+            not isinstance(logprob, (int, float))
+            or len(top) < CONFIDENCE_TOP
+            or not all(isinstance(x, (int, float)) for x in top)
         ):
             return None
         records.append(TokenLogprobs(-1, float(logprob), confidence_of(sorted(top, reverse=True))))

@@ -44,8 +44,13 @@ def eval_markdown(report: EvalReport, *, source: str, plot: Path | None = None) 
             )  # fmt: skip
         )
     lines += ["", "Seconds are those of each model's batch of k samples, added up over the models a method uses."]
-    lines += ["", "Risk–coverage of SLM-MUX: answer only when the winner's confidence is at least the threshold.", "",
-              _row(["threshold", "answered", "coverage", "accuracy of the answered"]), _row(["---:", "---:", "---:", "---:"])]
+    lines += [
+        "",
+        "Risk–coverage of SLM-MUX: answer only when the winner's confidence is at least the threshold.",
+        "",
+        _row(["threshold", "answered", "coverage", "accuracy of the answered"]),
+        _row(["---:", "---:", "---:", "---:"]),
+    ]
     for p in report.risk_coverage():
         accuracy = "—" if p.accuracy is None else f"{100 * p.accuracy:.1f} %"
         lines.append(_row([f"≥ {p.threshold:.2f}", f"{p.answered}", f"{100 * p.coverage:.1f} %", accuracy]))
@@ -79,7 +84,17 @@ def search_markdown(result: SearchResult, *, top: int = 3) -> str:
     lines = [
         f"{result.tasks} questions, kind `{result.kind}`, k = {k} collected; accuracies in %.",
         "",
-        _row(["member", "one sample (mean)", f"majority of {k}", "confidently wrong", "no answer", "cut off", "tokens / sample"]),
+        _row(
+            [
+                "member",
+                "one sample (mean)",
+                f"majority of {k}",
+                "confidently wrong",
+                "no answer",
+                "cut off",
+                "tokens / sample",
+            ]
+        ),
         _row(["---", "---:", "---:", "---:", "---:", "---:", "---:"]),
     ]
     for m in sorted(result.models, key=lambda m: -m.accuracy):

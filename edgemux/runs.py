@@ -47,7 +47,9 @@ class Record:
     prompt_tokens: int
     samples: tuple[Sample, ...]
     tests: tuple[str, ...] | None = None  # code tasks: the asserts answers are run against
-    choices: tuple[str, ...] | None = None  # choice tasks: the choices' texts (a reply may give one instead of its letter)
+    choices: tuple[str, ...] | None = (
+        None  # choice tasks: the choices' texts (a reply may give one instead of its letter)
+    )
     aliases: tuple[str, ...] | None = None  # open questions: every accepted answer
     question: str | None = None  # open questions: its words are not what two answers must share
 
@@ -98,8 +100,18 @@ def _record(row: Any, where: str) -> Record:
         if program is not None and (not isinstance(program, dict) or "status" not in program):
             raise InvalidRequestError(f"{where}: sample {j}: 'program' should be an object with a status")
         samples.append(
-            Sample(row["model"], s["index"], s["seed"], s["text"], s["answer"], s["tokens"], s["stop"], s["seconds"],
-                   ProgramRun.from_json(program) if program else None, signals=_signals(s, f"{where}: sample {j}"))  # fmt: skip
+            Sample(
+                row["model"],
+                s["index"],
+                s["seed"],
+                s["text"],
+                s["answer"],
+                s["tokens"],
+                s["stop"],
+                s["seconds"],
+                ProgramRun.from_json(program) if program else None,
+                signals=_signals(s, f"{where}: sample {j}"),
+            )  # fmt: skip
         )
     return Record(
         str(row["task"]), str(row["model"]), row["kind"], row.get("reference"), row.get("n_choices"),

@@ -143,7 +143,9 @@ def build_table(records: Sequence[Record], *, rescore: bool = True, run_programs
                     left_out, signals)  # fmt: skip
 
 
-def _indexed(nested: list[list[list[TokenSignals | None]]]) -> Iterator[tuple[tuple[int, int, int], TokenSignals | None]]:
+def _indexed(
+    nested: list[list[list[TokenSignals | None]]],
+) -> Iterator[tuple[tuple[int, int, int], TokenSignals | None]]:
     for m, per_task in enumerate(nested):
         for t, per_sample in enumerate(per_task):
             for j, signals in enumerate(per_sample):
@@ -161,7 +163,9 @@ def _counts(counter: Counter[Any], prefix: str = "") -> str:
 # -- votes on arrays ----------------------------------------------------------------------------------------
 
 
-def majority(answers: Ints, correct: Bools, weights: NDArray[np.float64] | None = None) -> tuple[NDArray[np.float64], Bools]:
+def majority(
+    answers: Ints, correct: Bools, weights: NDArray[np.float64] | None = None
+) -> tuple[NDArray[np.float64], Bools]:
     """Per row of samples (last axis): the SLM-MUX confidence (majority count / all samples) and whether the
     majority answer is right. Tied answers go to the one that appeared first, as in ``mux.tally``. With
     ``weights`` (as ``confidence.weigh`` gives them, same shape), each sample counts its weight and the

@@ -56,8 +56,16 @@ class FakeEngine:
                     if not done[i] and step >= limit:
                         done[i] = True
                         reason: StopReason = "eos" if limit == len(words[i]) else "length"
-                        finished.append(FinishedSequence(i, " ".join(words[i][:limit]), limit, reason, step * 0.01,
-                                                         logprobs=self._logprobs(indices[i], limit, logprobs)))
+                        finished.append(
+                            FinishedSequence(
+                                i,
+                                " ".join(words[i][:limit]),
+                                limit,
+                                reason,
+                                step * 0.01,
+                                logprobs=self._logprobs(indices[i], limit, logprobs),
+                            )
+                        )
                 tokens = tuple(min(step, limit) for limit in limits)
                 yield BatchStep(tokens, tuple(finished), len(prompt), step * 0.01)
         except GeneratorExit:

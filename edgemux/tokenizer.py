@@ -11,11 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
 from .errors import EngineError, InvalidRequestError
 from .gguf import check_file
-from .llama import llama_cpp
+from .llama import Jinja2ChatFormatter, llama_cpp
 
 __all__ = ["Tokenizer"]
 

@@ -363,16 +363,28 @@ class MuxResult:
             "reason": d.reason,
             "abstained": self.abstained,
             "min_confidence": self.min_confidence,
-            "calibration": None if self.calibration is None else {
-                **{("validation_" + key if key in ("answered", "right", "accuracy") else key): value
-                   for key, value in self.calibration.items()},
+            "calibration": None
+            if self.calibration is None
+            else {
+                **{
+                    ("validation_" + key if key in ("answered", "right", "accuracy") else key): value
+                    for key, value in self.calibration.items()
+                },
                 "text": self.calibration_text,
             },
             "text": self.text,
             "kind": self.kind,
             **({"kind_reason": self.kind_reason} if self.kind_reason else {}),
-            **({"clusters": {"similarity": self.similarity, "clusters": [
-                {"answer": a[:80], "size": n} for a, n in self.clusters]}} if self.clusters else {}),  # fmt: skip
+            **(
+                {
+                    "clusters": {
+                        "similarity": self.similarity,
+                        "clusters": [{"answer": a[:80], "size": n} for a, n in self.clusters],
+                    }
+                }
+                if self.clusters
+                else {}
+            ),  # fmt: skip
             **({"failures": self.failures} if self.failures else {}),
             "profile": self.profile,
             "sampling": asdict(self.sampling),

@@ -79,10 +79,21 @@ def ask(fake_models: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 
 def test_an_answer_comes_with_its_calibration(fake_models: list[str], monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:  # fmt: skip
-    code, out, err = ask(fake_models, monkeypatch, tmp_path, {"alpha": ["#### 4", "#### 4", "#### 5"], "beta": ["#### 7", "#### 8", "#### 9"]})
+    code, out, err = ask(
+        fake_models,
+        monkeypatch,
+        tmp_path,
+        {"alpha": ["#### 4", "#### 4", "#### 5"], "beta": ["#### 7", "#### 8", "#### 9"]},
+    )
     assert (code, out) == (0, "4\n")
     assert "answers with 2 of 3 agreeing were right 60 % of the time (24 of 40)" in err
-    code, out, _ = ask(fake_models, monkeypatch, tmp_path, {"alpha": ["#### 4", "#### 4", "#### 5"], "beta": ["#### 7", "#### 8", "#### 9"]}, "--json")
+    code, out, _ = ask(
+        fake_models,
+        monkeypatch,
+        tmp_path,
+        {"alpha": ["#### 4", "#### 4", "#### 5"], "beta": ["#### 7", "#### 8", "#### 9"]},
+        "--json",
+    )
     data = json.loads(out)
     assert data["calibration"]["validation_accuracy"] == 0.6 and data["abstained"] is False
 
@@ -115,7 +126,9 @@ def test_below_min_confidence_it_says_it_is_not_sure(fake_models: list[str], mon
     assert code == 10 and json.loads(out)["abstained"] is True and json.loads(out)["answer"] == "4"
     # the profile's abstain_below, and the flag overriding it
     assert ask(fake_models, monkeypatch, tmp_path, outputs, extra="abstain_below: 0.9")[0] == 10
-    assert ask(fake_models, monkeypatch, tmp_path, outputs, "--min-confidence", "0.5", extra="abstain_below: 0.9")[0] == 0
+    assert (
+        ask(fake_models, monkeypatch, tmp_path, outputs, "--min-confidence", "0.5", extra="abstain_below: 0.9")[0] == 0
+    )
     unanimous = {"alpha": ["#### 4"], "beta": ["#### 7", "#### 8", "#### 9"]}
     assert ask(fake_models, monkeypatch, tmp_path, unanimous, "--min-confidence", "0.9")[:2] == (0, "4\n")
 

@@ -29,7 +29,7 @@ def assert_clean_error(result: Result, code: int, message: str) -> None:
 @pytest.mark.usefixtures("smollm2_in_home")
 def test_ask_json_with_the_real_model() -> None:
     result = invoke("ask", "--profile", "tiny", "-k", "3", "--max-tokens", "48", "--seed", "1", "--json", QUESTION)
-    assert result.exit_code in (0, 8), result.stderr
+    assert result.exit_code == 0, result.stderr  # 8 (no parsable answer) would be a failure of extraction
     data = json.loads(result.stdout)
     assert data["question"] == QUESTION and data["sampling"]["k"] == 3 and data["sampling"]["seed"] == 1
     [model] = data["models"]
@@ -119,7 +119,7 @@ def test_models_add_use_and_rm(smollm2_path: Path, home: Path) -> None:
     listed = {r["name"]: r for r in json.loads(invoke("models", "list", "--json").stdout)}
     assert listed["my-smol"]["cached"] is True and listed["my-smol"]["source"] == "local"
     answer = invoke("ask", "--models", "my-smol", "-k", "1", "--max-tokens", "16", "--temperature", "0", "-q", QUESTION)
-    assert answer.exit_code in (0, 8), answer.stderr
+    assert answer.exit_code == 0, answer.stderr
     assert_clean_error(invoke("models", "add", str(smollm2_path), "--name", "my-smol"), 2, "exists already")
     removed = invoke("models", "rm", "my-smol")
     assert removed.exit_code == 0 and "left in place" in removed.stderr
@@ -196,7 +196,11 @@ def test_early_stop_keeps_the_answer_of_full_sampling() -> None:
     exact = json.loads(invoke(*common).stdout)  # the decision rule: one model's samples all finish
     early = json.loads(invoke(*common, "--stop-rule", "answer").stdout)  # stops once the answer is settled
     full = json.loads(invoke(*common, "--no-early-stop").stdout)
-    assert (exact["answer"], exact["winner"], exact["confidence"]) == (full["answer"], full["winner"], full["confidence"])
+    assert (exact["answer"], exact["winner"], exact["confidence"]) == (
+        full["answer"],
+        full["winner"],
+        full["confidence"],
+    )
     assert (early["answer"], early["winner"]) == (full["answer"], full["winner"])
     assert early["confidence"] <= full["confidence"]  # the answer rule's documented lower bound
     assert early["early_stop"]["stopped_samples"] and full["early_stop"]["stopped_samples"] == []
@@ -238,7 +242,7 @@ def test_ctrl_c_during_decoding_stops_cleanly(smollm2_in_home: Path) -> None:
 def test_ask_multiple_choice_with_choice_flags() -> None:
     result = invoke("ask", "--models", "smollm2-135m", "-k", "2", "--max-tokens", "24", "--seed", "1", "--json",
                     "Which planet is closest to the Sun?", "-c", "Mercury", "-c", "Mars", "-c", "Jupiter")  # fmt: skip
-    assert result.exit_code in (0, 8), result.output
+    assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["kind"] == "choice" and data["question"] == "Which planet is closest to the Sun?"
     assert all(s["answer"] in (None, "A", "B", "C") for m in data["models"] for s in m["samples"])
@@ -277,7 +281,9 @@ def test_a_truncated_gguf_is_refused_whole(smollm2_path: Path, tmp_path: Path, h
 
 def test_exit_7_when_llama_cpp_cannot_load_the_model(fake_models: list[str]) -> None:
     # a whole GGUF that llama.cpp cannot load: a header with no tensors
-    assert_clean_error(invoke("ask", "--models", "alpha", "-k", "1", "-q", "What is 2+2?"), 7, "llama.cpp could not load")
+    assert_clean_error(
+        invoke("ask", "--models", "alpha", "-k", "1", "-q", "What is 2+2?"), 7, "llama.cpp could not load"
+    )
 
 
 def test_exit_8_when_no_model_gives_a_parsable_answer(fake_models: list[str], monkeypatch: pytest.MonkeyPatch) -> None:

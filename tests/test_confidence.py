@@ -135,8 +135,11 @@ def test_the_profile_and_the_flag_choose_the_vote(fake_models: list[str], monkey
 
 @pytest.mark.parametrize(
     ("vote", "message"),
-    [("vote: majority", "unknown vote 'majority'"), ("vote: {rule: weighted, window: 0}", "window ≥ 1"),
-     ("vote: {rule: weighted, colour: red}", "colour")],
+    [
+        ("vote: majority", "unknown vote 'majority'"),
+        ("vote: {rule: weighted, window: 0}", "window ≥ 1"),
+        ("vote: {rule: weighted, colour: red}", "colour"),
+    ],
 )
 def test_a_malformed_vote_in_a_profile_names_the_key(fake_models: list[str], monkeypatch: pytest.MonkeyPatch,
                                                      tmp_path: Path, vote: str, message: str) -> None:  # fmt: skip
@@ -158,7 +161,9 @@ measured:
     code, weighted, _ = ask_json(fake_models, monkeypatch, tmp_path, measured)
     assert code == 0 and weighted["answer"] == "9" and weighted["confidence"] < 1.0
     calibration = weighted["calibration"]
-    assert calibration["vote"] == "weighted" and calibration["share_from"] == 0.9 and calibration["validation_right"] == 27
+    assert (
+        calibration["vote"] == "weighted" and calibration["share_from"] == 0.9 and calibration["validation_right"] == 27
+    )
     assert "90–100 % of its weighted vote were right 90 % of the time (27 of 30)" in calibration["text"]
     code, counted, _ = ask_json(fake_models, monkeypatch, tmp_path, measured, "--vote", "count")
     assert code == 0 and counted["calibration"]["agreeing"] == 2 and counted["calibration"]["validation_answered"] == 20

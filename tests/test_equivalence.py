@@ -26,7 +26,9 @@ def test_same_meaning_same_key(a: str, b: str) -> None:
     assert math_key(a) == math_key(b)
 
 
-@pytest.mark.parametrize(("a", "b"), [("2\\sqrt{2}", "2\\sqrt{3}"), ("x^2+1", "x^2-1"), ("(1,2)", "[1,2]"), ("3", "-3")])
+@pytest.mark.parametrize(
+    ("a", "b"), [("2\\sqrt{2}", "2\\sqrt{3}"), ("x^2+1", "x^2-1"), ("(1,2)", "[1,2]"), ("3", "-3")]
+)
 def test_different_meaning_different_key(a: str, b: str) -> None:
     assert math_key(a) != math_key(b)
 
@@ -41,7 +43,13 @@ def test_hostile_or_huge_answers_stay_strings_and_fast() -> None:
 
 def test_a_unifier_keeps_the_first_spelling() -> None:
     unify = Unifier("math")
-    assert [unify(a) for a in ["\\sqrt{8}", "2\\sqrt{2}", None, "3", "\\frac{6}{2}"]] == ["\\sqrt{8}", "\\sqrt{8}", None, "3", "3"]
+    assert [unify(a) for a in ["\\sqrt{8}", "2\\sqrt{2}", None, "3", "\\frac{6}{2}"]] == [
+        "\\sqrt{8}",
+        "\\sqrt{8}",
+        None,
+        "3",
+        "3",
+    ]
     assert Unifier("number")("2\\sqrt{2}") == "2\\sqrt{2}"  # only MATH answers are compared by meaning
 
 
@@ -62,7 +70,10 @@ def test_ask_counts_equivalent_answers_as_one(fake_models: list[str]) -> None:
     from edgemux.testing import fake_engine_factory
     from edgemux.types import Sampling
 
-    outputs = {"alpha": ["\\boxed{\\sqrt{8}}", "\\boxed{2\\sqrt{2}}", "\\boxed{3}"], "beta": ["\\boxed{3}", "\\boxed{4}", "\\boxed{5}"]}
+    outputs = {
+        "alpha": ["\\boxed{\\sqrt{8}}", "\\boxed{2\\sqrt{2}}", "\\boxed{3}"],
+        "beta": ["\\boxed{3}", "\\boxed{4}", "\\boxed{5}"],
+    }
     profile = Profile("m", "math", (ProfileModel("alpha"), ProfileModel("beta")), Sampling(k=3, max_tokens=20, seed=1))
     with Mux(profile, engine_factory=fake_engine_factory(outputs), load=LoadOptions(early_stop=False)) as mux:  # type: ignore[arg-type]
         result = mux.ask("What is the square root of 8?")

@@ -157,4 +157,6 @@ def test_votes_weighed_by_confidence_are_scored_next_to_the_count(tmp_path: Path
     correct = {m.method: m.correct for m in report.methods}
     assert (correct["SLM-MUX"], correct["SLM-MUX (weighted)"], correct["SLM-MUX (filtered)"]) == (1, 2, 3)
     assert [q.answers["SLM-MUX (weighted)"] for q in report.questions] == ["7", "9", "4", "8"]
-    assert score_runs(read_runs(RUNS), profile, votes=votes).method("SLM-MUX (weighted)").correct == 1  # no signals: counts
+    assert (
+        score_runs(read_runs(RUNS), profile, votes=votes).method("SLM-MUX (weighted)").correct == 1
+    )  # no signals: counts

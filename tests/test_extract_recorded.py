@@ -17,15 +17,30 @@ CHOICE = [
     ("A. 7 days\nB. 30 days\nC. 90 days\nD. 365 days", None),
     ("A. H, C, I\nB. He, H, Al\nC. He, Ne, Ar\nD. Na, Ca, Al", None),
     ("A. amount of garlic\nB. amount of light\nC. amount of garlic", None),
-    ("A. Height of players\nB. Color of the baseballs thrown\nC. Order in which the players threw\nD. Spot from which players threw", None),
-    ("nfluenced the breeding preferences.\nC. Predators in the pond influenced the breeding preferences.\n"
-     "D. Reproductive isolation influenced the breeding preferences.", None),
+    (
+        "A. Height of players\nB. Color of the baseballs thrown\nC. Order in which the players threw\nD. Spot from which players threw",
+        None,
+    ),
+    (
+        "nfluenced the breeding preferences.\nC. Predators in the pond influenced the breeding preferences.\n"
+        "D. Reproductive isolation influenced the breeding preferences.",
+        None,
+    ),
     # gemma3-270m echoing the question after "Answer:"
     (GEMMA_ECHO, None),
     # cut-off prose naming chemical symbols, not choices
-    ("  - Sulfur (S)\n   - Chlorophyll (Cl2)\n   - Beryllium (Be)\n   - Boron (B)\n   - Iodine (I)\n   - Thorium (", None),
-    ("Similar properties: Similar to carbon (C), has similar properties to hydrogen (H), and similar to aluminum (Al).", None),
-    ("- Hydrogen (H) is a nonmetal with a very low melting point (4.27°C) and a very high boiling point (207°C).", None),
+    (
+        "  - Sulfur (S)\n   - Chlorophyll (Cl2)\n   - Beryllium (Be)\n   - Boron (B)\n   - Iodine (I)\n   - Thorium (",
+        None,
+    ),
+    (
+        "Similar properties: Similar to carbon (C), has similar properties to hydrogen (H), and similar to aluminum (Al).",
+        None,
+    ),
+    (
+        "- Hydrogen (H) is a nonmetal with a very low melting point (4.27°C) and a very high boiling point (207°C).",
+        None,
+    ),
     # answers as the models give them
     ("Answer: D", "D"),
     ("Answer: A. having a scar", "A"),
@@ -38,14 +53,20 @@ CHOICE = [
 ]
 
 NUMBER = [
-    ("Therefore, the total number of letters in the words they've spelled after the ten rounds is \\boxed{650}.", "650"),
+    (
+        "Therefore, the total number of letters in the words they've spelled after the ten rounds is \\boxed{650}.",
+        "650",
+    ),
     ("\\[ 650 - 382 = 268 \\]\nSo, Henry will have \\(\\boxed{268}\\) wheels left.", "268"),
     (" 10 starfish, 6 sea horses, and 3 clownfish. #### 10\n", "10"),
     ("Steve's son's wife is 3 years younger than Steve's son's wife.\n\nThe answer is 3.", "3"),
     # a worked equation in the box: the result, not its first number
     ("The total number of leftover burritos is \\boxed{400 - 20 = 380}.", "380"),
     # the instruction echoed (an empty box) must not stop the fallback to the last number
-    ("End with the final answer as a number in \\boxed{}.\n\nSo, Madeline used up 12 grapes. The final answer is 1.", "1"),
+    (
+        "End with the final answer as a number in \\boxed{}.\n\nSo, Madeline used up 12 grapes. The final answer is 1.",
+        "1",
+    ),
     ("The temperature drops to −7 degrees. \\boxed{−7}", "-7"),
     ("\\boxed{1/2}", "0.5"),
     ("so the distance is \\boxed{1.5\\times10^3} meters", "1500"),

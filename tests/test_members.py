@@ -77,7 +77,9 @@ def test_a_mixed_reply_takes_its_programs_real_output_else_its_texts_answer() ->
         mixed.instruction("code", None)
 
 
-def mux(members: list[str], outputs: dict[str, list[str]], created: dict[str, FakeEngine] | None = None, **kw: object) -> Mux:
+def mux(
+    members: list[str], outputs: dict[str, list[str]], created: dict[str, FakeEngine] | None = None, **kw: object
+) -> Mux:
     models = tuple(ProfileModel(n) for n in members)
     profile = Profile(name="t", kind="number", models=models, sampling=Sampling(k=3, max_tokens=50, seed=3))
     options = LoadOptions(**kw)  # type: ignore[arg-type]
@@ -100,7 +102,9 @@ def test_two_members_of_one_model_vote_separately(fake_models: list[str], policy
 
 
 def test_a_failing_program_is_an_unparsable_sample(fake_models: list[str]) -> None:
-    outputs = {"alpha": ["```python\nwhile True:\n    pass\n```", "no program here", "```python\nraise ValueError\n```"]}
+    outputs = {
+        "alpha": ["```python\nwhile True:\n    pass\n```", "no program here", "```python\nraise ValueError\n```"]
+    }
     with mux(["alpha:pot", "beta"], {**outputs, "beta": ["#### 5"]}, early_stop=False) as m:
         result = m.ask("q?")
     vote = result.decision.vote_of("alpha:pot")
@@ -123,7 +127,9 @@ def test_collect_records_program_runs_and_search_reads_them_without_running(fake
                                      str(out), "-q"])  # fmt: skip
         assert result.exit_code == 0, result.output
     (record,) = read_runs(pot)
-    assert record.model == "alpha:pot" and record.samples[0].program == ProgramRun("ok", "42\n", "", record.samples[0].program.seconds)  # type: ignore[union-attr]
+    assert record.model == "alpha:pot" and record.samples[0].program == ProgramRun(
+        "ok", "42\n", "", record.samples[0].program.seconds
+    )  # type: ignore[union-attr]
     assert "strategies" in record.settings and "Python program" in record.settings["strategies"]["pot"]
 
     monkeypatch.setattr("edgemux.sandbox.run_python", lambda *a, **k: pytest.fail("re-scoring ran a program"))

@@ -190,5 +190,7 @@ def test_a_peer_that_sends_too_few_logprobs_leaves_the_member_counting() -> None
     assert (t.logprob, t.confidence) == (-0.5, pytest.approx(0.95))
     assert remote._token_logprobs({"content": [{"token": "a", "logprob": -0.5, "top_logprobs": top[:5]}]}) is None
     assert remote._token_logprobs(None) is None
-    completions = remote._token_logprobs({"token_logprobs": [-1.0], "top_logprobs": [{str(j): -0.1 * j for j in range(20)}]})
+    completions = remote._token_logprobs(
+        {"token_logprobs": [-1.0], "top_logprobs": [{str(j): -0.1 * j for j in range(20)}]}
+    )
     assert completions is not None and completions[0].confidence == pytest.approx(0.95)

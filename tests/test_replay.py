@@ -64,7 +64,9 @@ def test_two_members_of_one_model_replay_their_own_recordings(fake_models: list[
 
     engine = ReplayEngine()
     engine.play(["```python\nprint(4)\n```"] * 3, [20, 20, 20], prompt_has=POT_INSTRUCTIONS["number"][:60])
-    engine.play(["\\boxed{5}", "\\boxed{5}", "\\boxed{6}"], [90, 90, 90], prompt_has=DEFAULT_INSTRUCTIONS["number"][:60])
+    engine.play(
+        ["\\boxed{5}", "\\boxed{5}", "\\boxed{6}"], [90, 90, 90], prompt_has=DEFAULT_INSTRUCTIONS["number"][:60]
+    )
     members = (ProfileModel("alpha:pot"), ProfileModel("alpha"))
     profile = Profile("r", "number", members, Sampling(k=3, max_tokens=500, seed=1))
     for options in (LoadOptions(policy="interleave", early_stop=False), LoadOptions(policy="priority")):
@@ -83,9 +85,7 @@ def recorded_questions(draw):  # type: ignore[no-untyped-def]
     """Two or three members' recorded samples: answers (None = no answer) and lengths in tokens."""
     n, k = draw(st.integers(2, 3)), draw(st.integers(1, 5))
     answer = st.sampled_from(["1", "2", "3", None])
-    samples = {
-        f"m{i}": draw(st.lists(st.tuples(answer, st.integers(1, 40)), min_size=k, max_size=k)) for i in range(n)
-    }
+    samples = {f"m{i}": draw(st.lists(st.tuples(answer, st.integers(1, 40)), min_size=k, max_size=k)) for i in range(n)}
     accuracies = draw(st.sampled_from([None, "all"]))
     acc = {m: (draw(st.sampled_from([0.2, 0.5, 0.8])) if accuracies else None) for m in samples}
     return k, samples, acc
@@ -99,7 +99,9 @@ def test_decision_rule_keeps_winner_answer_and_confidence_exact(question, policy
     k, samples, acc = question
     names = list(samples)
     engines = {name: ReplayEngine() for name in names}
-    profile = Profile("r", "number", tuple(ProfileModel(n, acc[n]) for n in names), Sampling(k=k, max_tokens=64, seed=1))
+    profile = Profile(
+        "r", "number", tuple(ProfileModel(n, acc[n]) for n in names), Sampling(k=k, max_tokens=64, seed=1)
+    )
     catalog = _FakeCatalog(names)
 
     def ask(options: LoadOptions) -> tuple[str | None, str | None, float]:
@@ -120,7 +122,9 @@ class _FakeCatalog:
     def __init__(self, names: list[str]) -> None:
         from edgemux.types import LocalSource, ModelSpec
 
-        self.specs = {n: ModelSpec(n, n, "f", "llama", 0.1, "Q4_0", 4096, "", "chat", LocalSource(f"/{n}.gguf")) for n in names}
+        self.specs = {
+            n: ModelSpec(n, n, "f", "llama", 0.1, "Q4_0", 4096, "", "chat", LocalSource(f"/{n}.gguf")) for n in names
+        }
 
     def get(self, name: str):  # type: ignore[no-untyped-def]
         return self.specs[name]

@@ -67,7 +67,7 @@ class ManualTimer:
         self.started.append((seconds, action))
 
     def expire(self) -> None:
-        (_, action), = self.started
+        ((_, action),) = self.started
         action()
 
 
@@ -114,9 +114,10 @@ def test_label_values_are_escaped_by_the_text_format_rules() -> None:
 
 def test_hostile_model_names_reach_no_label_no_log_line_and_no_memory(stall_profile: str,
                                                                        caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
-    hostile = ['x\nedgemux_injected 1', "trailing\\", 'q"}', "\x1b[31mred", "mux:stall\r\nX: 1", "a" * 500_000]
+    hostile = ["x\nedgemux_injected 1", "trailing\\", 'q"}', "\x1b[31mred", "mux:stall\r\nX: 1", "a" * 500_000]
     with running_server(default_profile=stall_profile, engine_factory=stalling, max_body=1 << 20) as running, \
             caplog.at_level(logging.INFO, logger="edgemux.access"):  # fmt: skip
+
         def ask(model: str) -> tuple[int, dict[str, Any]]:
             body = json.dumps({"model": model, "messages": QUESTION}).encode()
             status, answer = http("POST", running.url + "/v1/chat/completions", body,

@@ -71,7 +71,9 @@ def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx
         question = sys.stdin.read()
     if choices and len(choices) < 2:
         raise errors.InvalidRequestError("give at least two --choice options, or none")
-    chosen = chosen_profile(profile, models, kind or ("choice" if choices else None), n_ctx, sampling, any_question=True)
+    chosen = chosen_profile(
+        profile, models, kind or ("choice" if choices else None), n_ctx, sampling, any_question=True
+    )
     if not question.strip():
         raise errors.InvalidRequestError("the question is empty; pass it as an argument or use - to read stdin")
     if similarity is not None:

@@ -94,7 +94,11 @@ def profile_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def chosen_profile(
-    profile: str, models: str | None, kind: str | None, n_ctx: int | None, sampling: dict[str, Any],
+    profile: str,
+    models: str | None,
+    kind: str | None,
+    n_ctx: int | None,
+    sampling: dict[str, Any],
     any_question: bool = False,
 ) -> Profile:
     """The profile a command runs: a named one, or an ad-hoc one from --models, with flags applied.

@@ -216,7 +216,9 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     result = run_search(table, max_models=max_models, lam=lam, repeats=repeats)
     from ..votesearch import vote_candidates
 
-    votes = vote_candidates(table, [s.models for s in result.subsets], repeats=repeats) if vote_search == "search" else []
+    votes = (
+        vote_candidates(table, [s.models for s in result.subsets], repeats=repeats) if vote_search == "search" else []
+    )
     found = candidates(result, budget_bytes, allow_single=allow_single, only=fixed, votes=votes)
     chosen, why = choose(found, tolerance)
     if fixed is not None:

@@ -122,7 +122,16 @@ def search_tables(result: SearchResult, top: int = 3) -> list[Table]:
     """Per model, per subset (by the objective) and, for the best subsets, per k. Accuracies in %."""
     k = result.k
     models = Table(title=f"models ({result.tasks} tasks, {result.kind}, k={k})", header_style="bold")
-    names = ("member", "one sample (mean)", f"majority@{k}", "conf. wrong", "no answer", "cut off", "tokens/sample", "ms/token")
+    names = (
+        "member",
+        "one sample (mean)",
+        f"majority@{k}",
+        "conf. wrong",
+        "no answer",
+        "cut off",
+        "tokens/sample",
+        "ms/token",
+    )
     for name in names:
         models.add_column(name, justify="left" if name == "model" else "right", no_wrap=name == "model")
     for m in sorted(result.models, key=lambda m: -m.accuracy):
