@@ -10,7 +10,10 @@ peaked, low when it hesitates). A sample's score is one of:
   score: one stretch where the model lost its way marks the whole sample). DeepConf uses 2048-token windows
   on long chains; our answers are 30-400 tokens, so the window is a parameter fitted on validation data;
 - ``tail``: the mean token confidence of its last ``window`` tokens (where the answer is written);
-- ``bottom_share``: the mean of its lowest 10 % of window confidences (ReASC's stage-one score).
+- ``bottom_share``: the mean of its lowest 10 % of window confidences (ReASC's stage-one score);
+- ``answer_mass``: for a multiple-choice answer, the log of the probability the model gave its letter
+  against the other options' letters at the token where it wrote it (the top-20 alternatives there; a
+  sample with no letter scores -inf, a question that is not multiple choice leaves every sample counted).
 
 A vote rule turns scores into weights within one member's samples:
 
@@ -28,15 +31,27 @@ logprobs, a runs file recorded before them) makes the member's vote fall back to
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import InvalidRequestError
-from .types import Sample, TokenSignals
+from .types import Sample, TokenLogprobs, TokenSignals
 
-__all__ = ["MEASURES", "VOTES", "VoteRule", "Weighing", "sample_score", "weigh", "weights"]
+__all__ = [
+    "LETTERS",
+    "MEASURES",
+    "VOTES",
+    "VoteRule",
+    "Weighing",
+    "answer_mass",
+    "letter_tokens",
+    "sample_score",
+    "weigh",
+    "weights",
+]
 
-MEASURES = ("mean_logprob", "lowest_group", "tail", "bottom_share")
+MEASURES = ("mean_logprob", "lowest_group", "tail", "bottom_share", "answer_mass")
+LETTERS = "ABCDEFGHIJ"  # the option letters extract.py reads
 VOTES = ("count", "weighted", "filtered")
 
 
@@ -77,6 +92,8 @@ def _window_means(values: Sequence[float], window: int) -> list[float]:
 
 def sample_score(signals: TokenSignals, measure: str, window: int) -> float:
     """One sample's confidence under ``measure`` (higher: surer). A sample of no tokens scores -inf."""
+    if measure == "answer_mass":
+        return math.log(signals.answer_mass) if signals.answer_mass else -math.inf
     if not signals.logprobs:
         return -math.inf
     if measure == "mean_logprob":
@@ -91,6 +108,46 @@ def sample_score(signals: TokenSignals, measure: str, window: int) -> float:
         lowest = sorted(means)[: max(1, len(means) // 10)]
         return sum(lowest) / len(lowest)
     raise InvalidRequestError(f"unknown confidence measure {measure!r}: use one of {', '.join(MEASURES)}")
+
+
+def letter_tokens(tokenize: Callable[[str], Sequence[int]], letters: str = LETTERS) -> dict[int, str]:
+    """The tokens that write one option letter, each with its letter: the token that ends the letter after
+    each of the usual contexts ("B" at the start, after a space, "(", ":", "**"), whether the tokenizer
+    adds it after the context's tokens or merges it with the last of them (" B", "(B")."""
+    bos = list(tokenize(""))  # a begin-of-text token some tokenizers add to everything
+
+    def tokens(text: str) -> list[int]:
+        found = list(tokenize(text))
+        return found[len(bos) :] if found[: len(bos)] == bos else found
+
+    out: dict[int, str] = {}
+    for before in ("", " ", "(", ":", ": ", "**", "\n"):
+        base = tokens(before)
+        for letter in letters:
+            written = tokens(before + letter)
+            if len(written) in (len(base), len(base) + 1) and written and written[:-1] == base[: len(written) - 1]:
+                out.setdefault(written[-1], letter)
+    return out
+
+
+def answer_mass(tokens: Sequence[TokenLogprobs], letter_of: Mapping[int, str], answer: str | None,
+                allowed: str) -> float | None:  # fmt: skip
+    """The probability the model gave ``answer`` against the other ``allowed`` letters at the last token
+    that wrote it (its top alternatives there, each letter's tokens summed); None when no token wrote it
+    alone, or no alternatives were kept."""
+    if answer is None:
+        return None
+    at = next((t for t in reversed(tokens) if letter_of.get(t.token) == answer), None)
+    if at is None or not at.top:
+        return None
+    mass = dict.fromkeys(allowed, 0.0)
+    for token, logprob in at.top:
+        letter = letter_of.get(token)
+        if letter in mass:
+            mass[letter] += math.exp(logprob)
+    if mass[answer] == 0.0:  # sampled from outside the kept alternatives
+        mass[answer] = math.exp(at.logprob)
+    return mass[answer] / sum(mass.values())
 
 
 @dataclass(frozen=True)

@@ -218,11 +218,14 @@ class Engine:
 
     # -- teacher-forced scoring --------------------------------------------------------------------
 
-    def score(self, prompt: Sequence[int], continuations: Sequence[Sequence[int]]) -> list[list[TokenLogprobs]]:
+    def score(
+        self, prompt: Sequence[int], continuations: Sequence[Sequence[int]], keep: int = 0
+    ) -> list[list[TokenLogprobs]]:
         """Each continuation token's logprob and confidence given the prompt and the tokens before it, at
         prompt speed (the prompt evaluated once, each continuation after it in chunks, every position's
         logits kept): what recorded samples' signals would have been, without drawing them again. Equal to
-        what ``generate`` records up to kernel rounding (another batch shape: ~0.05 in token confidence)."""
+        what ``generate`` records up to kernel rounding (another batch shape: ~0.05 in token confidence).
+        ``keep``: the most likely alternatives kept per token, as ``generate(logprobs=...)``."""
         if self.closed:
             raise EngineError("the engine is closed")
         longest = max((len(c) for c in continuations), default=0)
@@ -243,13 +246,13 @@ class Engine:
                 llama_cpp.llama_memory_seq_rm(memory, 0, len(prompt) - 1, -1)
                 # the last prompt token's logits predict the first continuation token, and so on
                 inputs = [prompt[-1], *continuation[:-1]] if continuation else []
-                out.append(self._score_chunks(ctx, batch, inputs, len(prompt) - 1, targets=continuation))
+                out.append(self._score_chunks(ctx, batch, inputs, len(prompt) - 1, continuation, keep))
             return out
         finally:
             llama_cpp.llama_batch_free(batch)
 
     def _score_chunks(self, ctx: ctypes.c_void_p, batch: llama_cpp.llama_batch, tokens: Sequence[int], first_pos: int,
-                      targets: Sequence[int] = ()) -> list[TokenLogprobs]:  # fmt: skip
+                      targets: Sequence[int] = (), keep: int = 0) -> list[TokenLogprobs]:  # fmt: skip
         """Evaluate ``tokens`` from ``first_pos`` on in chunks of the scoring context's size; with ``targets``
         (the token each position should predict), each one's logprobs, read while its chunk's logits are there."""
         scored: list[TokenLogprobs] = []
@@ -265,7 +268,7 @@ class Engine:
                 raise EngineError(f"{self.path.name}: llama_decode failed while scoring")
             for i in range(len(chunk) if targets else 0):
                 row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, i), shape=(self._n_vocab,))
-                scored.append(token_logprobs(row, targets[start + i], 0))
+                scored.append(token_logprobs(row, targets[start + i], keep))
         return scored
 
     def _scoring_context(self) -> ctypes.c_void_p:

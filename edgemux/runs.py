@@ -123,8 +123,9 @@ def _record(row: Any, where: str) -> Record:
     )  # fmt: skip
 
 
-def _signals_json(signals: TokenSignals) -> dict[str, list[float]]:
-    return {"lp": [round(x, 4) for x in signals.logprobs], "tc": [round(x, 3) for x in signals.confidences]}
+def _signals_json(signals: TokenSignals) -> dict[str, Any]:
+    mass = {} if signals.answer_mass is None else {"am": round(signals.answer_mass, 4)}
+    return {"lp": [round(x, 4) for x in signals.logprobs], "tc": [round(x, 3) for x in signals.confidences], **mass}
 
 
 def _signals(s: dict[str, Any], where: str) -> TokenSignals | None:
@@ -134,7 +135,10 @@ def _signals(s: dict[str, Any], where: str) -> TokenSignals | None:
     if not (isinstance(lp, list) and isinstance(tc, list) and len(lp) == len(tc)
             and all(isinstance(x, (int, float)) for x in (*lp, *tc))):  # fmt: skip
         raise InvalidRequestError(f"{where}: 'lp' and 'tc' should be two lists of numbers of the same length")
-    return TokenSignals(tuple(float(x) for x in lp), tuple(float(x) for x in tc))
+    mass = s.get("am")
+    if mass is not None and not (isinstance(mass, (int, float)) and 0 <= mass <= 1):
+        raise InvalidRequestError(f"{where}: 'am' (the answer letter's probability) should be a number from 0 to 1")
+    return TokenSignals(tuple(float(x) for x in lp), tuple(float(x) for x in tc), None if mass is None else float(mass))
 
 
 def _open_text(path: Path) -> TextIO:

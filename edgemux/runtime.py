@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,12 @@ from . import fetch
 from .autokind import ends_in_number
 from .calibration import Calibrated, level_of, sentence
 from .catalog import Catalog
+from .confidence import LETTERS, answer_mass, letter_tokens
 from .earlystop import tie_ranks
 from .equivalence import Unifier
 from .errors import BudgetError, InvalidRequestError
 from .loader import ContextShape, EngineFactory, EngineLike, LoadOptions, Models
+from .logits import CONFIDENCE_TOP
 from .members import Member, answer_of, parse_member, run_program_of
 from .memory import kv_cells
 from .mux import decide, tally
@@ -44,6 +46,7 @@ from .types import (
     Sample,
     Sampling,
     SamplingStarted,
+    TokenLogprobs,
     TokenSignals,
 )
 
@@ -83,6 +86,7 @@ class Mux:
             self.budget_bytes, self.budget_source = models.budget_bytes, "server"
         self.resident = self.models.resident
         self._owns_models = models is None
+        self._letters: dict[str, dict[int, str]] = {}  # per model: its option-letter tokens (choice questions)
         self._fetch_progress = fetch_progress or fetch.NullProgress
 
     @classmethod
@@ -173,6 +177,7 @@ class Mux:
 
         members = {m.name: m for m in profile.members}
         prompts: dict[str, tuple[list[int], tuple[str, ...]]] = {}
+        letters: dict[str, Mapping[int, str]] = {}  # choice questions: each member's option-letter tokens
         busy: set[str] = set()  # models decoding for a member now: another member of the same model waits
 
         def start(name: str, indices: Sequence[int]) -> Generator[Event, None, Iterator[BatchStep] | None]:
@@ -193,8 +198,10 @@ class Mux:
             if first:
                 yield SamplingStarted(name, sampling.k, len(tokens))
             busy.add(member.model)
+            if profile.kind == "choice":
+                letters[name] = self._letter_tokens(member.model, engine)
             generator: Iterator[BatchStep] = engine.generate(
-                tokens, sampling, [seeds[i] for i in indices], stop, logprobs=0
+                tokens, sampling, [seeds[i] for i in indices], stop, logprobs=_kept(profile.kind)
             )
             return generator
 
@@ -207,7 +214,7 @@ class Mux:
         unify = Unifier(profile.kind, profile.similarity, question=question)
 
         def make_sample(name: str, f: FinishedSequence) -> Sample:
-            sample = _sample(members[name], f, seeds, profile.kind, n_choices, tests, choices)
+            sample = _sample(members[name], f, seeds, profile.kind, n_choices, tests, choices, letters.get(name))
             return replace(sample, answer=unify(sample.answer))
 
         votes = yield from decode(
@@ -323,11 +330,12 @@ class Mux:
             tokens, stop = self._prompt_tokens(
                 engine, member, format_question(question, choices, tests), self.profile, sampling
             )
-            steps = engine.generate(tokens, sampling, seeds, stop, logprobs=0)
+            steps = engine.generate(tokens, sampling, seeds, stop, logprobs=_kept(self.profile.kind))
             finished = [f for step in steps for f in step.finished]
+            letters = self._letter_tokens(member.model, engine) if self.profile.kind == "choice" else None
         finally:
             self.resident.release(member.model)
-        samples = [_sample(member, f, seeds, self.profile.kind, n_choices, tests, choices) for f in finished]
+        samples = [_sample(member, f, seeds, self.profile.kind, n_choices, tests, choices, letters) for f in finished]
         return sorted(samples, key=lambda s: s.index), len(tokens)
 
     def score_samples(
@@ -353,8 +361,16 @@ class Mux:
             for sample_text in texts:
                 full = engine.tokenize(text + sample_text)
                 continuations.append(full[len(prompt) :] if full[: len(prompt)] == prompt else [])
-            scored = engine.score(prompt, continuations)
-            return [TokenSignals.of(tokens) if tokens else None for tokens in scored]
+            scored = engine.score(prompt, continuations, keep=_kept(self.profile.kind))
+            if self.profile.kind != "choice":
+                return [TokenSignals.of(tokens) if tokens else None for tokens in scored]
+            letters = self._letter_tokens(member.model, engine)
+            allowed = LETTERS[: len(choices) if choices else len(LETTERS)]
+            return [
+                _with_mass(TokenSignals.of(tokens), tokens, letters, answer_of(member, "choice", t, choices=choices), allowed)
+                if tokens else None
+                for tokens, t in zip(scored, texts, strict=True)
+            ]  # fmt: skip
         finally:
             self.resident.release(member.model)
 
@@ -390,6 +406,11 @@ class Mux:
             engine.check_fits(len(tokens), sampling.k, sampling.max_tokens)
         return tokens, stop
 
+    def _letter_tokens(self, model: str, engine: EngineLike) -> dict[int, str]:
+        if model not in self._letters:
+            self._letters[model] = letter_tokens(engine.tokenize)
+        return self._letters[model]
+
     def _prompt_text(self, engine: EngineLike, member: Member, question: str, profile: Profile
                      ) -> tuple[str, tuple[str, ...]]:  # fmt: skip
         """The member's prompt as the model reads it (its chat template applied), and its stop strings."""
@@ -408,6 +429,17 @@ def _gave_numbers(profile: Profile, votes: dict[str, ModelVote]) -> bool:
     return False
 
 
+def _kept(kind: str) -> int:
+    """How many alternatives the engine keeps per token: a multiple-choice answer's letter is weighed
+    against the other letters among the top 20 where it was written (confidence.answer_mass)."""
+    return CONFIDENCE_TOP if kind == "choice" else 0
+
+
+def _with_mass(signals: TokenSignals, tokens: Sequence[TokenLogprobs], letters: Mapping[int, str],
+               answer: str | None, allowed: str) -> TokenSignals:  # fmt: skip
+    return replace(signals, answer_mass=answer_mass(tokens, letters, answer, allowed))
+
+
 def _sample(
     member: Member,
     f: FinishedSequence,
@@ -416,6 +448,7 @@ def _sample(
     n_choices: int | None,
     tests: Sequence[str] | None,
     choices: Sequence[str] | None = None,
+    letters: Mapping[int, str] | None = None,
 ) -> Sample:
     """A finished sequence as a sample: its answer extracted, or for a program-of-thought member, its program
     run in the sandbox and the printed value canonicalised (an unparsable sample when it does not run)."""
@@ -427,5 +460,8 @@ def _sample(
     if program is not None and not program.ok:
         log.info("%s sample %d: its program %s (%s)", member.name, f.index, program.status, program.detail)
     signals = TokenSignals.of(f.logprobs) if f.logprobs is not None else None
+    if signals is not None and f.logprobs is not None and letters:
+        allowed = LETTERS[: n_choices or len(LETTERS)]
+        signals = _with_mass(signals, f.logprobs, letters, answer, allowed)
     return Sample(member.name, f.index, seeds[f.index], f.text, answer, f.tokens, f.stop_reason, f.seconds, program,
                   f.note, signals)  # fmt: skip

@@ -200,10 +200,13 @@ class TokenLogprobs:
 @dataclass(frozen=True)
 class TokenSignals:
     """What a vote and a runs file keep of one sample's tokens: each one's logprob and confidence
-    (``TokenLogprobs`` without the alternatives). ``confidence.py`` turns them into a sample's score."""
+    (``TokenLogprobs`` without the alternatives), and for a multiple-choice answer the probability the model
+    gave its letter against the other options' letters where it wrote it (``confidence.answer_mass``).
+    ``confidence.py`` turns them into a sample's score."""
 
     logprobs: tuple[float, ...]
     confidences: tuple[float, ...]
+    answer_mass: float | None = None
 
     @classmethod
     def of(cls, tokens: Sequence[TokenLogprobs]) -> TokenSignals:
@@ -417,6 +420,11 @@ class MuxResult:
                             "stop_reason": s.stop_reason,
                             "seconds": round(s.seconds, 3),
                             **({"confidence": round(score, 4)} if (score := _score(v, j)) is not None else {}),
+                            **(
+                                {"answer_mass": round(s.signals.answer_mass, 4)}
+                                if s.signals and s.signals.answer_mass is not None
+                                else {}
+                            ),
                             **({"program": s.program.to_json()} if s.program else {}),
                             **({"note": s.note} if s.note else {}),
                         }

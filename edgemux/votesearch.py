@@ -35,7 +35,7 @@ KEEPS = (0.5, 0.75)
 
 def _grid() -> dict[str, tuple[VoteRule, ...]]:
     """Every rule tried, per family, simplest last (so that a tie keeps the simplest)."""
-    windows = {m: WINDOWS if m != "mean_logprob" else WINDOWS[-1:] for m in MEASURES}  # no window to choose
+    windows = {m: WINDOWS[-1:] if m in ("mean_logprob", "answer_mass") else WINDOWS for m in MEASURES}  # no window
     weighted = [VoteRule("weighted", m, w, t) for m in MEASURES for w, t in itertools.product(windows[m], TEMPERATURES)]
     filtered = [VoteRule("filtered", m, w, keep=q) for m in MEASURES for w, q in itertools.product(windows[m], KEEPS)]
     return {"weighted": tuple(weighted), "filtered": tuple(filtered)}

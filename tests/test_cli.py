@@ -246,6 +246,9 @@ def test_ask_multiple_choice_with_choice_flags() -> None:
     data = json.loads(result.stdout)
     assert data["kind"] == "choice" and data["question"] == "Which planet is closest to the Sun?"
     assert all(s["answer"] in (None, "A", "B", "C") for m in data["models"] for s in m["samples"])
+    # each answer carries the probability the model gave its letter against the other two where it wrote it
+    answered = [s for m in data["models"] for s in m["samples"] if s["answer"] is not None]
+    assert answered and all(0 < s["answer_mass"] <= 1 for s in answered)
     assert_clean_error(invoke("ask", "--models", "smollm2-135m", "q", "-c", "only one"), 2, "at least two --choice")
 
 

@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from edgemux.cli import cli
-from edgemux.confidence import VoteRule, sample_score, weights
+from edgemux.confidence import VoteRule, answer_mass, letter_tokens, sample_score, weights
 from edgemux.errors import InvalidRequestError
 from edgemux.mux import decide, tally
 from edgemux.testing import FakeEngine
-from edgemux.types import Sample, TokenSignals
+from edgemux.types import Sample, TokenLogprobs, TokenSignals
 
 
 def signals(confidences: list[float], logprobs: list[float] | None = None) -> TokenSignals:
@@ -167,3 +167,65 @@ measured:
     assert "90–100 % of its weighted vote were right 90 % of the time (27 of 30)" in calibration["text"]
     code, counted, _ = ask_json(fake_models, monkeypatch, tmp_path, measured, "--vote", "count")
     assert code == 0 and counted["calibration"]["agreeing"] == 2 and counted["calibration"]["validation_answered"] == 20
+
+
+def tok(token: int, logprob: float, top: tuple[tuple[int, float], ...] = ()) -> TokenLogprobs:
+    return TokenLogprobs(token, logprob, 1.0, top)
+
+
+LETTER_OF = {10: "A", 11: "B", 12: "C", 13: "D", 21: "B"}  # 21: another way to write B (" B")
+
+
+@pytest.mark.parametrize(
+    ("tokens", "answer", "expected"),
+    [
+        # the last token that wrote B: B's two spellings summed against A, C and D
+        (
+            [tok(11, -3.0, ((10, -0.1),)), tok(5, -0.1), tok(21, -0.5, ((21, -0.5), (11, -2.0), (10, -1.5), (99, -3)))],
+            "B",
+            (math.exp(-0.5) + math.exp(-2.0)) / (math.exp(-0.5) + math.exp(-2.0) + math.exp(-1.5)),
+        ),
+        ([tok(11, -0.2, ((11, -0.2),))], "B", 1.0),  # no other letter among the alternatives
+        ([tok(11, -4.0, ((10, -0.1),))], "B", math.exp(-4.0) / (math.exp(-4.0) + math.exp(-0.1))),  # outside them
+        ([tok(11, -0.2, ((11, -0.2), (14, -1.0)))], "B", 1.0),  # 14 is no option of this question
+        ([tok(5, -0.1, ((10, -0.1),))], "B", None),  # no token wrote B alone ("Bee")
+        ([tok(11, -0.2)], "B", None),  # the alternatives were not kept
+        ([tok(11, -0.2, ((11, -0.2),))], None, None),  # no answer
+    ],
+)
+def test_answer_mass(tokens: list[TokenLogprobs], answer: str | None, expected: float | None) -> None:
+    mass = answer_mass(tokens, LETTER_OF, answer, "ABCD")
+    assert mass == (None if expected is None else pytest.approx(expected))
+
+
+def test_letter_tokens_find_every_way_a_letter_is_written() -> None:
+    vocab = {"": [], " ": [1], "(": [2], ":": [3], ": ": [3, 1], "**": [4], "\n": [5]}
+
+    def tokenize(text: str) -> list[int]:  # a BOS token, then letters with or without a space before them
+        if text in vocab:
+            return [0, *vocab[text]]
+        head, letter = text[:-1], text[-1]
+        if head.endswith(" "):
+            return [0, *vocab[head[:-1]], 200 + ord(letter)]
+        return [0, *vocab[head], 100 + ord(letter)]
+
+    found = letter_tokens(tokenize, "AB")
+    assert found == {100 + ord("A"): "A", 200 + ord("A"): "A", 100 + ord("B"): "B", 200 + ord("B"): "B"}
+
+
+def test_answer_mass_scores_a_sample_and_survives_a_runs_file(tmp_path: Path) -> None:
+    from edgemux.runs import Record, read_runs
+
+    sure = TokenSignals((-0.1,), (2.0,), answer_mass=0.9)
+    assert sample_score(sure, "answer_mass", 16) == pytest.approx(math.log(0.9))
+    assert sample_score(TokenSignals((-0.1,), (2.0,)), "answer_mass", 16) == -math.inf
+    settings = {"k": 1, "temperature": 0.3}
+    record = Record(
+        "t", "m", "choice", "A", 4, settings, 3, (Sample("m", 0, 0, "A", "A", 1, "eos", 0.1, signals=sure),)
+    )
+    path = tmp_path / "r.jsonl"
+    path.write_text(record.to_json() + "\n")
+    assert read_runs(path)[0].samples[0].signals == sure
+    path.write_text(record.to_json().replace('"am": 0.9', '"am": 1.5') + "\n")
+    with pytest.raises(InvalidRequestError, match="'am'"):
+        read_runs(path)

@@ -305,3 +305,23 @@ def test_scoring_recorded_tokens_gives_what_generation_recorded(engine: Engine) 
         assert np.median(error) < 0.02 and error.max() < 0.5, error
     with pytest.raises(PromptTooLongError):
         engine.score(prompt(engine), [[1] * 2000])
+
+
+def test_a_choice_letters_probability_against_the_other_letters(engine: Engine) -> None:
+    # The real vocabulary: every way SmolLM2 writes an option letter is found, and the letter it is made
+    # to write after "Answer:" gets its share of the letters' probability where it was written.
+    from edgemux.confidence import answer_mass, letter_tokens
+
+    letters = letter_tokens(engine.tokenize, "ABCD")
+    assert set(letters.values()) == set("ABCD")
+    question = "Which planet is closest to the Sun?\nA. Mars\nB. Mercury\nC. Jupiter\nD. Venus\nAnswer with the letter."
+    text = engine.render_chat([("user", question)]) + "Answer:"
+    base = engine.tokenize(text)
+    masses = {}
+    for letter in "ABCD":
+        written = engine.tokenize(text + " " + letter)
+        assert written[: len(base)] == base and letters.get(written[-1]) == letter
+        (scored,) = engine.score(base, [written[len(base) :]], keep=20)
+        masses[letter] = answer_mass(scored, letters, letter, "ABCD")
+    assert all(m is not None and 0 < m <= 1 for m in masses.values())
+    assert sum(masses.values()) == pytest.approx(1.0, abs=0.02)  # the same position, four letters' shares
