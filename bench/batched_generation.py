@@ -28,9 +28,9 @@ from pathlib import Path
 
 import llama_cpp
 
-from edgemux import fetch
-from edgemux.catalog import Catalog
-from edgemux.engine import Engine, default_threads
+from edgemux.catalog import fetch
+from edgemux.catalog.catalog import Catalog
+from edgemux.engine.engine import Engine, default_threads
 from edgemux.types import Sampling
 
 PROMPT = "Write a long story about a brave dragon who learns to cook. Describe every dish in detail."

@@ -18,10 +18,10 @@ import time
 
 import llama_cpp
 
-from edgemux import fetch
-from edgemux.benchmark import random_prompt
-from edgemux.catalog import Catalog
-from edgemux.engine import Engine, default_threads
+from edgemux.catalog import fetch
+from edgemux.catalog.catalog import Catalog
+from edgemux.engine.engine import Engine, default_threads
+from edgemux.measure.benchmark import random_prompt
 from edgemux.types import Sampling
 
 

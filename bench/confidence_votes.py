@@ -29,11 +29,11 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 
-from edgemux.confidence import MEASURES, VoteRule
-from edgemux.evaluate import MUX, EvalReport, consistency_name, mux_name, score_runs, wilson
+from edgemux.decide.confidence import MEASURES, VoteRule
+from edgemux.measure.evaluate import MUX, EvalReport, consistency_name, mux_name, score_runs, wilson
 from edgemux.profiles import Profile, adhoc_profile
-from edgemux.runs import Record, read_runs_files
-from edgemux.votesearch import GRID, half_of
+from edgemux.selection.runs import Record, read_runs_files
+from edgemux.selection.votesearch import GRID, half_of
 
 WINDOWS = (4, 8, 16, 32, 64)  # for the separation table: wider than the grid the votes are fitted over
 
@@ -85,7 +85,7 @@ def separation(records: Sequence[Record], k: int) -> list[dict[str, object]]:
     same question* (what a weighted vote needs: CISC found the ranking within a question is what matters):
     the AUROC over those pairs (the chance that the right sample outscores the wrong one; 0.5 = no signal).
     Answers are read as recorded; only (question, member) groups holding both right and wrong samples count."""
-    from edgemux.confidence import sample_score
+    from edgemux.decide.confidence import sample_score
 
     groups = []
     for r in records:
@@ -113,8 +113,8 @@ def separation(records: Sequence[Record], k: int) -> list[dict[str, object]]:
 def by_k(records: Sequence[Record], members: list[str]) -> list[dict[str, object]]:
     """Per k: tokens per answer, the count rule's SLM-MUX accuracy (mean over draws of k of the samples, as
     `profile build` scores it) and each family's held-out accuracy (votesearch)."""
-    from edgemux.search import build_table, search
-    from edgemux.votesearch import vote_candidates
+    from edgemux.selection.search import build_table, search
+    from edgemux.selection.votesearch import vote_candidates
 
     table = build_table(records)
     subset = next(s for s in search(table, max_models=len(members)).subsets if set(s.models) == set(members))
@@ -131,8 +131,8 @@ def calibration_errors(records: Sequence[Record], members: list[str], k: int,
                        fitted: list[dict[str, object]]) -> dict[str, float]:  # fmt: skip
     """ECE of the confidence `ask` reports, each half's levels measured on the other half (and, for a
     family, under the rule fitted on that other half)."""
-    from edgemux.calibration import calibration_error, measure
-    from edgemux.search import build_table
+    from edgemux.decide.calibration import calibration_error, measure
+    from edgemux.selection.search import build_table
 
     table = build_table(records)
     halves = [[i for i, t in enumerate(table.tasks) if half_of(t) == h] for h in (0, 1)]

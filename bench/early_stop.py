@@ -24,9 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-from edgemux.extract import extract
+from edgemux.answers.extract import extract
 from edgemux.profiles import load_profile
-from edgemux.runtime import LoadOptions, Mux
+from edgemux.schedule.runtime import LoadOptions, Mux
 
 HERE = Path(__file__).parent
 METHODS = {

@@ -29,10 +29,10 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from edgemux.extract import extract
-from edgemux.mux import decide, tally
-from edgemux.runs import read_runs
-from edgemux.search import build_table
+from edgemux.answers.extract import extract
+from edgemux.decide.mux import decide, tally
+from edgemux.selection.runs import read_runs
+from edgemux.selection.search import build_table
 from edgemux.types import Sample
 
 HERE = Path(__file__).parent

@@ -28,13 +28,13 @@ from pathlib import Path
 
 from early_stop_bound import cheapest_certificate, question_slots
 
-from edgemux import runtime
-from edgemux.extract import canonical_reference
-from edgemux.members import parse_member
+from edgemux.answers.extract import canonical_reference
+from edgemux.answers.members import parse_member
 from edgemux.profiles import ProfileModel, load_profile
-from edgemux.runs import read_runs_files
-from edgemux.runtime import LoadOptions, Mux
-from edgemux.search import build_table
+from edgemux.schedule import runtime
+from edgemux.schedule.runtime import LoadOptions, Mux
+from edgemux.selection.runs import read_runs_files
+from edgemux.selection.search import build_table
 from edgemux.testing import ReplayEngine
 
 HERE = Path(__file__).parent

@@ -16,8 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
-from edgemux.runs import read_runs
-from edgemux.search import build_table, search
+from edgemux.selection.runs import read_runs
+from edgemux.selection.search import build_table, search
 
 
 def main() -> None:

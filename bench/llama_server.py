@@ -24,7 +24,7 @@ from pathlib import Path
 import llama_cpp
 
 from edgemux import paths
-from edgemux.llama import system_info
+from edgemux.engine.llama import system_info
 
 VERSION = llama_cpp.__version__
 

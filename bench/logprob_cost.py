@@ -21,10 +21,10 @@ import time
 
 import numpy as np
 
-from edgemux import fetch
-from edgemux.catalog import Catalog
-from edgemux.engine import Engine, default_threads
-from edgemux.logits import token_logprobs
+from edgemux.catalog import fetch
+from edgemux.catalog.catalog import Catalog
+from edgemux.engine.engine import Engine, default_threads
+from edgemux.engine.logits import token_logprobs
 from edgemux.types import Sampling
 
 PROMPT = "Write a long story about a brave dragon who learns to cook. Describe every dish in detail."

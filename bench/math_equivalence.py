@@ -13,10 +13,10 @@ import statistics
 import time
 from pathlib import Path
 
-from edgemux.equivalence import math_key
-from edgemux.extract import canonical_reference
-from edgemux.members import recorded_answer
-from edgemux.runs import read_runs_files
+from edgemux.answers.equivalence import math_key
+from edgemux.answers.extract import canonical_reference
+from edgemux.answers.members import recorded_answer
+from edgemux.selection.runs import read_runs_files
 
 HERE = Path(__file__).parent
 

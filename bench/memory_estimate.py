@@ -15,15 +15,15 @@ import json
 import subprocess
 import sys
 
-from edgemux import fetch
-from edgemux.catalog import Catalog
-from edgemux.gguf import read_header
-from edgemux.memory import ModelShape, estimate, format_bytes, kv_cells
+from edgemux.catalog import fetch
+from edgemux.catalog.catalog import Catalog
+from edgemux.catalog.gguf import read_header
+from edgemux.memory.memory import ModelShape, estimate, format_bytes, kv_cells
 
 CHILD = r"""
 import json, os, sys
-from edgemux.engine import Engine
-from edgemux.osmemory import rss_bytes as rss
+from edgemux.engine.engine import Engine
+from edgemux.memory.osmemory import rss_bytes as rss
 from edgemux.types import Sampling
 path, cells, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 before = rss()

@@ -25,10 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from runfiles import committed_runs
 
-from edgemux.members import Member, answer_of, parse_member, program_in, recorded_answer
-from edgemux.runs import Record, read_runs_files
+from edgemux.answers.members import Member, answer_of, parse_member, program_in, recorded_answer
 from edgemux.sandbox import run_python
-from edgemux.search import build_table, search
+from edgemux.selection.runs import Record, read_runs_files
+from edgemux.selection.search import build_table, search
 
 DEFAULT_RUNS = ("gsm8k-dev-k5", "gsm8k-dev-pot-k5", "gsm8k-dev-mix-k5")  # the mix runs are read when collected
 CODERS = ("qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b")

@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgemux.evaluate import score_runs
+from edgemux.measure.evaluate import score_runs
 from edgemux.profiles import Profile, ProfileModel
-from edgemux.runs import Record, read_runs
-from edgemux.search import build_table, search
+from edgemux.selection.runs import Record, read_runs
+from edgemux.selection.search import build_table, search
 from edgemux.types import Sampling
 
 HERE = Path(__file__).parent

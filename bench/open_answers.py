@@ -31,14 +31,14 @@ from pathlib import Path
 import numpy as np
 from runfiles import committed_runs
 
-from edgemux.calibration import measure as calibration_of
-from edgemux.equivalence import Reference, Unifier, reference_of
-from edgemux.evaluate import MUX, score_runs
-from edgemux.members import recorded_answer
-from edgemux.opentext import token_f1
+from edgemux.answers.equivalence import Reference, Unifier, reference_of
+from edgemux.answers.members import recorded_answer
+from edgemux.answers.opentext import token_f1
+from edgemux.decide.calibration import measure as calibration_of
+from edgemux.measure.evaluate import MUX, score_runs
 from edgemux.profiles import Profile, ProfileModel
-from edgemux.runs import Record, read_runs_files
-from edgemux.search import RunTable, accuracy_ranks, build_table, majority, mux_pick, search
+from edgemux.selection.runs import Record, read_runs_files
+from edgemux.selection.search import RunTable, accuracy_ranks, build_table, majority, mux_pick, search
 from edgemux.types import Sampling
 
 DEFAULT = ("triviaqa-dev-k5", "nq-open-dev-k5")
@@ -56,7 +56,7 @@ def clustering_cost(records: list[Record], measure: str) -> tuple[float, float, 
         answers = [recorded_answer("open", r.model, s, n_choices=None, tests=None) for r in per for s in r.samples]
         for together, times in ((False, one_s), (True, together_s)):
             if measure == "embedding":
-                from edgemux.embeddings import clear_cache
+                from edgemux.engine.embeddings import clear_cache
 
                 clear_cache()  # each question's answers embedded afresh (the model stays loaded, as in a server)
             start = time.perf_counter()

@@ -37,15 +37,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from llama_server import serving  # noqa: E402
 
-from edgemux import fetch, paths  # noqa: E402
-from edgemux.catalog import Catalog  # noqa: E402
-from edgemux.extract import extract  # noqa: E402
-from edgemux.members import Member, parse_member  # noqa: E402
-from edgemux.mux import decide  # noqa: E402
+from edgemux import paths
+from edgemux.answers.extract import extract  # noqa: E402
+from edgemux.answers.members import Member, parse_member  # noqa: E402
+from edgemux.catalog import fetch  # noqa: E402
+from edgemux.catalog.catalog import Catalog  # noqa: E402
+from edgemux.catalog.register import register_remote  # noqa: E402
+from edgemux.decide.mux import decide  # noqa: E402
+from edgemux.engine.remote import RemoteEngine  # noqa: E402
 from edgemux.profiles import Profile, ProfileModel, load_profile  # noqa: E402
-from edgemux.register import register_remote  # noqa: E402
-from edgemux.remote import RemoteEngine  # noqa: E402
-from edgemux.runtime import LoadOptions, Mux  # noqa: E402
+from edgemux.schedule.runtime import LoadOptions, Mux  # noqa: E402
 from edgemux.types import RemoteSource, Sampling  # noqa: E402
 
 HERE = Path(__file__).parent

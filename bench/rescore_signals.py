@@ -22,11 +22,11 @@ import statistics
 import sys
 from pathlib import Path
 
-from edgemux.confidence import MEASURES, sample_score
+from edgemux.decide.confidence import MEASURES, sample_score
 from edgemux.profiles import adhoc_profile
-from edgemux.runs import Record, RunWriter, read_runs, read_runs_files
-from edgemux.runtime import LoadOptions, Mux
-from edgemux.tasks import load_tasks
+from edgemux.schedule.runtime import LoadOptions, Mux
+from edgemux.selection.runs import Record, RunWriter, read_runs, read_runs_files
+from edgemux.selection.tasks import load_tasks
 from edgemux.types import Sampling, TokenSignals
 
 

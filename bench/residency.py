@@ -15,10 +15,10 @@ import json
 import threading
 from pathlib import Path
 
-from edgemux.memory import format_bytes
-from edgemux.osmemory import rss_bytes
+from edgemux.memory.memory import format_bytes
+from edgemux.memory.osmemory import rss_bytes
 from edgemux.profiles import adhoc_profile
-from edgemux.runtime import LoadOptions, Mux
+from edgemux.schedule.runtime import LoadOptions, Mux
 from edgemux.types import Sampling
 
 HERE = Path(__file__).parent

@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 from edgemux import sandbox
-from edgemux.code import extract_program
-from edgemux.runs import read_runs_files
+from edgemux.answers.code import extract_program
 from edgemux.sandbox import runner
 from edgemux.sandbox.confine import Level
+from edgemux.selection.runs import read_runs_files
 
 HERE = Path(__file__).parent
 

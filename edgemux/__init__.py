@@ -5,12 +5,12 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-# Names are imported when first used, so `import edgemux.mux` (the pure decision core) does not load the
+# Names are imported when first used, so `import edgemux.decide.mux` (the pure decision core) does not load the
 # runtime, fetching, YAML or llama.cpp; `from edgemux import Mux` still works as before.
 _HOME = {
-    "Catalog": "catalog",
-    "LoadOptions": "loader",
-    "Mux": "runtime",
+    "Catalog": "catalog.catalog",
+    "LoadOptions": "schedule.loader",
+    "Mux": "schedule.runtime",
     "Profile": "profiles",
     "ProfileModel": "profiles",
     "list_profiles": "profiles",
@@ -34,7 +34,7 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from .catalog import Catalog
+    from .catalog.catalog import Catalog
     from .errors import (
         BudgetError,
         ChecksumError,
@@ -47,9 +47,9 @@ if TYPE_CHECKING:
         NotFoundError,
         PromptTooLongError,
     )
-    from .loader import LoadOptions
     from .profiles import Profile, ProfileModel, list_profiles, load_profile
-    from .runtime import Mux
+    from .schedule.loader import LoadOptions
+    from .schedule.runtime import Mux
     from .types import (
         Decision,
         DecisionMade,

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
-from .confidence import VoteRule
+from .answers.members import Member, parse_member
+from .decide.confidence import VoteRule
 from .errors import ConfigError, InvalidRequestError, NotFoundError
-from .members import Member, parse_member
 from .types import ASK_KINDS, Sampling
 from .yamlfile import Section, read_mapping
 
@@ -87,7 +87,7 @@ class Profile:
         answer with programs sit out open questions. Any other profile is itself."""
         if self.kind != "auto":
             return self, ""
-        from .autokind import resolve_kind
+        from .answers.autokind import resolve_kind
 
         kind, why = resolve_kind(question, choices, self.numeric_kind)
         concrete = self.with_overrides(kind=kind)
@@ -220,7 +220,7 @@ def _vote(top: Section) -> VoteRule:
 
 
 def _similarity(top: Section) -> str:
-    from .opentext import MEASURES
+    from .answers.opentext import MEASURES
 
     value = top.get("similarity", str, "lexical")
     if value not in MEASURES:

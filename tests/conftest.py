@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from edgemux import fetch, paths
-from edgemux.catalog import Catalog
+from edgemux import paths
+from edgemux.catalog import fetch
+from edgemux.catalog.catalog import Catalog
 
 TEST_MODEL = "smollm2-135m"
 

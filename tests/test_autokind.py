@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from edgemux.autokind import resolve_kind
+from edgemux.answers.autokind import resolve_kind
 from edgemux.profiles import Profile, ProfileModel
-from edgemux.runtime import LoadOptions, Mux
+from edgemux.schedule.runtime import LoadOptions, Mux
 from edgemux.testing import fake_engine_factory
 from edgemux.types import ModelStopped, Sampling
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from edgemux.build import Candidate, choose
 from edgemux.cli import cli
 from edgemux.errors import BudgetError, InvalidRequestError
 from edgemux.profiles import load_profile
-from edgemux.runs import Record
-from edgemux.search import Spread
+from edgemux.selection.build import Candidate, choose
+from edgemux.selection.runs import Record
+from edgemux.selection.search import Spread
 from edgemux.types import Sample
 
 POOL = ["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b", "gemma3-270m", "smollm2-135m"]

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edgemux.calibration import Level, levels_of, measure, risk_coverage, sentence
 from edgemux.cli import cli
+from edgemux.decide.calibration import Level, levels_of, measure, risk_coverage, sentence
 from edgemux.profiles import load_profile
-from edgemux.runs import Record
-from edgemux.search import build_table
+from edgemux.selection.runs import Record
+from edgemux.selection.search import build_table
 from edgemux.testing import fake_engine_factory
 from edgemux.types import Sample
 
@@ -70,7 +70,7 @@ measured:
 
 def ask(fake_models: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, outputs: dict[str, list[str]],
         *args: str, extra: str = "") -> tuple[int, str, str]:  # fmt: skip
-    monkeypatch.setattr("edgemux.loader.llama_engine", fake_engine_factory(outputs))
+    monkeypatch.setattr("edgemux.schedule.loader.llama_engine", fake_engine_factory(outputs))
     path = tmp_path / "cal.yaml"
     path.write_text(PROFILE.format(extra=extra))
     result = CliRunner().invoke(cli, ["ask", "--profile", str(path), "--no-early-stop", *args, "What is 2+2?"])
@@ -104,7 +104,7 @@ def test_an_auto_profile_is_calibrated_for_the_kind_it_was_measured_on(
     # The shipped default is `kind: auto` measured on GSM8K: a computation read as a number gets the levels
     # (it printed no calibration at all before, since "number" != "auto").
     auto = PROFILE.replace("kind: number", "kind: auto").replace("measured:\n", "measured:\n  kind: number\n")
-    monkeypatch.setattr("edgemux.loader.llama_engine", fake_engine_factory(
+    monkeypatch.setattr("edgemux.schedule.loader.llama_engine", fake_engine_factory(
         {"alpha": ["#### 4", "#### 4", "#### 4"], "beta": ["#### 7", "#### 8", "#### 9"]}))  # fmt: skip
     path = tmp_path / "auto.yaml"
     path.write_text(auto.format(extra=""))
@@ -141,7 +141,7 @@ def test_abstain_below_must_be_a_share(tmp_path: Path) -> None:
 
 
 def test_the_python_api_abstains_too(fake_models: list[str], tmp_path: Path) -> None:
-    from edgemux.runtime import LoadOptions, Mux
+    from edgemux.schedule.runtime import LoadOptions, Mux
 
     path = tmp_path / "cal.yaml"
     path.write_text(PROFILE.format(extra=""))
@@ -166,7 +166,7 @@ def test_profile_build_stores_the_calibration(tmp_path: Path) -> None:
 
 
 def test_profile_calibrate_adds_the_measured_levels_to_a_hand_written_profile(tmp_path: Path) -> None:
-    from edgemux.runs import RunWriter
+    from edgemux.selection.runs import RunWriter
 
     path = tmp_path / "mine.yaml"
     path.write_text("# my own profile: this comment stays\nname: mine\nkind: number\nmodels: [a]\n"

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from edgemux import paths
-from edgemux.catalog import Catalog, parse_manifest
+from edgemux.answers.prompts import build_prompt
+from edgemux.catalog.catalog import Catalog, parse_manifest
 from edgemux.errors import ConfigError, InvalidRequestError, NotFoundError
 from edgemux.profiles import adhoc_profile, list_profiles, load_profile, parse_profile
-from edgemux.prompts import build_prompt
 from edgemux.types import PypiSource
 
 POOL = ["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b", "smollm2-135m", "gemma3-270m"]

@@ -96,7 +96,7 @@ def test_question_longer_than_the_context() -> None:
 def test_a_question_too_long_for_n_ctx_is_refused_before_the_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     # The context is never grown behind the budget's back; the refusal comes from the vocabulary alone.
     loads: list[str] = []
-    monkeypatch.setattr("edgemux.engine.Engine.__init__", lambda self, *a, **kw: loads.append("loaded"))
+    monkeypatch.setattr("edgemux.engine.engine.Engine.__init__", lambda self, *a, **kw: loads.append("loaded"))
     result = invoke("ask", "--profile", "tiny", "--n-ctx", "512", "How many? " + "apple " * 5000)
     assert_clean_error(result, 2, "KV cells")
     assert "raise --n-ctx to at least 5" in result.output and loads == []
@@ -292,7 +292,9 @@ def test_exit_7_when_llama_cpp_cannot_load_the_model(fake_models: list[str]) -> 
 def test_exit_8_when_no_model_gives_a_parsable_answer(fake_models: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     from edgemux.testing import fake_engine_factory
 
-    monkeypatch.setattr("edgemux.loader.llama_engine", fake_engine_factory({"alpha": ["no idea"], "beta": ["none"]}))
+    monkeypatch.setattr(
+        "edgemux.schedule.loader.llama_engine", fake_engine_factory({"alpha": ["no idea"], "beta": ["none"]})
+    )
     # --kind number: under auto, replies that end in no number are read again as answers in words
     result = invoke("ask", "--models", "alpha,beta", "--kind", "number", "-k", "2", "What is 2+2?")
     assert result.exit_code == 8 and result.stdout == ""

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from edgemux import code
+from edgemux.answers import code
+from edgemux.answers.extract import canonical_reference, extract
+from edgemux.answers.prompts import format_question
 from edgemux.errors import InvalidRequestError
-from edgemux.evaluate import score_runs
-from edgemux.extract import canonical_reference, extract
+from edgemux.measure.evaluate import score_runs
 from edgemux.profiles import Profile, ProfileModel
-from edgemux.prompts import format_question
-from edgemux.runs import Record
+from edgemux.selection.runs import Record
 from edgemux.types import Sample, Sampling
 
 TESTS = ("assert square(3) == 9", "assert square(-2) == 4", "assert square(0) == 0")

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from edgemux.answers.extract import canonical_reference
 from edgemux.cli import cli
-from edgemux.collect import plan_collection, run_collection, task_seed
 from edgemux.errors import InvalidRequestError
-from edgemux.extract import canonical_reference
 from edgemux.profiles import adhoc_profile
-from edgemux.runs import RunWriter, read_runs
-from edgemux.runtime import LoadOptions, Mux
-from edgemux.tasks import guess_kind, load_tasks
+from edgemux.schedule.runtime import LoadOptions, Mux
+from edgemux.selection.collect import plan_collection, run_collection, task_seed
+from edgemux.selection.runs import RunWriter, read_runs
+from edgemux.selection.tasks import guess_kind, load_tasks
 from edgemux.testing import fake_engine_factory
 from edgemux.types import Sampling, TokenSignals
 

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from edgemux.cli import cli
-from edgemux.confidence import VoteRule, answer_mass, letter_tokens, sample_score, weights
+from edgemux.decide.confidence import VoteRule, answer_mass, letter_tokens, sample_score, weights
+from edgemux.decide.mux import decide, tally
 from edgemux.errors import InvalidRequestError
-from edgemux.mux import decide, tally
 from edgemux.testing import FakeEngine
 from edgemux.types import Sample, TokenLogprobs, TokenSignals
 
@@ -110,7 +110,7 @@ def ask_json(fake_models: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: 
     # alpha wins on validation accuracy with 7. Weighing: alpha's sure 9 carries it, 9 either way.
     engines = {"alpha": FakeEngine(["#### 7", "#### 7", "#### 9"], confidences=[2.0, 2.5, 12.0]),
                "beta": FakeEngine(["#### 9", "#### 9", "#### 5"], confidences=[6.0, 6.0, 6.0])}  # fmt: skip
-    monkeypatch.setattr("edgemux.loader.llama_engine", lambda spec, *a: engines[spec.name])
+    monkeypatch.setattr("edgemux.schedule.loader.llama_engine", lambda spec, *a: engines[spec.name])
     path = tmp_path / "conf.yaml"
     path.write_text(PROFILE.format(vote=vote))
     result = CliRunner().invoke(cli, ["ask", "--profile", str(path), "--json", *args, "What is 4+5?"])
@@ -214,7 +214,7 @@ def test_letter_tokens_find_every_way_a_letter_is_written() -> None:
 
 
 def test_answer_mass_scores_a_sample_and_survives_a_runs_file(tmp_path: Path) -> None:
-    from edgemux.runs import Record, read_runs
+    from edgemux.selection.runs import Record, read_runs
 
     sure = TokenSignals((-0.1,), (2.0,), answer_mass=0.9)
     assert sample_score(sure, "answer_mass", 16) == pytest.approx(math.log(0.9))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgemux.profiles import Profile, ProfileModel
-from edgemux.runtime import LoadOptions, Mux
+from edgemux.schedule.runtime import LoadOptions, Mux
 from edgemux.testing import ReplayEngine
 from edgemux.types import Sampling
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgemux.earlystop import ModelProgress, outlook, tie_ranks
-from edgemux.mux import decide, tally
+from edgemux.decide.earlystop import ModelProgress, outlook, tie_ranks
+from edgemux.decide.mux import decide, tally
 from edgemux.types import Sample
 
 ANSWERS = st.sampled_from(["1", "2", "3", None])

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from edgemux.engine import Engine, GenerationRequest
+from edgemux.engine.engine import Engine, GenerationRequest
 from edgemux.errors import EngineError, InvalidRequestError, ModelFileError, PromptTooLongError
-from edgemux.osmemory import rss_bytes
+from edgemux.memory.osmemory import rss_bytes
 from edgemux.types import FinishedSequence, Sampling
 
 QUESTION = "What is 12 + 30? Answer with the number."
@@ -310,7 +310,7 @@ def test_scoring_recorded_tokens_gives_what_generation_recorded(engine: Engine) 
 def test_a_choice_letters_probability_against_the_other_letters(engine: Engine) -> None:
     # The real vocabulary: every way SmolLM2 writes an option letter is found, and the letter it is made
     # to write after "Answer:" gets its share of the letters' probability where it was written.
-    from edgemux.confidence import answer_mass, letter_tokens
+    from edgemux.decide.confidence import answer_mass, letter_tokens
 
     letters = letter_tokens(engine.tokenize, "ABCD")
     assert set(letters.values()) == set("ABCD")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from edgemux.equivalence import Unifier, math_key
-from edgemux.extract import extract
-from edgemux.runs import Record
-from edgemux.search import build_table
+from edgemux.answers.equivalence import Unifier, math_key
+from edgemux.answers.extract import extract
+from edgemux.selection.runs import Record
+from edgemux.selection.search import build_table
 from edgemux.types import Sample
 
 
@@ -66,7 +66,7 @@ def test_equivalent_answers_vote_together_and_score_right_in_the_search() -> Non
 
 def test_ask_counts_equivalent_answers_as_one(fake_models: list[str]) -> None:
     from edgemux.profiles import Profile, ProfileModel
-    from edgemux.runtime import LoadOptions, Mux
+    from edgemux.schedule.runtime import LoadOptions, Mux
     from edgemux.testing import fake_engine_factory
     from edgemux.types import Sampling
 

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from edgemux.cli import cli
-from edgemux.confidence import VoteRule
+from edgemux.decide.confidence import VoteRule
 from edgemux.errors import InvalidRequestError
-from edgemux.evaluate import score_runs, wilson
+from edgemux.measure.evaluate import score_runs, wilson
 from edgemux.profiles import Profile, ProfileModel
-from edgemux.runs import read_runs
+from edgemux.selection.runs import read_runs
 from edgemux.types import Sampling
 
 RUNS = Path(__file__).parent / "data" / "eval-runs.jsonl"

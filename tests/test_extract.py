@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgemux.extract import extract, last_boxed, normalize_math
+from edgemux.answers.extract import extract, last_boxed, normalize_math
 
 QWEN_GSM8K = (
     "In April, Natalia sold 48 clips.\n\nIn May, she sold half as many clips as in April, so she sold "

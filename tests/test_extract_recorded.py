@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgemux.extract import canonical_reference, extract
+from edgemux.answers.extract import canonical_reference, extract
 
 GEMMA_ECHO = (
     "llowing?\nA. The appendix\nB. The liver\nC. A lung\nD. A kidney\nAnswer: A human CANNOT survive the loss of "

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from edgemux import fetch, wheelfetch
-from edgemux.catalog import Catalog
+from edgemux.catalog import fetch, wheelfetch
+from edgemux.catalog.catalog import Catalog
 from edgemux.errors import ChecksumError, FetchError, ModelFileError
 from edgemux.types import HuggingFaceSource, LocalSource, ModelSpec, PypiSource
 

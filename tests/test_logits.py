@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from edgemux.logits import CONFIDENCE_TOP, log_normaliser, token_logprobs
+from edgemux.engine.logits import CONFIDENCE_TOP, log_normaliser, token_logprobs
 
 
 def full(logits: np.ndarray) -> np.ndarray:

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from edgemux.answers.members import Member, canonical_output, parse_member, parse_members, program_in, recorded_answer
 from edgemux.cli import cli
 from edgemux.errors import InvalidRequestError
-from edgemux.members import Member, canonical_output, parse_member, parse_members, program_in, recorded_answer
 from edgemux.profiles import Profile, ProfileModel, adhoc_profile
-from edgemux.runs import Record, read_runs, read_runs_files
-from edgemux.runtime import LoadOptions, Mux
 from edgemux.sandbox import ProgramRun
-from edgemux.search import build_table
+from edgemux.schedule.runtime import LoadOptions, Mux
+from edgemux.selection.runs import Record, read_runs, read_runs_files
+from edgemux.selection.search import build_table
 from edgemux.testing import FakeEngine, fake_engine_factory
 from edgemux.types import Sample, Sampling
 
@@ -119,7 +119,7 @@ def test_collect_records_program_runs_and_search_reads_them_without_running(fake
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text(json.dumps({"id": "t1", "question": "6 times 7?", "answer": "42"}) + "\n")
     outputs = {"alpha": [PROGRAM_42], "beta": ["#### 42"]}
-    monkeypatch.setattr("edgemux.loader.llama_engine", fake_engine_factory(outputs))
+    monkeypatch.setattr("edgemux.schedule.loader.llama_engine", fake_engine_factory(outputs))
     pot, cot = tmp_path / "pot.jsonl", tmp_path / "cot.jsonl"
     runner = CliRunner()
     for out, members in ((pot, "alpha:pot"), (cot, "alpha,beta")):

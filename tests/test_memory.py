@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edgemux.catalog import Catalog
+from edgemux.catalog.catalog import Catalog
+from edgemux.catalog.gguf import read_header
 from edgemux.cli import cli
 from edgemux.errors import InvalidRequestError
-from edgemux.gguf import read_header
-from edgemux.memory import ModelShape, estimate, kv_cells, parse_bytes, plan
-from edgemux.planning import resolve_budget, shape_of
+from edgemux.memory.memory import ModelShape, estimate, kv_cells, parse_bytes, plan
 from edgemux.profiles import load_profile
+from edgemux.schedule.planning import resolve_budget, shape_of
 
 MiB = 2**20
 
@@ -136,7 +136,7 @@ def test_estimate_matches_what_loading_really_costs(smollm2_path: Path) -> None:
     shape = ModelShape.from_header(read_header(smollm2_path))
     cells = kv_cells(1024, 3, 256)
     code = (
-        "import sys; from edgemux.engine import Engine; "
+        "import sys; from edgemux.engine.engine import Engine; "
         f"e = Engine(sys.argv[1], n_ctx={cells}, n_seq_max=3, n_threads=2); print(e.measured_nbytes)"
     )
     out = subprocess.run([sys.executable, "-c", code, str(smollm2_path)], capture_output=True, text=True, check=True)

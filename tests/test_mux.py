@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgemux.mux import decide, tally
+from edgemux.decide.mux import decide, tally
 from edgemux.types import Sample
 
 
@@ -97,12 +97,12 @@ def test_decide_needs_votes() -> None:
 
 
 def test_the_decision_core_imports_no_runtime() -> None:
-    """`import edgemux.mux` is the pure rule: no runtime, fetching, YAML or llama.cpp comes with it."""
+    """`import edgemux.decide.mux` is the pure rule: no runtime, fetching, YAML or llama.cpp comes with it."""
     import subprocess
     import sys
 
-    probe = ("import sys, edgemux.mux, edgemux.earlystop; "
-             "print([m for m in ('edgemux.runtime', 'edgemux.fetch', 'yaml', 'llama_cpp') if m in sys.modules])")  # fmt: skip
+    probe = ("import sys, edgemux.decide.mux, edgemux.decide.earlystop; "
+             "print([m for m in ('edgemux.schedule.runtime', 'edgemux.catalog.fetch', 'yaml', 'llama_cpp') if m in sys.modules])")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -112,7 +112,7 @@ def test_the_ui_renders_and_builds_nothing() -> None:
     import subprocess
     import sys
 
-    heavy = ("edgemux.runtime", "edgemux.benchmark", "edgemux.evaluate", "edgemux.search", "edgemux.runs",
+    heavy = ("edgemux.schedule.runtime", "edgemux.measure.benchmark", "edgemux.measure.evaluate", "edgemux.selection.search", "edgemux.selection.runs",
              "resource", "llama_cpp", "yaml")  # fmt: skip
     probe = f"import sys, edgemux.ui; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edgemux.equivalence import Unifier, reference_of
-from edgemux.mux import tally
-from edgemux.opentext import answer_words, central, exact_match, extract_open, lexical_similarity, token_f1
+from edgemux.answers.equivalence import Unifier, reference_of
+from edgemux.answers.opentext import answer_words, central, exact_match, extract_open, lexical_similarity, token_f1
+from edgemux.decide.mux import tally
 from edgemux.types import Sample
 
 
@@ -74,7 +74,7 @@ def test_the_printed_reply_is_the_most_central_of_its_cluster() -> None:
 
 @pytest.mark.usefixtures("smollm2_in_home")
 def test_embeddings_through_llama_cpp_cluster_the_same_answer() -> None:
-    from edgemux.embeddings import _model, _vector, clear_cache, embed_answers, embedding_similarity
+    from edgemux.engine.embeddings import _model, _vector, clear_cache, embed_answers, embedding_similarity
 
     _model.cache_clear()
     clear_cache()
@@ -93,7 +93,7 @@ def test_embeddings_through_llama_cpp_cluster_the_same_answer() -> None:
 
 
 def test_the_embedding_model_must_be_downloaded(home: object) -> None:
-    from edgemux.embeddings import _model, embedding_similarity
+    from edgemux.engine.embeddings import _model, embedding_similarity
     from edgemux.errors import NotCachedError
 
     _model.cache_clear()
@@ -105,8 +105,8 @@ def test_the_embedding_model_must_be_downloaded(home: object) -> None:
 
 
 def test_in_the_search_an_open_answer_is_judged_on_its_own_words_not_its_cluster_leader() -> None:
-    from edgemux.runs import Record
-    from edgemux.search import build_table
+    from edgemux.selection.runs import Record
+    from edgemux.selection.search import build_table
 
     def record(model: str, texts: list[str]) -> Record:
         samples = tuple(Sample(model, j, j, t, extract_open(t), 5, "eos", 1.0) for j, t in enumerate(texts))
@@ -119,7 +119,7 @@ def test_in_the_search_an_open_answer_is_judged_on_its_own_words_not_its_cluster
     assert table.answers[0, 0, 0] == table.answers[1, 0, 0]  # one cluster across members, for the pooled vote
     assert table.correct[0].tolist() == [[True, False]] and table.correct[1].tolist() == [[False, False]]
     # eval judges the same way: b's first sample, and b as the winner, say "The city of Paris"
-    from edgemux.evaluate import MUX, score_runs, single_name
+    from edgemux.measure.evaluate import MUX, score_runs, single_name
     from edgemux.profiles import Profile, ProfileModel
     from edgemux.types import Sampling
 

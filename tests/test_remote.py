@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edgemux import remote
-from edgemux.catalog import Catalog, parse_manifest
+from edgemux.catalog.catalog import Catalog, parse_manifest
+from edgemux.catalog.register import register_remote
 from edgemux.cli import cli
+from edgemux.engine import remote
 from edgemux.errors import ConfigError, InvalidRequestError
-from edgemux.planning import plan_profile
 from edgemux.profiles import Profile, ProfileModel
-from edgemux.register import register_remote
-from edgemux.runtime import LoadOptions, Mux
+from edgemux.schedule.planning import plan_profile
+from edgemux.schedule.runtime import LoadOptions, Mux
 from edgemux.types import RemoteSource, Sampling
 
 from .conftest import TEST_MODEL

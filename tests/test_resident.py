@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgemux.errors import BudgetError, EngineError
-from edgemux.resident import ResidentSet
+from edgemux.schedule.resident import ResidentSet
 
 GiB = 2**30
 

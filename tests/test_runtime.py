@@ -8,7 +8,7 @@ import pytest
 
 from edgemux.errors import BudgetError, InvalidRequestError, NotFoundError, PromptTooLongError
 from edgemux.profiles import Profile, ProfileModel
-from edgemux.runtime import LoadOptions, Mux
+from edgemux.schedule.runtime import LoadOptions, Mux
 from edgemux.testing import FakeEngine, fake_engine_factory
 from edgemux.types import (
     DecisionMade,

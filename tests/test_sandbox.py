@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edgemux import code, sandbox
+from edgemux import sandbox
+from edgemux.answers import code
 from edgemux.sandbox import Limits, inside, run_python
 
 FAST = Limits(timeout_s=2.0, cpu_s=2)

@@ -130,7 +130,7 @@ def test_a_machine_that_cannot_confine_says_so_once(monkeypatch: pytest.MonkeyPa
 def hostile_engine(fake_models: list[str], host: Host, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """The fake model `alpha` whose sample i writes hostile program i (as a fenced block)."""
     replies = [f"```python\n{host.program(name)}\n```" for name in NAMES]
-    monkeypatch.setattr("edgemux.loader.llama_engine", fake_engine_factory({"alpha": replies}))
+    monkeypatch.setattr("edgemux.schedule.loader.llama_engine", fake_engine_factory({"alpha": replies}))
     yield replies
 
 

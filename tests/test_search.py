@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from edgemux.cli import cli
+from edgemux.decide.mux import decide, tally
 from edgemux.errors import InvalidRequestError
-from edgemux.mux import decide, tally
-from edgemux.runs import Record
-from edgemux.search import build_table, search
+from edgemux.selection.runs import Record
+from edgemux.selection.search import build_table, search
 from edgemux.types import Sample
 
 

@@ -18,13 +18,13 @@ import openai
 import pytest
 import uvicorn
 
-from edgemux.downloads import Downloads
-from edgemux.fetch import Progress
-from edgemux.loader import EngineFactory
-from edgemux.runtime import LoadOptions
-from edgemux.serve import DrainingServer, create_app
+from edgemux.catalog.downloads import Downloads
+from edgemux.catalog.fetch import Progress
+from edgemux.schedule.loader import EngineFactory
+from edgemux.schedule.runtime import LoadOptions
+from edgemux.server.serve import DrainingServer, create_app
+from edgemux.server.worker import Worker
 from edgemux.types import ModelSpec
-from edgemux.worker import Worker
 
 KEY = "sekret"
 

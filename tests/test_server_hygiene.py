@@ -18,8 +18,8 @@ from typing import Any
 import openai
 import pytest
 
-from edgemux.downloads import Download, _Recorder
-from edgemux.serve import _label, printable
+from edgemux.catalog.downloads import Download, _Recorder
+from edgemux.server.serve import _label, printable
 from edgemux.testing import FakeEngine
 from edgemux.types import BatchStep, Sampling
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgemux.calibration import Level, ShareBin, calibration_error, level_of, measure
-from edgemux.confidence import VoteRule, sample_score
-from edgemux.mux import tally
+from edgemux.decide.calibration import Level, ShareBin, calibration_error, level_of, measure
+from edgemux.decide.confidence import VoteRule, sample_score
+from edgemux.decide.mux import tally
 from edgemux.profiles import load_profile
-from edgemux.runs import Record, read_runs
-from edgemux.search import build_table, majority, mux_pick
+from edgemux.selection.runs import Record, read_runs
+from edgemux.selection.search import build_table, majority, mux_pick
+from edgemux.selection.votesearch import GRID, half_of, vote_candidates, vote_weights
 from edgemux.types import Sample, TokenSignals
-from edgemux.votesearch import GRID, half_of, vote_candidates, vote_weights
 from tests.test_build import POOL, SETTINGS, invoke
 
 RULES = [VoteRule(), *GRID["weighted"][::5], *GRID["filtered"][::3], VoteRule("filtered", keep=0.25)]
@@ -104,7 +104,7 @@ def test_share_bins_cover_every_share_once() -> None:
 
 
 def measure_bins() -> list[ShareBin]:
-    from edgemux.calibration import _bins
+    from edgemux.decide.calibration import _bins
 
     return _bins("weighted", 5)
 

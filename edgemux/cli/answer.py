@@ -9,9 +9,10 @@ from typing import Any
 
 import click
 
-from .. import errors, fetch
-from ..confidence import VOTES
-from ..scheduler import POLICIES, STOP_RULES
+from .. import errors
+from ..catalog import fetch
+from ..decide.confidence import VOTES
+from ..schedule.scheduler import POLICIES, STOP_RULES
 from .common import ABSTAIN_EXIT, NO_ANSWER_EXIT, budget_option, chosen_profile, cli, gpu_layers_option, profile_options
 
 
@@ -65,7 +66,7 @@ def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx
     Open:            edgemux ask "Why is the sky blue?"
     """
     from .. import ui
-    from ..runtime import LoadOptions, Mux
+    from ..schedule.runtime import LoadOptions, Mux
 
     if question == "-":
         question = sys.stdin.read()
@@ -125,7 +126,7 @@ def plan(profile: str, models: str | None, kind: str | None, n_ctx: int | None, 
     non-zero with the cheapest fix when the models cannot all be resident at once.
     """
     from .. import ui
-    from ..planning import plan_profile, resolve_budget
+    from ..schedule.planning import plan_profile, resolve_budget
 
     chosen = chosen_profile(profile, models, kind, n_ctx, sampling)
     budget_bytes, source = resolve_budget(budget, chosen)

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from .. import errors
-from ..autokind import AUTO_RULE
+from ..answers.autokind import AUTO_RULE
 from ..profiles import Profile
 from ..types import ASK_KINDS, Sampling
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import click
 
-from .. import errors, fetch
-from ..catalog import Catalog
+from .. import errors
+from ..catalog import fetch
+from ..catalog.catalog import Catalog
 from .common import budget_option, chosen_profile, cli, gpu_layers_option, profile_options, run_programs_option
 
 
@@ -52,13 +53,13 @@ def eval_cmd(tasks_path: Path | None, runs_path: Path | None, profile: str, mode
       edgemux eval --runs bench/runs/gsm8k-dev-k5.jsonl.gz --profile gsm8k -k 3
     """
     from .. import ui
-    from ..evaluate import score_runs
-    from ..live_eval import evaluate_live
-    from ..planning import estimated_bytes_of
-    from ..report import write_report
-    from ..runs import read_runs_files
-    from ..runtime import LoadOptions, Mux
-    from ..tasks import guess_kind, load_tasks
+    from ..measure.evaluate import score_runs
+    from ..measure.live_eval import evaluate_live
+    from ..measure.report import write_report
+    from ..schedule.planning import estimated_bytes_of
+    from ..schedule.runtime import LoadOptions, Mux
+    from ..selection.runs import read_runs_files
+    from ..selection.tasks import guess_kind, load_tasks
 
     if (tasks_path is None) == (runs_path is None):
         raise errors.InvalidRequestError("give either --tasks (run live) or --runs (re-score offline)")
@@ -140,9 +141,9 @@ def bench(models: str | None, prompt_tokens: int, gen_tokens: int, ks: str, repe
       edgemux bench --gpu-layers -1 -k 1,4,16 --profile default --json > bench.json
     """
     from .. import ui
-    from ..benchmark import hardware, measure_models, run_ensemble
+    from ..measure.benchmark import hardware, measure_models, run_ensemble
     from ..profiles import load_profile
-    from ..runtime import LoadOptions, Mux
+    from ..schedule.runtime import LoadOptions, Mux
 
     k_list = [] if no_scaling else _int_list(ks)
     if repeats < 1 or prompt_tokens < 1 or gen_tokens < 2:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from .. import fetch
-from ..catalog import Catalog
+from ..catalog import fetch
+from ..catalog.catalog import Catalog
 from ..types import RemoteSource
 from .common import cli
 
@@ -98,7 +98,7 @@ def models_add(path: Path | None, name: str, url: str | None, remote_model: str 
     A remote member then works wherever a model name does (--models desk-7b,qwen2.5-coder-1.5b, profiles,
     `desk-7b:pot`); its samples use the same prompts and seeds and are voted like local ones.
     """
-    from ..register import register_local, register_remote
+    from ..catalog.register import register_local, register_remote
     from ..types import RemoteSource
 
     if url is None:

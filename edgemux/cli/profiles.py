@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from .. import errors, fetch
+from .. import errors
+from ..catalog import fetch
 from .common import budget_option, chosen_profile, cli, gpu_layers_option, profile_options, run_programs_option
 
 
@@ -50,9 +51,9 @@ def collect(tasks_path: Path, out: Path, profile: str, models: str | None, kind:
           --limit 100 --out runs/gsm8k.jsonl
     """
     from .. import ui
-    from ..collect import plan_collection, run_collection
-    from ..runtime import LoadOptions, Mux
-    from ..tasks import guess_kind, load_tasks
+    from ..schedule.runtime import LoadOptions, Mux
+    from ..selection.collect import plan_collection, run_collection
+    from ..selection.tasks import guess_kind, load_tasks
 
     if limit is not None and limit < 1:
         raise errors.InvalidRequestError("--limit must be at least 1")
@@ -111,9 +112,9 @@ def search(runs_path: Path, max_models: int, lam: float, repeats: int, seed: int
     vote (Agent Forest) and the oracle. Accuracies are percentages.
     """
     from .. import ui
-    from ..runs import read_runs_files
-    from ..search import build_table
-    from ..search import search as run_search
+    from ..selection.runs import read_runs_files
+    from ..selection.search import build_table
+    from ..selection.search import search as run_search
 
     if repeats < 1:
         raise errors.InvalidRequestError("--repeats must be at least 1")
@@ -123,7 +124,7 @@ def search(runs_path: Path, max_models: int, lam: float, repeats: int, seed: int
         click.echo(json.dumps(dataclasses.asdict(result), indent=2))
         return
     if markdown:
-        from ..report import search_markdown
+        from ..measure.report import search_markdown
 
         click.echo(search_markdown(result, top=top), nl=False)
         return
@@ -183,13 +184,13 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     it is more accurate, or as accurate for fewer samples, than counting.
     """
     from .. import paths
-    from ..build import candidates, choose, profile_document, write_profile
-    from ..members import parse_members
-    from ..memory import parse_bytes
-    from ..planning import default_budget_bytes
-    from ..runs import read_runs_files
-    from ..search import build_table
-    from ..search import search as run_search
+    from ..answers.members import parse_members
+    from ..memory.memory import parse_bytes
+    from ..schedule.planning import default_budget_bytes
+    from ..selection.build import candidates, choose, profile_document, write_profile
+    from ..selection.runs import read_runs_files
+    from ..selection.search import build_table
+    from ..selection.search import search as run_search
 
     if not name or not all(c.isalnum() or c in "-_." for c in name):
         raise errors.InvalidRequestError(f"{name!r} is not a valid profile name (letters, digits, '-', '_', '.')")
@@ -214,7 +215,7 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     if auto_kind and table.kind not in ("number", "math"):
         raise errors.InvalidRequestError(f"--auto needs numeric runs (number or math); these are {table.kind}")
     result = run_search(table, max_models=max_models, lam=lam, repeats=repeats)
-    from ..votesearch import vote_candidates
+    from ..selection.votesearch import vote_candidates
 
     votes = (
         vote_candidates(table, [s.models for s in result.subsets], repeats=repeats) if vote_search == "search" else []
@@ -223,7 +224,7 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     chosen, why = choose(found, tolerance)
     if fixed is not None:
         why += " (models fixed by --models)"
-    from ..calibration import measure
+    from ..decide.calibration import measure
 
     text = profile_document(
         name, chosen, why, result, found, runs=runs_names, budget=budget, description=description,
@@ -252,11 +253,11 @@ def profile_calibrate(name: str, runs_path: Path, out: Path | None) -> None:
       edgemux collect --tasks dev.jsonl --profile mine --limit 100 --out runs/mine.jsonl
       edgemux profile calibrate mine --runs runs/mine.jsonl
     """
-    from ..build import write_profile
-    from ..calibration import calibration_block, measure
+    from ..decide.calibration import calibration_block, measure
     from ..profiles import load_profile
-    from ..runs import read_runs_files
-    from ..search import build_table
+    from ..selection.build import write_profile
+    from ..selection.runs import read_runs_files
+    from ..selection.search import build_table
 
     profile = load_profile(name)
     assert profile.path is not None
@@ -283,7 +284,7 @@ def profile_calibrate(name: str, runs_path: Path, out: Path | None) -> None:
         )
     levels = measure(table, profile.member_names, profile.sampling.k)
     if profile.vote.vote != "count":
-        from ..votesearch import has_signals
+        from ..selection.votesearch import has_signals
 
         if not has_signals(table, [table.models.index(m) for m in profile.member_names]):
             raise errors.InvalidRequestError(
@@ -315,7 +316,7 @@ def profile_show(name: str, plot_path: Path | None, as_json: bool) -> None:
 
     chosen = load_profile(name)
     if plot_path is not None:
-        from ..plot import plot_curve
+        from ..measure.plot import plot_curve
 
         plot_curve(chosen, plot_path)
         click.echo(f"wrote {plot_path}", err=True)

@@ -6,7 +6,8 @@ import logging
 
 import click
 
-from .. import errors, fetch
+from .. import errors
+from ..catalog import fetch
 from .common import budget_option, cli, gpu_layers_option
 
 
@@ -89,19 +90,19 @@ def serve(host: str, port: int, profile: str, budget: str | None, api_key: str |
     try:
         import uvicorn
 
-        from ..exposure import LOOPBACK_HOSTS, Exposure, is_loopback
-        from ..serve import DrainingServer, create_app
+        from ..server.exposure import LOOPBACK_HOSTS, Exposure, is_loopback
+        from ..server.serve import DrainingServer, create_app
     except ImportError:
         raise errors.InvalidRequestError(
             "edgemux serve needs the server extra: pip install 'edgemux[server]'"
         ) from None
     from .. import ui
-    from ..memory import parse_bytes
-    from ..planning import resolve_budget
+    from ..memory.memory import parse_bytes
     from ..profiles import load_profile
-    from ..runtime import LoadOptions
+    from ..schedule.planning import resolve_budget
+    from ..schedule.runtime import LoadOptions
+    from ..server.worker import Worker
     from ..types import MAX_SAMPLES_PER_MODEL, ModelLoaded, ModelLoading
-    from ..worker import Worker
 
     if not 1 <= max_queue <= 10_000:
         raise errors.InvalidRequestError("--max-queue must be between 1 and 10000")

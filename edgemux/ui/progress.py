@@ -27,7 +27,7 @@ from ..types import (
 from .console import stderr
 
 if TYPE_CHECKING:
-    from ..runs import Record
+    from ..selection.runs import Record
 
 
 class DownloadBar:

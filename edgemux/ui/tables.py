@@ -8,16 +8,16 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..calibration import levels_of
-from ..memory import format_bytes
+from ..decide.calibration import levels_of
+from ..memory.memory import format_bytes
 from ..types import RemoteSource
 
 if TYPE_CHECKING:  # what the tables draw; the ui builds none of it
-    from ..benchmark import EnsembleRow, ScalingRow, ThroughputRow
-    from ..evaluate import EvalReport
-    from ..memory import Plan
+    from ..measure.benchmark import EnsembleRow, ScalingRow, ThroughputRow
+    from ..measure.evaluate import EvalReport
+    from ..memory.memory import Plan
     from ..profiles import Profile
-    from ..search import SearchResult
+    from ..selection.search import SearchResult
     from ..types import ModelSpec, MuxResult
 
 

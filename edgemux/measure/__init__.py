@@ -1,0 +1,1 @@
+"""Measuring what was built: offline and live evaluation, reports and plots, throughput benchmarks."""
