@@ -131,7 +131,8 @@ def calibration_errors(records: Sequence[Record], members: list[str], k: int,
                        fitted: list[dict[str, object]]) -> dict[str, float]:  # fmt: skip
     """ECE of the confidence `ask` reports, each half's levels measured on the other half (and, for a
     family, under the rule fitted on that other half)."""
-    from edgemux.decide.calibration import calibration_error, measure
+    from edgemux.decide.calibration import calibration_error
+    from edgemux.selection.calibrate import measure
     from edgemux.selection.search import build_table
 
     table = build_table(records)

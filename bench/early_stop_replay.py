@@ -29,7 +29,7 @@ from pathlib import Path
 from early_stop_bound import cheapest_certificate, question_slots
 
 from edgemux.answers.extract import canonical_reference
-from edgemux.answers.members import parse_member
+from edgemux.answers.strategies import parse_member
 from edgemux.profiles import ProfileModel, load_profile
 from edgemux.schedule import runtime
 from edgemux.schedule.runtime import LoadOptions, Mux

@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from runfiles import committed_runs
 
-from edgemux.answers.members import Member, answer_of, parse_member, program_in, recorded_answer
+from edgemux.answers.members import answer_of, program_in, recorded_answer
+from edgemux.answers.strategies import Member, parse_member
 from edgemux.sandbox import run_python
 from edgemux.selection.runs import Record, read_runs_files
 from edgemux.selection.search import build_table, search

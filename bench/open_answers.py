@@ -34,9 +34,9 @@ from runfiles import committed_runs
 from edgemux.answers.equivalence import Reference, Unifier, reference_of
 from edgemux.answers.members import recorded_answer
 from edgemux.answers.opentext import token_f1
-from edgemux.decide.calibration import measure as calibration_of
 from edgemux.measure.evaluate import MUX, score_runs
 from edgemux.profiles import Profile, ProfileModel
+from edgemux.selection.calibrate import measure as calibration_of
 from edgemux.selection.runs import Record, read_runs_files
 from edgemux.selection.search import RunTable, accuracy_ranks, build_table, majority, mux_pick, search
 from edgemux.types import Sampling

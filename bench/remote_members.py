@@ -39,7 +39,7 @@ from llama_server import serving  # noqa: E402
 
 from edgemux import paths
 from edgemux.answers.extract import extract  # noqa: E402
-from edgemux.answers.members import Member, parse_member  # noqa: E402
+from edgemux.answers.strategies import Member, parse_member
 from edgemux.catalog import fetch  # noqa: E402
 from edgemux.catalog.catalog import Catalog  # noqa: E402
 from edgemux.catalog.register import register_remote  # noqa: E402

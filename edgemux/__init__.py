@@ -5,6 +5,9 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from .answers import opentext
+from .answers.opentext import Embedder
+
 # Names are imported when first used, so `import edgemux.decide.mux` (the pure decision core) does not load the
 # runtime, fetching, YAML or llama.cpp; `from edgemux import Mux` still works as before.
 _HOME = {
@@ -23,6 +26,16 @@ _HOME = {
          "ModelStopped", "ModelVote", "MuxResult", "Sample", "SampleFinished", "Sampling", "SamplingStarted"],
         "types"),
 }  # fmt: skip
+
+
+def _llama_embedder() -> Embedder:
+    from .engine import embeddings  # loads llama.cpp: only when an embedding similarity is first computed
+
+    return embeddings
+
+
+# The composition root wires the engine's embeddings into the answer layer, which imports no engine.
+opentext.use_embedder(_llama_embedder)
 
 
 def __getattr__(name: str) -> Any:

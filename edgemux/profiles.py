@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
-from .answers.members import Member, parse_member
+from .answers.strategies import Member, parse_member
 from .decide.confidence import VoteRule
 from .errors import ConfigError, InvalidRequestError, NotFoundError
 from .types import ASK_KINDS, Sampling

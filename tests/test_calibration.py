@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from edgemux.cli import cli
-from edgemux.decide.calibration import Level, levels_of, measure, risk_coverage, sentence
+from edgemux.decide.calibration import Level, levels_of, risk_coverage, sentence
 from edgemux.profiles import load_profile
+from edgemux.selection.calibrate import measure
 from edgemux.selection.runs import Record
 from edgemux.selection.search import build_table
 from edgemux.testing import fake_engine_factory

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edgemux.answers.members import Member, canonical_output, parse_member, parse_members, program_in, recorded_answer
+from edgemux.answers.members import canonical_output, program_in, recorded_answer
+from edgemux.answers.strategies import Member, parse_member, parse_members
 from edgemux.cli import cli
 from edgemux.errors import InvalidRequestError
 from edgemux.profiles import Profile, ProfileModel, adhoc_profile

@@ -96,17 +96,6 @@ def test_decide_needs_votes() -> None:
         decide([])
 
 
-def test_the_decision_core_imports_no_runtime() -> None:
-    """`import edgemux.decide.mux` is the pure rule: no runtime, fetching, YAML or llama.cpp comes with it."""
-    import subprocess
-    import sys
-
-    probe = ("import sys, edgemux.decide.mux, edgemux.decide.earlystop; "
-             "print([m for m in ('edgemux.schedule.runtime', 'edgemux.catalog.fetch', 'yaml', 'llama_cpp') if m in sys.modules])")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
-
-
 def test_the_ui_renders_and_builds_nothing() -> None:
     """`import edgemux.ui` brings no runtime, bench, eval or search (and no Unix-only `resource`)."""
     import subprocess

@@ -59,8 +59,8 @@ def test_staged_challengers_stop_before_their_next_sample(fake_models: list[str]
 
 
 def test_two_members_of_one_model_replay_their_own_recordings(fake_models: list[str], home: Path) -> None:
-    from edgemux.answers.members import POT_INSTRUCTIONS
     from edgemux.answers.prompts import DEFAULT_INSTRUCTIONS
+    from edgemux.answers.strategies import POT_INSTRUCTIONS
 
     engine = ReplayEngine()
     engine.play(["```python\nprint(4)\n```"] * 3, [20, 20, 20], prompt_has=POT_INSTRUCTIONS["number"][:60])

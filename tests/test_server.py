@@ -18,10 +18,10 @@ import openai
 import pytest
 import uvicorn
 
-from edgemux.catalog.downloads import Downloads
 from edgemux.catalog.fetch import Progress
 from edgemux.schedule.loader import EngineFactory
 from edgemux.schedule.runtime import LoadOptions
+from edgemux.server.downloads import Downloads
 from edgemux.server.serve import DrainingServer, create_app
 from edgemux.server.worker import Worker
 from edgemux.types import ModelSpec

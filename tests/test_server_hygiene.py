@@ -18,7 +18,7 @@ from typing import Any
 import openai
 import pytest
 
-from edgemux.catalog.downloads import Download, _Recorder
+from edgemux.server.downloads import Download, _Recorder
 from edgemux.server.serve import _label, printable
 from edgemux.testing import FakeEngine
 from edgemux.types import BatchStep, Sampling

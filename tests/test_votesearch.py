@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgemux.decide.calibration import Level, ShareBin, calibration_error, level_of, measure
+from edgemux.decide.calibration import Level, ShareBin, calibration_error, level_of
 from edgemux.decide.confidence import VoteRule, sample_score
 from edgemux.decide.mux import tally
 from edgemux.profiles import load_profile
+from edgemux.selection.calibrate import measure
 from edgemux.selection.runs import Record, read_runs
 from edgemux.selection.search import build_table, majority, mux_pick
 from edgemux.selection.votesearch import GRID, half_of, vote_candidates, vote_weights
@@ -104,7 +105,7 @@ def test_share_bins_cover_every_share_once() -> None:
 
 
 def measure_bins() -> list[ShareBin]:
-    from edgemux.decide.calibration import _bins
+    from edgemux.decide.calibration import share_bins as _bins
 
     return _bins("weighted", 5)
 

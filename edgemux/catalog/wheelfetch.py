@@ -30,7 +30,7 @@ from ..errors import ChecksumError, FetchError
 from ..types import WheelPart
 
 if TYPE_CHECKING:
-    from .fetch import Progress
+    from .progress import Progress
 
 __all__ = ["fetch_wheel", "index_url", "is_file_of", "wheel_in"]
 

@@ -184,7 +184,7 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     it is more accurate, or as accurate for fewer samples, than counting.
     """
     from .. import paths
-    from ..answers.members import parse_members
+    from ..answers.strategies import parse_members
     from ..memory.memory import parse_bytes
     from ..schedule.planning import default_budget_bytes
     from ..selection.build import candidates, choose, profile_document, write_profile
@@ -224,7 +224,7 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     chosen, why = choose(found, tolerance)
     if fixed is not None:
         why += " (models fixed by --models)"
-    from ..decide.calibration import measure
+    from ..selection.calibrate import measure
 
     text = profile_document(
         name, chosen, why, result, found, runs=runs_names, budget=budget, description=description,
@@ -253,9 +253,10 @@ def profile_calibrate(name: str, runs_path: Path, out: Path | None) -> None:
       edgemux collect --tasks dev.jsonl --profile mine --limit 100 --out runs/mine.jsonl
       edgemux profile calibrate mine --runs runs/mine.jsonl
     """
-    from ..decide.calibration import calibration_block, measure
+    from ..decide.calibration import calibration_block
     from ..profiles import load_profile
     from ..selection.build import write_profile
+    from ..selection.calibrate import measure
     from ..selection.runs import read_runs_files
     from ..selection.search import build_table
 

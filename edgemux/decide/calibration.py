@@ -13,12 +13,8 @@ levels measured on some questions are from what happens on others (the expected 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ..selection.search import RunTable
-    from .confidence import VoteRule
+from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "SHARE_EDGES",
@@ -29,9 +25,9 @@ __all__ = [
     "calibration_error",
     "level_of",
     "levels_of",
-    "measure",
     "risk_coverage",
     "sentence",
+    "share_bins",
 ]
 
 # A weighted share's levels: [0, 0.5), [0.5, 0.7), [0.7, 0.9), [0.9, 1) and exactly 1 (every sample agreeing,
@@ -108,41 +104,11 @@ class ShareBin:
 Calibrated = Level | ShareBin
 
 
-def _bins(vote: str, k: int) -> list[ShareBin]:
+def share_bins(vote: str, k: int) -> list[ShareBin]:
+    """The empty levels of a weighted or filtered vote, highest first (edges ``SHARE_EDGES``)."""
     edges = (0.0, *SHARE_EDGES)
     spans = [(edges[i], edges[i + 1]) for i in range(len(edges) - 1)] + [(1.0, 1.0)]
     return [ShareBin(vote, k, low, high, 0, 0) for low, high in reversed(spans)]
-
-
-def measure(table: RunTable, members: Sequence[str], k: int, rule: VoteRule | None = None,
-            tasks: Sequence[int] | None = None) -> list[Calibrated]:  # fmt: skip
-    """The SLM-MUX decision of ``members`` on each task (or on ``tasks``, indices) from their first k
-    recorded samples (as `eval` scores them), under ``rule`` (default: count), grouped by the winner's
-    agreement: one Level per count k, k-1, …, 0 (0: no answer), or one ShareBin per range of shares."""
-    import numpy as np  # numpy and the search only for `profile build`; `ask` reads the stored levels
-
-    from ..selection.search import majority, mux_pick
-    from ..selection.votesearch import vote_weights
-
-    rows = [table.models.index(m) for m in members]
-    chosen = np.arange(len(table.tasks)) if tasks is None else np.asarray(tasks, dtype=np.int64)
-    answers, correct = table.answers[rows][:, chosen, :k], table.correct[rows][:, chosen, :k]
-    counting = rule is None or rule.vote == "count"
-    weights = None
-    if rule is not None and not counting:
-        weights = vote_weights(table.scores(rule.measure, rule.window)[rows][:, chosen, :k], rule)
-    confidence, right = majority(answers, correct, weights)
-    ranks = list(np.argsort(-table.correct[rows].mean(axis=(1, 2)), kind="stable").argsort())  # as the profile
-    winner = mux_pick(confidence, ranks)
-    n = np.arange(len(chosen))
-    won, won_right = confidence[winner, n], right[winner, n]
-    levels: list[Calibrated] = []
-    levels += [Level(c, k, 0, 0) for c in range(k, -1, -1)] if rule is None or counting else _bins(rule.vote, k)
-    out: list[Calibrated] = []
-    for level in levels:
-        inside = np.array([level.holds(float(c)) for c in won], dtype=np.bool_)
-        out.append(replace(level, answered=int(inside.sum()), right=int((inside & won_right).sum())))
-    return out
 
 
 def calibration_error(fitted: Sequence[Calibrated], held_out: Sequence[Calibrated]) -> float:

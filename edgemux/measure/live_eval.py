@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..answers.equivalence import Unifier, reference_of
-from ..answers.members import parse_member
+from ..answers.strategies import parse_member
 from ..errors import InvalidRequestError
 from ..schedule.runtime import Mux
 from ..selection.collect import plan_collection, run_collection, task_seed

@@ -28,12 +28,8 @@ import sys
 import sysconfig
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 from .inside import ARCHES, DENIED
-
-if TYPE_CHECKING:
-    from .runner import Limits
 
 NOBODY = 65534
 WORKDIR = "/edgemux-work"  # the program's working directory inside the new root
@@ -51,6 +47,22 @@ _MS_NOATIME, _MS_NODIRATIME, _MS_RELATIME = 1024, 2048, 4096
 _KEEP = _MS_NOEXEC | _MS_NOATIME | _MS_NODIRATIME | _MS_RELATIME  # statvfs's ST_* bits equal these MS_* bits
 _MNT_DETACH = 2
 _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS = 24, 38
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one program may use. Memory is address space (RLIMIT_AS): an interpreter that imports sympy
+    needs ~300 MiB of it."""
+
+    timeout_s: float = 5.0
+    cpu_s: int = 4
+    memory_bytes: int = 1 << 30
+    file_bytes: int = 1 << 20
+    processes: int = 32
+    open_files: int = 64
+    max_output: int = 64 * 1024
+    disk_bytes: int = 8 << 20  # all its files together (the working directory is a tmpfs of this size)
+    files: int = 256  # how many files and directories it may make there
 
 
 @dataclass(frozen=True)

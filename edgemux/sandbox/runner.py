@@ -20,34 +20,17 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from ..types import ProgramRun
 from ..types import ProgramStatus as Status
 from . import confine, inside
-from .confine import Level
+from .confine import Level, Limits
 
 __all__ = ["Limits", "ProgramRun", "isolation", "run_python"]
 
 log = logging.getLogger("edgemux.sandbox")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one program may use. Memory is address space (RLIMIT_AS): an interpreter that imports sympy
-    needs ~300 MiB of it."""
-
-    timeout_s: float = 5.0
-    cpu_s: int = 4
-    memory_bytes: int = 1 << 30
-    file_bytes: int = 1 << 20
-    processes: int = 32
-    open_files: int = 64
-    max_output: int = 64 * 1024
-    disk_bytes: int = 8 << 20  # all its files together (the working directory is a tmpfs of this size)
-    files: int = 256  # how many files and directories it may make there
 
 
 @lru_cache(maxsize=1)
@@ -102,7 +85,10 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def run_python(source: str, limits: Limits = Limits()) -> ProgramRun:
+DEFAULT_LIMITS = Limits()
+
+
+def run_python(source: str, limits: Limits = DEFAULT_LIMITS) -> ProgramRun:
     """Run ``source`` as a Python program in the sandbox and return how it ended. Never raises for
     anything the program does; waits at most ``limits.timeout_s`` (plus the time to kill it). An
     interrupt (Ctrl-C) kills the program's process group before it propagates."""

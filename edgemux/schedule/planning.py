@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
-from ..answers.members import parse_member
+from ..answers.strategies import parse_member
 from ..catalog import fetch
 from ..catalog.catalog import Catalog
 from ..catalog.gguf import read_header

@@ -18,9 +18,10 @@ from typing import Any
 
 from ..answers.autokind import ends_in_number
 from ..answers.equivalence import Unifier
-from ..answers.members import Member, answer_of, parse_member, run_program_of
+from ..answers.members import answer_of, run_program_of
 from ..answers.opentext import central, extract_open
 from ..answers.prompts import build_prompt, format_question
+from ..answers.strategies import Member, parse_member
 from ..catalog import fetch
 from ..catalog.catalog import Catalog
 from ..decide.calibration import Calibrated, level_of, sentence

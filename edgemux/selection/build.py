@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from ..answers.members import parse_member
+from ..answers.strategies import parse_member
 from ..catalog.catalog import Catalog
 from ..decide.calibration import Calibrated
 from ..decide.confidence import VoteRule

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ..answers.members import parse_member
+from ..answers.strategies import parse_member
 from ..types import (
     DecisionMade,
     DecodeProgress,

@@ -10,10 +10,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ..catalog import fetch
+from ..catalog.catalog import Catalog
 from ..memory.memory import format_bytes
 from ..types import ModelSpec
-from . import fetch
-from .catalog import Catalog
 
 __all__ = ["Download", "Downloads"]
 
