@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edgemux.engine.engine import Engine, GenerationRequest
+from edgemux.engine.engine import Engine
+from edgemux.engine.sequences import GenerationRequest
 from edgemux.errors import EngineError, InvalidRequestError, ModelFileError, PromptTooLongError
 from edgemux.memory.osmemory import rss_bytes
 from edgemux.types import FinishedSequence, Sampling

@@ -9,12 +9,10 @@ freed. The rest goes to the runtime, which turns finished sequences into samples
 
 from __future__ import annotations
 
-import codecs
 import ctypes
 import logging
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,46 +21,17 @@ from ..catalog.gguf import check_file, read_header
 from ..errors import EngineError, InvalidRequestError, PromptTooLongError
 from ..memory.memory import check_context
 from ..memory.osmemory import rss_bytes
-from ..types import BatchStep, FinishedSequence, Sampling, StopReason, TokenLogprobs
+from ..types import BatchStep, FinishedSequence, Sampling, TokenLogprobs
 from .llama import default_threads, llama_cpp, model_params
 from .logits import token_logprobs
 from .samplers import eog_tokens, new_sampler
+from .scoring import Scorer
+from .sequences import DecodingSequence, GenerationRequest
 from .tokenizer import Tokenizer
 
-__all__ = ["Engine", "GenerationRequest", "default_threads"]
+__all__ = ["Engine", "default_threads"]
 
 log = logging.getLogger("edgemux.engine")
-
-
-@dataclass
-class _Sequence:
-    index: int  # within its request (the sample index)
-    seq_id: int  # llama.cpp's sequence id, unique across the requests decoded together
-    sampler: ctypes.c_void_p
-    max_tokens: int
-    stop: Sequence[str]
-    pos: int = 0  # position of the next token it feeds (starts at the prompt's length)
-    prompt_len: int = 0
-    decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
-    text: str = ""
-    tokens: int = 0
-    last_token: int = -1
-    batch_pos: int = -1  # where its logits are in the last decoded batch
-    done: StopReason | None = None
-    logprobs: list[TokenLogprobs] | None = None  # recorded per token when the request asked for them
-    top_logprobs: int = 0
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """One prompt and its k samples (one seed each), for ``Engine.generate_many``."""
-
-    prompt: Sequence[int]
-    sampling: Sampling
-    seeds: Sequence[int]
-    stop: Sequence[str] = ()
-    ignore_eos: bool = False
-    logprobs: int | None = None  # None: none; n: each token's logprob and confidence, and its n likeliest tokens
 
 
 class Engine:
@@ -92,7 +61,7 @@ class Engine:
         self._batch_seq_max = 0
         self._prompt_logits_pos = 0
         self._eog: list[int] | None = None  # end-of-generation tokens, listed on first need
-        self._score_ctx: ctypes.c_void_p | None = None  # made on first score(): every position's logits
+        self._scorer: Scorer | None = None  # made on first score()
         rss_before = rss_bytes()
         self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), model_params(n_gpu_layers))
         if not self._model:
@@ -129,9 +98,9 @@ class Engine:
         if self._ctx:
             llama_cpp.llama_free(self._ctx)
             self._ctx = None
-        if self._score_ctx:
-            llama_cpp.llama_free(self._score_ctx)
-            self._score_ctx = None
+        if self._scorer is not None:
+            self._scorer.close()
+            self._scorer = None
         if self._model:
             llama_cpp.llama_model_free(self._model)
             self._model = None
@@ -221,70 +190,13 @@ class Engine:
     def score(
         self, prompt: Sequence[int], continuations: Sequence[Sequence[int]], keep: int = 0
     ) -> list[list[TokenLogprobs]]:
-        """Each continuation token's logprob and confidence given the prompt and the tokens before it, at
-        prompt speed (the prompt evaluated once, each continuation after it in chunks, every position's
-        logits kept): what recorded samples' signals would have been, without drawing them again. Equal to
-        what ``generate`` records up to kernel rounding (another batch shape: ~0.05 in token confidence).
-        ``keep``: the most likely alternatives kept per token, as ``generate(logprobs=...)``."""
-        if self.closed:
+        """Each continuation token's logprobs given the prompt and the tokens before it, at prompt speed
+        (``scoring.Scorer``: a second context, made on first use, freed with the engine)."""
+        if self.closed or self._model is None:
             raise EngineError("the engine is closed")
-        longest = max((len(c) for c in continuations), default=0)
-        if not prompt or not longest:
-            return [[] for _ in continuations]
-        if len(prompt) + longest > self.n_ctx:
-            raise PromptTooLongError(
-                f"{len(prompt) + longest} tokens to score; {self.path.name} was loaded with {self.n_ctx}"
-            )
-        ctx = self._scoring_context()
-        memory = llama_cpp.llama_get_memory(ctx)
-        llama_cpp.llama_memory_clear(memory, True)
-        batch = llama_cpp.llama_batch_init(int(llama_cpp.llama_n_ubatch(ctx)), 0, 1)
-        try:
-            self._score_chunks(ctx, batch, prompt[:-1], 0)  # shared: its cells stay
-            out: list[list[TokenLogprobs]] = []
-            for continuation in continuations:
-                llama_cpp.llama_memory_seq_rm(memory, 0, len(prompt) - 1, -1)
-                # the last prompt token's logits predict the first continuation token, and so on
-                inputs = [prompt[-1], *continuation[:-1]] if continuation else []
-                out.append(self._score_chunks(ctx, batch, inputs, len(prompt) - 1, continuation, keep))
-            return out
-        finally:
-            llama_cpp.llama_batch_free(batch)
-
-    def _score_chunks(self, ctx: ctypes.c_void_p, batch: llama_cpp.llama_batch, tokens: Sequence[int], first_pos: int,
-                      targets: Sequence[int] = (), keep: int = 0) -> list[TokenLogprobs]:  # fmt: skip
-        """Evaluate ``tokens`` from ``first_pos`` on in chunks of the scoring context's size; with ``targets``
-        (the token each position should predict), each one's logprobs, read while its chunk's logits are there."""
-        scored: list[TokenLogprobs] = []
-        size = int(llama_cpp.llama_n_ubatch(ctx))
-        for start in range(0, len(tokens), size):
-            chunk = tokens[start : start + size]
-            for i, token in enumerate(chunk):
-                batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, first_pos + start + i, 1  # type: ignore[call-overload]
-                batch.seq_id[i][0] = 0
-                batch.logits[i] = bool(targets)
-            batch.n_tokens = len(chunk)
-            if llama_cpp.llama_decode(ctx, batch) != 0:
-                raise EngineError(f"{self.path.name}: llama_decode failed while scoring")
-            for i in range(len(chunk) if targets else 0):
-                row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, i), shape=(self._n_vocab,))
-                scored.append(token_logprobs(row, targets[start + i], keep))
-        return scored
-
-    def _scoring_context(self) -> ctypes.c_void_p:
-        """A second context of one sequence that keeps the logits of every position of a 128-token chunk
-        (the decode context keeps one per sequence, to save memory)."""
-        if self._score_ctx is None:
-            params = llama_cpp.llama_context_default_params()
-            params.n_ctx = self.n_ctx
-            params.n_batch = params.n_ubatch = min(self.n_ctx, 128)
-            params.n_seq_max = 1
-            params.n_threads = params.n_threads_batch = self.n_threads
-            params.no_perf = True
-            self._score_ctx = llama_cpp.llama_init_from_model(self._model, params)
-            if not self._score_ctx:
-                raise EngineError(f"llama.cpp could not create a scoring context for {self.path.name}")
-        return self._score_ctx
+        if self._scorer is None:
+            self._scorer = Scorer(self._model, self.n_ctx, self.n_threads, self._n_vocab, self.path.name)
+        return self._scorer.score(prompt, continuations, keep)
 
     # -- generation ---------------------------------------------------------------------------------
 
@@ -397,20 +309,20 @@ class Engine:
                 f"{self.path.name} was loaded with {self.n_ctx} cells for {self.n_seq_max}: decode them apart"
             )
 
-    def _sequences(self, requests: Sequence[GenerationRequest]) -> list[list[_Sequence]]:
+    def _sequences(self, requests: Sequence[GenerationRequest]) -> list[list[DecodingSequence]]:
         """One group of sequences per request, each with its own seeded sampler and a unique sequence id."""
         groups, next_id = [], 0
         for r in requests:
             eog = self._eog_tokens() if r.ignore_eos else ()
             n = len(r.prompt)
-            groups.append([_Sequence(i, next_id + i, new_sampler(self._vocab, r.sampling, seed, eog=eog),
+            groups.append([DecodingSequence(i, next_id + i, new_sampler(self._vocab, r.sampling, seed, eog=eog),
                                      r.sampling.max_tokens, r.stop, pos=n, prompt_len=n,
                                      logprobs=None if r.logprobs is None else [], top_logprobs=r.logprobs or 0)
                            for i, seed in enumerate(r.seeds)])  # fmt: skip
             next_id += len(r.seeds)
         return groups
 
-    def _sample(self, s: _Sequence, finished: list[FinishedSequence], start: float) -> None:
+    def _sample(self, s: DecodingSequence, finished: list[FinishedSequence], start: float) -> None:
         token = llama_cpp.llama_sampler_sample(s.sampler, self._ctx, s.batch_pos)
         if s.logprobs is not None and not llama_cpp.llama_vocab_is_eog(self._vocab, token):
             # The same logits the sampler chain read, before it: the model's distribution, not the chain's.
@@ -418,14 +330,14 @@ class Engine:
                 llama_cpp.llama_get_logits_ith(self._ctx, s.batch_pos), shape=(self._n_vocab,)
             )
             s.logprobs.append(token_logprobs(logits, token, s.top_logprobs))
-        self._advance(s, token, s.max_tokens, s.stop)
+        self._advance(s, token)
         if s.done is not None:  # free its own cells; the prompt's stay (shared, and cached for the next call)
             llama_cpp.llama_memory_seq_rm(self._memory, s.seq_id, s.prompt_len, -1)
             logprobs = tuple(s.logprobs) if s.logprobs is not None else None
             finished.append(FinishedSequence(s.index, s.text, s.tokens, s.done, time.perf_counter() - start,
                                              logprobs=logprobs))  # fmt: skip
 
-    def _drop(self, group: list[_Sequence]) -> None:
+    def _drop(self, group: list[DecodingSequence]) -> None:
         for s in group:
             if s.done is None:
                 llama_cpp.llama_memory_seq_rm(self._memory, s.seq_id, s.prompt_len, -1)
@@ -469,30 +381,15 @@ class Engine:
             self._decode(len(chunk))
         self._prompt_logits_pos = (len(prompt) - 1) % n_batch
 
-    def _decode_step(self, live: list[_Sequence]) -> None:
+    def _decode_step(self, live: list[DecodingSequence]) -> None:
         for i, s in enumerate(live):
             self._set_token(i, s.last_token, s.pos, (s.seq_id,), True)
             s.batch_pos = i
             s.pos += 1
         self._decode(len(live))
 
-    def _advance(self, s: _Sequence, token: int, max_tokens: int, stop: Sequence[str]) -> None:
+    def _advance(self, s: DecodingSequence, token: int) -> None:
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-            s.text += s.decoder.decode(b"", final=True)
-            s.done = "eos"
-            return
-        s.tokens += 1
-        s.last_token = token
-        piece = s.decoder.decode(self.text.piece(token))
-        s.text += piece
-        if stop and piece:
-            window = len(piece) + max(len(x) for x in stop)
-            tail_start = max(0, len(s.text) - window)
-            hits = [i for x in stop if (i := s.text.find(x, tail_start)) >= 0]
-            if hits:
-                s.text = s.text[: min(hits)]
-                s.done = "stop"
-                return
-        if s.tokens >= max_tokens:
-            s.text += s.decoder.decode(b"", final=True)
-            s.done = "length"
+            s.finish("eos")
+        else:
+            s.add(token, self.text.piece(token))

@@ -250,8 +250,8 @@ class Worker:
     def _prepare(self, engine: Any, job: GenerateJob) -> tuple[GenerateJob, Any] | None:
         """The job's prompt as a GenerationRequest, or None after telling the job why it cannot run (a
         prompt that cannot fit the context is refused with the numbers; its companions go on)."""
-        from ..engine.engine import GenerationRequest  # only real engines decode several requests at once
         from ..engine.remote import RemoteEngine
+        from ..engine.sequences import GenerationRequest  # only real engines decode several requests at once
 
         try:
             if isinstance(engine, RemoteEngine):  # edgemux is no proxy: a remote model votes in mux profiles
