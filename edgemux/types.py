@@ -4,12 +4,14 @@ and the typed events that ``Mux.stream`` yields. Quantities carry their unit in 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from .errors import InvalidRequestError
+from .programs import ProgramRun
 
 __all__ = [
     "ASK_KINDS",
@@ -29,8 +31,6 @@ __all__ = [
     "ModelStopped",
     "ModelVote",
     "MuxResult",
-    "ProgramRun",
-    "ProgramStatus",
     "PypiSource",
     "Sample",
     "SampleFinished",
@@ -180,6 +180,16 @@ class Sampling:
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
 
+    def seeded(self) -> Sampling:
+        """Self with a seed: the one given, or a random one (so that the samples can be drawn again)."""
+        return self if self.seed is not None else replace(self, seed=random.randrange(2**31 - 1 - self.k))
+
+    def seeds(self) -> list[int]:
+        """Sample j's seed: seed + j (llama-server seeds its child j the same way). Needs a seed."""
+        if self.seed is None:
+            raise InvalidRequestError("the samples need a seed (Sampling.seeded())")
+        return [self.seed + j for j in range(self.k)]
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Results
@@ -236,31 +246,6 @@ class BatchStep:
     # per sequence, its tokens' logprobs when they were asked for: a list the engine goes on appending to, so
     # read only its first ``tokens[i]`` entries (what this step had produced)
     logprobs: tuple[Sequence[TokenLogprobs] | None, ...] = ()
-
-
-ProgramStatus = Literal["ok", "error", "timeout", "output-limit", "killed"]
-
-
-@dataclass(frozen=True)
-class ProgramRun:
-    """How a program ended and what it printed. ``status`` comes from the kernel and our watchdog."""
-
-    status: ProgramStatus
-    stdout: str
-    detail: str  # the exception's last line, the signal, or which limit ended it
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def to_json(self) -> dict[str, object]:
-        return {"status": self.status, "stdout": self.stdout, "detail": self.detail, "seconds": round(self.seconds, 3)}
-
-    @classmethod
-    def from_json(cls, row: dict[str, object]) -> ProgramRun:
-        return cls(str(row["status"]), str(row.get("stdout", "")), str(row.get("detail", "")),  # type: ignore[arg-type]
-                   float(row.get("seconds", 0.0)))  # type: ignore[arg-type]  # fmt: skip
 
 
 @dataclass(frozen=True)

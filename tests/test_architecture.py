@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "edgemux"
 
 LAYERS = (
-    ("errors", "types", "paths", "yamlfile", "testing"),  # the base: dataclasses, errors, where files live
+    ("errors", "programs", "types", "paths", "yamlfile", "testing"),  # the base: dataclasses, errors, files
     ("sandbox",),  # runs model-written programs confined
     ("answers", "decide"),  # pure: what a sample says, and the decision
     ("profiles",),  # a profile's file, read and checked
@@ -167,3 +167,15 @@ def test_a_pure_module_imports_without_the_runtime(module: str) -> None:
     probe = f"import sys, {module}; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_every_command_is_found_where_the_cli_looks_for_it() -> None:
+    """The CLI imports a command's module only when it runs: each command must be listed with its module."""
+    import importlib
+
+    from edgemux.cli.common import COMMAND_MODULES, cli
+
+    for module in set(COMMAND_MODULES.values()):
+        importlib.import_module(f"edgemux.cli.{module}")
+    found = {name: command.callback.__module__ for name, command in cli.commands.items() if command.callback}
+    assert found == {name: f"edgemux.cli.{module}" for name, module in COMMAND_MODULES.items()}

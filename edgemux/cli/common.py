@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import sys
 from collections.abc import Callable
+from importlib import import_module
 from typing import Any
 
 import click
@@ -43,8 +44,24 @@ def sampling_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+# Which module defines each command: a command's module is imported when it runs (or --help lists it), so
+# `edgemux ask` starts without loading the server, the search or the benchmarks.
+COMMAND_MODULES = {"ask": "answer", "plan": "answer", "eval": "measure", "bench": "measure", "models": "models",
+                   "collect": "profiles", "search": "profiles", "profile": "profiles", "profiles": "profiles",
+                   "serve": "server"}  # fmt: skip
+
+
 class _Edgemux(click.Group):
-    """The root group: maps edgemux errors to a one-line message and an exit code, in one place."""
+    """The root group: commands loaded on first use (``COMMAND_MODULES``), and edgemux errors mapped to a
+    one-line message and an exit code, in one place."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMAND_MODULES and name not in self.commands:
+            import_module(f"edgemux.cli.{COMMAND_MODULES[name]}")  # its decorators register it on this group
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -116,9 +116,9 @@ def random_prompt(engine: Engine, n: int, seed: int = 0) -> list[int]:
 
 def time_generation(engine: Engine, prompt: list[int], k: int, n: int, seed: int = 0) -> tuple[float, float]:
     """(prompt seconds, generation seconds) for k sequences of n tokens each over a shared prompt."""
-    sampling = Sampling(k=k, max_tokens=n, temperature=0.0)
+    sampling = Sampling(k=k, max_tokens=n, temperature=0.0, seed=seed)
     first = last = 0.0
-    for i, step in enumerate(engine.generate(prompt, sampling, [seed + j for j in range(k)], ignore_eos=True)):
+    for i, step in enumerate(engine.generate(prompt, sampling, sampling.seeds(), ignore_eos=True)):
         if i == 0:
             first = step.elapsed_s  # prompt evaluated, first token of every sequence sampled
         last = step.elapsed_s

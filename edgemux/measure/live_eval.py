@@ -12,15 +12,18 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..answers.equivalence import Unifier, reference_of
 from ..answers.strategies import parse_member
 from ..errors import InvalidRequestError
-from ..schedule.runtime import Mux
 from ..selection.collect import plan_collection, run_collection, task_seed
 from ..selection.runs import drop_cut_line, read_runs
 from ..selection.tasks import Task
 from .evaluate import MUX, MUX_EARLY, EvalReport, MethodScore, score_runs
+
+if TYPE_CHECKING:  # a Mux is passed in; these modules make none
+    from ..schedule.runtime import Mux
 
 __all__ = ["EarlyStopRow", "evaluate_live", "read_early_stop", "run_live"]
 

@@ -23,8 +23,8 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from ..types import ProgramRun
-from ..types import ProgramStatus as Status
+from ..programs import ProgramRun
+from ..programs import ProgramStatus as Status
 from . import confine, inside
 from .confine import Level, Limits
 

@@ -9,46 +9,42 @@ goes to the MUX rule.
 from __future__ import annotations
 
 import logging
-import random
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..answers.autokind import ends_in_number
 from ..answers.equivalence import Unifier
-from ..answers.members import answer_of, run_program_of
+from ..answers.members import answer_of
 from ..answers.opentext import central, extract_open
-from ..answers.prompts import build_prompt, format_question
-from ..answers.strategies import Member, parse_member
+from ..answers.prompts import format_question
+from ..answers.strategies import parse_member
 from ..catalog import fetch
 from ..catalog.catalog import Catalog
 from ..decide.calibration import Calibrated, level_of, sentence
-from ..decide.confidence import LETTERS, answer_mass, letter_tokens
+from ..decide.confidence import LETTERS
 from ..decide.earlystop import tie_ranks
 from ..decide.mux import decide, tally
-from ..engine.logits import CONFIDENCE_TOP
 from ..errors import BudgetError, InvalidRequestError
 from ..memory.memory import kv_cells
 from ..profiles import Profile, adhoc_profile, load_profile
 from ..types import (
-    BatchStep,
     Decision,
     DecisionMade,
     Event,
-    FinishedSequence,
     ModelStopped,
     ModelVote,
     MuxResult,
     Sample,
     Sampling,
-    SamplingStarted,
-    TokenLogprobs,
     TokenSignals,
 )
 from .loader import ContextShape, EngineFactory, EngineLike, LoadOptions, Models
 from .planning import resolve_budget
+from .prompting import Prompter
+from .question import Question, kept_alternatives, read_sample, with_answer_mass
 from .scheduler import POLICIES, decode
 
 log = logging.getLogger("edgemux.runtime")
@@ -87,7 +83,7 @@ class Mux:
             self.budget_bytes, self.budget_source = models.budget_bytes, "server"
         self.resident = self.models.resident
         self._owns_models = models is None
-        self._letters: dict[str, dict[int, str]] = {}  # per model: its option-letter tokens (choice questions)
+        self.prompter = Prompter(self.specs)
         self._fetch_progress = fetch_progress or fetch.NullProgress
 
     @classmethod
@@ -166,64 +162,17 @@ class Mux:
         for name in self.profile.member_names:
             if name not in profile.member_names:  # a program member sitting out an open question
                 yield ModelStopped(name, "programs answer computations; this question is answered in words", ())
-        sampling = (sampling or profile.sampling).validated()
-        if sampling.seed is None:
-            sampling = replace(sampling, seed=random.randrange(2**31 - 1 - sampling.k))
-        seeds = [sampling.seed + j for j in range(sampling.k)]  # type: ignore[operator]
+        sampling = (sampling or profile.sampling).validated().seeded()
         self._fit_context(profile, sampling)
-        text = format_question(question, choices, tests)
-        n_choices = len(choices) if choices else None
         started = time.perf_counter()
         ranks = tie_ranks(profile.member_names, {m.name: m.validation_accuracy for m in profile.models})
-
-        members = {m.name: m for m in profile.members}
-        prompts: dict[str, tuple[list[int], tuple[str, ...]]] = {}
-        letters: dict[str, Mapping[int, str]] = {}  # choice questions: each member's option-letter tokens
-        busy: set[str] = set()  # models decoding for a member now: another member of the same model waits
-
-        def start(name: str, indices: Sequence[int]) -> Generator[Event, None, Iterator[BatchStep] | None]:
-            member = members[name]
-            if member.model in busy or not self.resident.can_acquire(member.model):
-                return None
-            if name not in prompts and not self.resident.is_resident(member.model):
-                self._check_prompt_before_load(member, text, profile, sampling)
-            engine = yield from self.models.hold(member.model)
-            first = name not in prompts
-            if first:
-                try:
-                    prompts[name] = self._prompt_tokens(engine, member, text, profile, sampling)
-                except BaseException:
-                    self.resident.release(member.model)
-                    raise
-            tokens, stop = prompts[name]
-            if first:
-                yield SamplingStarted(name, sampling.k, len(tokens))
-            busy.add(member.model)
-            if profile.kind == "choice":
-                letters[name] = self._letter_tokens(member.model, engine)
-            generator: Iterator[BatchStep] = engine.generate(
-                tokens, sampling, [seeds[i] for i in indices], stop, logprobs=_kept(profile.kind)
-            )
-            return generator
-
-        def finish(name: str) -> None:
-            model = members[name].model
-            busy.discard(model)
-            self.resident.release(model)
-
-        # MATH answers that mean the same, and open answers that say the same, vote together
-        unify = Unifier(profile.kind, profile.similarity, question=question)
-
-        def make_sample(name: str, f: FinishedSequence) -> Sample:
-            sample = _sample(members[name], f, seeds, profile.kind, n_choices, tests, choices, letters.get(name))
-            return replace(sample, answer=unify(sample.answer))
-
+        asked = Question(self.models, self.prompter, profile, sampling, question, choices, tests)
         votes = yield from decode(
             self._order(profile, ranks),
             k=sampling.k,
-            start=start,
-            finish=finish,
-            make_sample=make_sample,
+            start=asked.start,
+            finish=asked.finish,
+            make_sample=asked.make_sample,
             validation_accuracy=profile.validation_accuracy,
             ranks=ranks,
             policy=self.options.policy,
@@ -234,12 +183,13 @@ class Mux:
         )
         if kind_reason and profile.kind in ("number", "math") and not _gave_numbers(profile, votes):
             # the samples decide: a question taken for a computation whose samples end in no number
-            profile, votes, unify = self._read_again_as_open(profile, votes, question)
+            profile, votes, asked.unify = self._read_again_as_open(profile, votes, question)
             kind_reason = "no member's samples ended in a number: read again as answers in words"
         decision = decide([votes[name] for name in profile.member_names])
         result = self._result(question, profile, sampling, decision, time.perf_counter() - started, threshold)
         result = replace(result, kind_reason=kind_reason)
         if profile.kind == "open":
+            unify = asked.unify
             result = replace(result, similarity=f"{unify.measure} ≥ {unify.threshold:g}",
                              clusters=tuple(sorted(unify.clusters.items(), key=lambda c: -c[1])))  # fmt: skip
         yield DecisionMade(result)
@@ -323,20 +273,22 @@ class Mux:
         length in tokens: what ``edgemux collect`` records. ``sampling.seed`` must be set."""
         if sampling.seed is None:
             raise InvalidRequestError("draw() needs a seed, so that the samples can be drawn again")
-        seeds = [sampling.seed + j for j in range(sampling.k)]
+        seeds = sampling.seeds()
         n_choices = len(choices) if choices else None
         member = parse_member(name)
         engine = self.resident.acquire(member.model)
         try:
-            tokens, stop = self._prompt_tokens(
+            tokens, stop = self.prompter.tokens(
                 engine, member, format_question(question, choices, tests), self.profile, sampling
             )
-            steps = engine.generate(tokens, sampling, seeds, stop, logprobs=_kept(self.profile.kind))
+            steps = engine.generate(tokens, sampling, seeds, stop, logprobs=kept_alternatives(self.profile.kind))
             finished = [f for step in steps for f in step.finished]
-            letters = self._letter_tokens(member.model, engine) if self.profile.kind == "choice" else None
+            letters = self.prompter.letters(member.model, engine) if self.profile.kind == "choice" else None
         finally:
             self.resident.release(member.model)
-        samples = [_sample(member, f, seeds, self.profile.kind, n_choices, tests, choices, letters) for f in finished]
+        samples = [
+            read_sample(member, f, seeds, self.profile.kind, n_choices, tests, choices, letters) for f in finished
+        ]
         return sorted(samples, key=lambda s: s.index), len(tokens)
 
     def score_samples(
@@ -356,19 +308,19 @@ class Mux:
         try:
             if not hasattr(engine, "score"):
                 raise InvalidRequestError(f"{member.model} is not a local llama.cpp model: it cannot be scored here")
-            text, _ = self._prompt_text(engine, member, format_question(question, choices, tests), self.profile)
+            text, _ = self.prompter.text(engine, member, format_question(question, choices, tests), self.profile)
             prompt = engine.tokenize(text)
             continuations = []
             for sample_text in texts:
                 full = engine.tokenize(text + sample_text)
                 continuations.append(full[len(prompt) :] if full[: len(prompt)] == prompt else [])
-            scored = engine.score(prompt, continuations, keep=_kept(self.profile.kind))
+            scored = engine.score(prompt, continuations, keep=kept_alternatives(self.profile.kind))
             if self.profile.kind != "choice":
                 return [TokenSignals.of(tokens) if tokens else None for tokens in scored]
-            letters = self._letter_tokens(member.model, engine)
+            letters = self.prompter.letters(member.model, engine)
             allowed = LETTERS[: len(choices) if choices else len(LETTERS)]
             return [
-                _with_mass(TokenSignals.of(tokens), tokens, letters, answer_of(member, "choice", t, choices=choices), allowed)
+                with_answer_mass(TokenSignals.of(tokens), tokens, letters, answer_of(member, "choice", t, choices=choices), allowed)
                 if tokens else None
                 for tokens, t in zip(scored, texts, strict=True)
             ]  # fmt: skip
@@ -382,44 +334,6 @@ class Mux:
         # Models already loaded go first, so a tight budget swaps each model in at most once per question.
         return sorted(names, key=lambda n: not self.resident.is_resident(parse_member(n).model))
 
-    def _check_prompt_before_load(self, member: Member, question: str, profile: Profile, sampling: Sampling) -> None:
-        """A question too long for the context is refused before its model loads (seconds, for nothing)."""
-        instruction = member.instruction(profile.kind, profile.instruction)
-        text_bytes = sum(len(t.encode()) for t in (question, instruction or "", profile.system or ""))
-
-        def tokens_of(tokenizer: Any) -> list[int]:
-            return self._prompt_tokens(tokenizer, member, question, profile, sampling, check=False)[0]
-
-        self.models.check_prompt_before_load(member.model, sampling.k, sampling.max_tokens, text_bytes, tokens_of)
-
-    def _prompt_tokens(
-        self,
-        engine: EngineLike,
-        member: Member,
-        question: str,
-        profile: Profile,
-        sampling: Sampling,
-        check: bool = True,
-    ) -> tuple[list[int], tuple[str, ...]]:
-        text, stop = self._prompt_text(engine, member, question, profile)
-        tokens = engine.tokenize(text)
-        if check:
-            engine.check_fits(len(tokens), sampling.k, sampling.max_tokens)
-        return tokens, stop
-
-    def _letter_tokens(self, model: str, engine: EngineLike) -> dict[int, str]:
-        if model not in self._letters:
-            self._letters[model] = letter_tokens(engine.tokenize)
-        return self._letters[model]
-
-    def _prompt_text(self, engine: EngineLike, member: Member, question: str, profile: Profile
-                     ) -> tuple[str, tuple[str, ...]]:  # fmt: skip
-        """The member's prompt as the model reads it (its chat template applied), and its stop strings."""
-        style = self.specs[member.model].prompt_style if engine.has_chat_template else "completion"
-        instruction = member.instruction(profile.kind, profile.instruction)
-        prompt = build_prompt(question, profile.kind, style, instruction, profile.system)
-        return (engine.render_chat(prompt.messages) if prompt.messages else prompt.text), prompt.stop
-
 
 def _gave_numbers(profile: Profile, votes: dict[str, ModelVote]) -> bool:
     """Whether any member answered with numbers: a program that printed one, or a reply ending in one."""
@@ -428,41 +342,3 @@ def _gave_numbers(profile: Profile, votes: dict[str, ModelVote]) -> bool:
         if any(s.answer is not None and (m.runs_programs or ends_in_number(s.text)) for s in samples):
             return True
     return False
-
-
-def _kept(kind: str) -> int:
-    """How many alternatives the engine keeps per token: a multiple-choice answer's letter is weighed
-    against the other letters among the top 20 where it was written (confidence.answer_mass)."""
-    return CONFIDENCE_TOP if kind == "choice" else 0
-
-
-def _with_mass(signals: TokenSignals, tokens: Sequence[TokenLogprobs], letters: Mapping[int, str],
-               answer: str | None, allowed: str) -> TokenSignals:  # fmt: skip
-    return replace(signals, answer_mass=answer_mass(tokens, letters, answer, allowed))
-
-
-def _sample(
-    member: Member,
-    f: FinishedSequence,
-    seeds: Sequence[int],
-    kind: str,
-    n_choices: int | None,
-    tests: Sequence[str] | None,
-    choices: Sequence[str] | None = None,
-    letters: Mapping[int, str] | None = None,
-) -> Sample:
-    """A finished sequence as a sample: its answer extracted, or for a program-of-thought member, its program
-    run in the sandbox and the printed value canonicalised (an unparsable sample when it does not run)."""
-    if f.stop_reason == "failed":  # a remote request that failed: unparsable, whatever text had arrived
-        return Sample(member.name, f.index, seeds[f.index], f.text, None, f.tokens, "failed", f.seconds, note=f.note)
-    program = run_program_of(member, f.text) if member.runs_programs else None
-    answer = answer_of(member, kind, f.text, program_stdout=program.stdout if program and program.ok else None,
-                       n_choices=n_choices, tests=tuple(tests) if tests else None, choices=choices)  # fmt: skip
-    if program is not None and not program.ok:
-        log.info("%s sample %d: its program %s (%s)", member.name, f.index, program.status, program.detail)
-    signals = TokenSignals.of(f.logprobs) if f.logprobs is not None else None
-    if signals is not None and f.logprobs is not None and letters:
-        allowed = LETTERS[: n_choices or len(LETTERS)]
-        signals = _with_mass(signals, f.logprobs, letters, answer, allowed)
-    return Sample(member.name, f.index, seeds[f.index], f.text, answer, f.tokens, f.stop_reason, f.seconds, program,
-                  f.note, signals)  # fmt: skip

@@ -12,13 +12,15 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..answers.prompts import DEFAULT_INSTRUCTIONS
 from ..errors import InvalidRequestError
-from ..schedule.runtime import Mux
 from .runs import Record, RunWriter, read_runs
 from .tasks import Task
+
+if TYPE_CHECKING:  # a Mux is passed in; these modules make none
+    from ..schedule.runtime import Mux
 
 __all__ = ["Collection", "plan_collection", "run_collection", "settings_of", "task_seed"]
 

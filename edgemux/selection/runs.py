@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import InvalidRequestError
-from ..types import TASK_KINDS, ProgramRun, Sample, TokenSignals
+from ..programs import ProgramRun
+from ..types import TASK_KINDS, Sample, TokenSignals
 
 log = logging.getLogger("edgemux.runs")
 

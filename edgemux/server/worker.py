@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -259,15 +258,12 @@ class Worker:
                                           "directly, or use it as a member of a mux profile")  # fmt: skip
             text = engine.render_chat(job.messages) if job.messages is not None else job.prompt or ""
             tokens = engine.tokenize(text)
-            sampling = job.sampling
-            if sampling.seed is None:
-                sampling = replace(sampling, seed=random.randrange(2**31 - 1 - sampling.k))
+            sampling = job.sampling.seeded()
             engine.check_fits(len(tokens), sampling.k, sampling.max_tokens)
         except Exception as e:  # noqa: BLE001 - reported to the client
             job.emit("error", e)
             return None
-        seeds = [sampling.seed + j for j in range(sampling.k)]  # type: ignore[operator]
-        return job, GenerationRequest(tokens, sampling, seeds, job.stop, logprobs=job.logprobs)
+        return job, GenerationRequest(tokens, sampling, sampling.seeds(), job.stop, logprobs=job.logprobs)
 
     def _decode_together(self, engine: Any, batch: list[tuple[GenerateJob, Any]]) -> None:
         jobs = [job for job, _ in batch]
