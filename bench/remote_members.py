@@ -47,7 +47,8 @@ from edgemux.decide.mux import decide  # noqa: E402
 from edgemux.engine.remote import RemoteEngine  # noqa: E402
 from edgemux.profiles import Profile, ProfileModel, load_profile  # noqa: E402
 from edgemux.schedule.runtime import LoadOptions, Mux  # noqa: E402
-from edgemux.types import RemoteSource, Sampling  # noqa: E402
+from edgemux.specs import RemoteSource
+from edgemux.types import Sampling  # noqa: E402
 
 HERE = Path(__file__).parent
 TASKS = HERE / "tasks" / "gsm8k-dev.jsonl"

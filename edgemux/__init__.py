@@ -21,10 +21,11 @@ _HOME = {
     **dict.fromkeys(
         ["BudgetError", "ChecksumError", "ConfigError", "EdgemuxError", "EngineError", "FetchError",
          "InvalidRequestError", "ModelFileError", "NotFoundError", "PromptTooLongError"], "errors"),
+    **dict.fromkeys(["Decision", "ModelVote", "MuxResult", "Sample", "Sampling"], "types"),
+    "ModelSpec": "specs",
     **dict.fromkeys(
-        ["Decision", "DecisionMade", "DecodeProgress", "ModelFinished", "ModelLoaded", "ModelLoading", "ModelSpec",
-         "ModelStopped", "ModelVote", "MuxResult", "Sample", "SampleFinished", "Sampling", "SamplingStarted"],
-        "types"),
+        ["DecisionMade", "DecodeProgress", "ModelFinished", "ModelLoaded", "ModelLoading", "ModelStopped",
+         "SampleFinished", "SamplingStarted"], "events"),
 }  # fmt: skip
 
 
@@ -60,25 +61,21 @@ if TYPE_CHECKING:
         NotFoundError,
         PromptTooLongError,
     )
-    from .profiles import Profile, ProfileModel, list_profiles, load_profile
-    from .schedule.loader import LoadOptions
-    from .schedule.runtime import Mux
-    from .types import (
-        Decision,
+    from .events import (
         DecisionMade,
         DecodeProgress,
         ModelFinished,
         ModelLoaded,
         ModelLoading,
-        ModelSpec,
         ModelStopped,
-        ModelVote,
-        MuxResult,
-        Sample,
         SampleFinished,
-        Sampling,
         SamplingStarted,
     )
+    from .profiles import Profile, ProfileModel, list_profiles, load_profile
+    from .schedule.loader import LoadOptions
+    from .schedule.runtime import Mux
+    from .specs import ModelSpec
+    from .types import Decision, ModelVote, MuxResult, Sample, Sampling
 
 __all__ = [
     "BudgetError",

@@ -7,7 +7,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from .errors import PromptTooLongError
-from .types import BatchStep, FinishedSequence, ModelSpec, Sampling, StopReason, TokenLogprobs
+from .specs import ModelSpec
+from .types import BatchStep, FinishedSequence, Sampling, StopReason, TokenLogprobs
 
 __all__ = ["FakeEngine", "ReplayEngine", "fake_engine_factory"]
 

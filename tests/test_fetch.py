@@ -22,7 +22,7 @@ import pytest
 from edgemux.catalog import fetch, wheelfetch
 from edgemux.catalog.catalog import Catalog
 from edgemux.errors import ChecksumError, FetchError, ModelFileError
-from edgemux.types import HuggingFaceSource, LocalSource, ModelSpec, PypiSource
+from edgemux.specs import HuggingFaceSource, LocalSource, ModelSpec, PypiSource
 
 from .conftest import write_minimal_gguf
 

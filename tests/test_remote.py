@@ -24,7 +24,8 @@ from edgemux.errors import ConfigError, InvalidRequestError
 from edgemux.profiles import Profile, ProfileModel
 from edgemux.schedule.planning import plan_profile
 from edgemux.schedule.runtime import LoadOptions, Mux
-from edgemux.types import RemoteSource, Sampling
+from edgemux.specs import RemoteSource
+from edgemux.types import Sampling
 
 from .conftest import TEST_MODEL
 from .test_server import KEY, running_server

@@ -120,7 +120,7 @@ class _FakeCatalog:
     """Names that need no manifest: the replay engine never reads a file."""
 
     def __init__(self, names: list[str]) -> None:
-        from edgemux.types import LocalSource, ModelSpec
+        from edgemux.specs import LocalSource, ModelSpec
 
         self.specs = {
             n: ModelSpec(n, n, "f", "llama", 0.1, "Q4_0", 4096, "", "chat", LocalSource(f"/{n}.gguf")) for n in names

@@ -7,10 +7,7 @@ from pathlib import Path
 import pytest
 
 from edgemux.errors import BudgetError, InvalidRequestError, NotFoundError, PromptTooLongError
-from edgemux.profiles import Profile, ProfileModel
-from edgemux.schedule.runtime import LoadOptions, Mux
-from edgemux.testing import FakeEngine, fake_engine_factory
-from edgemux.types import (
+from edgemux.events import (
     DecisionMade,
     DecodeProgress,
     ModelFinished,
@@ -18,9 +15,12 @@ from edgemux.types import (
     ModelLoading,
     ModelStopped,
     SampleFinished,
-    Sampling,
     SamplingStarted,
 )
+from edgemux.profiles import Profile, ProfileModel
+from edgemux.schedule.runtime import LoadOptions, Mux
+from edgemux.testing import FakeEngine, fake_engine_factory
+from edgemux.types import Sampling
 
 
 def profile(names: list[str], accuracies: list[float | None] | None = None, k: int = 3) -> Profile:

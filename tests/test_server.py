@@ -24,7 +24,7 @@ from edgemux.schedule.runtime import LoadOptions
 from edgemux.server.downloads import Downloads
 from edgemux.server.serve import DrainingServer, create_app
 from edgemux.server.worker import Worker
-from edgemux.types import ModelSpec
+from edgemux.specs import ModelSpec
 
 KEY = "sekret"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import paths
 from ..errors import ConfigError, NotFoundError
-from ..types import HuggingFaceSource, LocalSource, ModelSpec, PypiSource, RemoteSource, Source, WheelPart
+from ..specs import HuggingFaceSource, LocalSource, ModelSpec, PypiSource, RemoteSource, Source, WheelPart
 from ..yamlfile import Section, read_mapping, write_mapping
 
 __all__ = ["Catalog", "parse_manifest", "write_manifest"]

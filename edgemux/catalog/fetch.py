@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import ChecksumError, FetchError, InvalidRequestError, ModelFileError
-from ..types import HuggingFaceSource, LocalSource, ModelSpec, PypiSource, RemoteSource, WheelPart
+from ..specs import HuggingFaceSource, LocalSource, ModelSpec, PypiSource, RemoteSource, WheelPart
 from . import wheelfetch
 from .gguf import read_header
 from .progress import NullProgress, Progress

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from ..errors import InvalidRequestError
-from ..types import LocalSource, ModelSpec, RemoteSource
+from ..specs import LocalSource, ModelSpec, RemoteSource
 from .catalog import NAME_PATTERN, Catalog, write_manifest
 from .fetch import sha256_of
 from .gguf import read_header

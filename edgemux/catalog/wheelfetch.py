@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ChecksumError, FetchError
-from ..types import WheelPart
+from ..specs import WheelPart
 
 if TYPE_CHECKING:
     from .progress import Progress

@@ -9,7 +9,7 @@ import click
 
 from ..catalog import fetch
 from ..catalog.catalog import Catalog
-from ..types import RemoteSource
+from ..specs import RemoteSource
 from .common import cli
 
 
@@ -99,7 +99,7 @@ def models_add(path: Path | None, name: str, url: str | None, remote_model: str 
     `desk-7b:pot`); its samples use the same prompts and seeds and are voted like local ones.
     """
     from ..catalog.register import register_local, register_remote
-    from ..types import RemoteSource
+    from ..specs import RemoteSource
 
     if url is None:
         if path is None or remote_model or api_key_env or no_n:

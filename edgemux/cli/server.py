@@ -97,12 +97,13 @@ def serve(host: str, port: int, profile: str, budget: str | None, api_key: str |
             "edgemux serve needs the server extra: pip install 'edgemux[server]'"
         ) from None
     from .. import ui
+    from ..events import ModelLoaded, ModelLoading
     from ..memory.memory import parse_bytes
     from ..profiles import load_profile
     from ..schedule.planning import resolve_budget
     from ..schedule.runtime import LoadOptions
     from ..server.worker import Worker
-    from ..types import MAX_SAMPLES_PER_MODEL, ModelLoaded, ModelLoading
+    from ..types import MAX_SAMPLES_PER_MODEL
 
     if not 1 <= max_queue <= 10_000:
         raise errors.InvalidRequestError("--max-queue must be between 1 and 10000")

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from ..types import BatchStep, FinishedSequence, RemoteSource, Sampling, TokenLogprobs
+from ..specs import RemoteSource
+from ..types import BatchStep, FinishedSequence, Sampling, TokenLogprobs
 from .logits import CONFIDENCE_TOP, confidence_of
 
 __all__ = ["POLL_S", "RemoteEngine", "RemoteError", "api_key_of"]

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..memory import osmemory
-from ..types import ModelSpec, Sampling
+from ..specs import ModelSpec
+from ..types import Sampling
 
 if TYPE_CHECKING:  # the engine (llama.cpp) is imported only when something is measured
     from ..engine.engine import Engine

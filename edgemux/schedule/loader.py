@@ -18,8 +18,10 @@ from typing import Any, Protocol
 from ..catalog import fetch
 from ..catalog.catalog import Catalog
 from ..errors import InvalidRequestError, NotCachedError
+from ..events import Event, ModelLoaded, ModelLoading
 from ..memory.memory import ModelShape, check_context, estimate
-from ..types import Event, ModelLoaded, ModelLoading, ModelSpec, RemoteSource, Sampling
+from ..specs import ModelSpec, RemoteSource
+from ..types import Sampling
 from .planning import shape_of
 from .resident import ResidentSet
 

@@ -15,7 +15,7 @@ from ..errors import ConfigError, EdgemuxError, InvalidRequestError
 from ..memory.memory import ModelShape, Plan, estimate, kv_cells, parse_bytes, plan
 from ..memory.osmemory import available_bytes
 from ..profiles import Profile
-from ..types import ModelSpec
+from ..specs import ModelSpec
 
 __all__ = [
     "BudgetSource",

@@ -11,7 +11,8 @@ from ..answers.prompts import build_prompt
 from ..answers.strategies import Member
 from ..decide.confidence import letter_tokens
 from ..profiles import Profile
-from ..types import ModelSpec, Sampling
+from ..specs import ModelSpec
+from ..types import Sampling
 
 if TYPE_CHECKING:
     from .loader import EngineLike

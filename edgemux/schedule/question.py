@@ -21,8 +21,9 @@ from ..answers.prompts import format_question
 from ..answers.strategies import Member
 from ..decide.confidence import LETTERS, answer_mass
 from ..engine.logits import CONFIDENCE_TOP
+from ..events import Event, SamplingStarted
 from ..profiles import Profile
-from ..types import BatchStep, Event, FinishedSequence, Sample, Sampling, SamplingStarted, TokenLogprobs, TokenSignals
+from ..types import BatchStep, FinishedSequence, Sample, Sampling, TokenLogprobs, TokenSignals
 from .prompting import Prompter
 
 if TYPE_CHECKING:

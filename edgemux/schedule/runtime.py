@@ -28,19 +28,10 @@ from ..decide.confidence import LETTERS
 from ..decide.earlystop import tie_ranks
 from ..decide.mux import decide, tally
 from ..errors import BudgetError, InvalidRequestError
+from ..events import DecisionMade, Event, ModelStopped
 from ..memory.memory import kv_cells
 from ..profiles import Profile, adhoc_profile, load_profile
-from ..types import (
-    Decision,
-    DecisionMade,
-    Event,
-    ModelStopped,
-    ModelVote,
-    MuxResult,
-    Sample,
-    Sampling,
-    TokenSignals,
-)
+from ..types import Decision, ModelVote, MuxResult, Sample, Sampling, TokenSignals
 from .loader import ContextShape, EngineFactory, EngineLike, LoadOptions, Models
 from .planning import resolve_budget
 from .prompting import Prompter

@@ -22,17 +22,8 @@ from ..decide.confidence import VoteRule
 from ..decide.earlystop import ModelProgress, outlook
 from ..decide.mux import COUNT, tally
 from ..errors import BudgetError
-from ..types import (
-    BatchStep,
-    DecodeProgress,
-    Event,
-    FinishedSequence,
-    ModelFinished,
-    ModelStopped,
-    ModelVote,
-    Sample,
-    SampleFinished,
-)
+from ..events import DecodeProgress, Event, ModelFinished, ModelStopped, SampleFinished
+from ..types import BatchStep, FinishedSequence, ModelVote, Sample
 
 __all__ = ["POLICIES", "STOP_RULES", "Policy", "decode"]
 

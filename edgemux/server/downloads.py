@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..catalog import fetch
 from ..catalog.catalog import Catalog
 from ..memory.memory import format_bytes
-from ..types import ModelSpec
+from ..specs import ModelSpec
 
 __all__ = ["Download", "Downloads"]
 

@@ -16,19 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import errors
-from ..types import (
-    Event,
-    FinishedSequence,
-    ModelFinished,
-    ModelLoaded,
-    ModelLoading,
-    ModelStopped,
-    MuxResult,
-    SampleFinished,
-    Sampling,
-    SamplingStarted,
-    TokenLogprobs,
-)
+from ..events import Event, ModelFinished, ModelLoaded, ModelLoading, ModelStopped, SampleFinished, SamplingStarted
+from ..types import FinishedSequence, MuxResult, Sampling, TokenLogprobs
 
 __all__ = ["ApiError", "ChatRequest", "error_body", "parse_request", "status_of"]
 

@@ -29,9 +29,10 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .. import errors
+from ..events import DecodeProgress, SamplingStarted
 from ..memory.osmemory import peak_rss_bytes, rss_bytes
 from ..profiles import list_profiles
-from ..types import BatchStep, DecodeProgress, MuxResult, SamplingStarted, TokenLogprobs
+from ..types import BatchStep, MuxResult, TokenLogprobs
 from .downloads import Downloads
 from .exposure import Exposure, Guard
 from .openai_api import (

@@ -23,10 +23,11 @@ from typing import Any
 from ..catalog import fetch
 from ..catalog.catalog import Catalog
 from ..errors import InvalidRequestError, ShuttingDownError
+from ..events import DecisionMade, Event
 from ..profiles import Profile, load_profile
 from ..schedule.loader import ContextShape, EngineFactory, LoadOptions, Models
 from ..schedule.runtime import Mux
-from ..types import DecisionMade, Event, FinishedSequence, Sampling
+from ..types import FinishedSequence, Sampling
 
 __all__ = ["GenerateJob", "Job", "MuxJob", "QueueFull", "Worker"]
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..answers.strategies import parse_member
-from ..types import (
+from ..events import (
     DecisionMade,
     DecodeProgress,
     Event,
@@ -20,10 +20,10 @@ from ..types import (
     ModelLoaded,
     ModelLoading,
     ModelStopped,
-    MuxResult,
     SampleFinished,
     SamplingStarted,
 )
+from ..types import MuxResult
 from .console import stderr
 
 REFRESH_PER_S = 8

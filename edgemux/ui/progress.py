@@ -20,10 +20,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from ..types import (
-    Event,
-    ModelLoaded,
-)
+from ..events import Event, ModelLoaded
 from .console import stderr
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from ..decide.calibration import levels_of
 from ..memory.memory import format_bytes
-from ..types import RemoteSource
+from ..specs import RemoteSource
 
 if TYPE_CHECKING:  # what the tables draw; the ui builds none of it
     from ..measure.benchmark import EnsembleRow, ScalingRow, ThroughputRow
@@ -18,7 +18,8 @@ if TYPE_CHECKING:  # what the tables draw; the ui builds none of it
     from ..memory.memory import Plan
     from ..profiles import Profile
     from ..selection.search import SearchResult
-    from ..types import ModelSpec, MuxResult
+    from ..specs import ModelSpec
+    from ..types import MuxResult
 
 
 def _short(answer: str | None, width: int = 40) -> str:
