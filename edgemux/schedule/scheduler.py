@@ -57,91 +57,121 @@ def decode(
 ) -> Generator[Event, None, dict[str, ModelVote]]:
     """Yield events while the models in ``order`` draw k samples each; return every model's vote, its
     samples weighed by ``rule``. Early stop reasons about counts: the runtime turns it off for other rules."""
-    pending = list(order)
-    running: dict[str, Iterator[BatchStep]] = {}
-    # Which samples each model decodes in its next wave: all k at once, except under ``staged``, where
-    # every model after the first draws one sample at a time, so a challenger that cannot matter any more
-    # stops before its next sample starts (its prompt stays cached between waves).
-    waves: dict[str, list[int]] = {m: list(range(k)) for m in order}
-    wave_of: dict[str, list[int]] = {}
-    progress = {m: ModelProgress(k, running=k) for m in order}
-    samples: dict[str, list[Sample]] = {m: [] for m in order}
-    tokens_now: dict[str, tuple[int, ...]] = {m: (0,) * k for m in order}
-    votes: dict[str, ModelVote] = {}
+    loop = _Loop(order, k, start, finish, make_sample, validation_accuracy, policy, remote, rule)
+    try:
+        while loop.pending or loop.running:
+            yield from loop.start_what_fits()
+            for model in list(loop.running):
+                if model in loop.running:  # not stopped earlier in this round
+                    finished = yield from loop.step(model)
+                    if early_stop and finished:
+                        yield from _apply_outlook(loop.progress, ranks, loop.votes, loop.stop, stop_rule)
+    finally:
+        loop.cancel_running()  # the caller walked away, or an error: cancel what still decodes
+    return loop.votes
 
-    def stop(model: str, reason: str) -> Iterator[Event]:
-        done = {s.index for s in samples[model]}
+
+class _Loop:
+    """The state of one question's decode loop: which models wait, run or have voted, each one's samples,
+    its progress (for early stop) and the samples its next wave draws."""
+
+    def __init__(self, order: Sequence[str], k: int, start: Starter, finish: Callable[[str], None],
+                 make_sample: Callable[[str, FinishedSequence], Sample],
+                 validation_accuracy: Callable[[str], float | None], policy: str, remote: frozenset[str],
+                 rule: VoteRule) -> None:  # fmt: skip
+        self.order, self.k, self._start, self._finish, self._make_sample = order, k, start, finish, make_sample
+        self.validation_accuracy, self.policy, self.remote, self.rule = validation_accuracy, policy, remote, rule
+        self.pending = list(order)
+        self.running: dict[str, Iterator[BatchStep]] = {}
+        # Which samples each model decodes in its next wave: all k at once, except under ``staged``, where
+        # every model after the first draws one sample at a time, so a challenger that cannot matter any more
+        # stops before its next sample starts (its prompt stays cached between waves).
+        self.waves: dict[str, list[int]] = {m: list(range(k)) for m in order}
+        self.wave_of: dict[str, list[int]] = {}
+        self.progress = {m: ModelProgress(k, running=k) for m in order}
+        self.samples: dict[str, list[Sample]] = {m: [] for m in order}
+        self.tokens_now: dict[str, tuple[int, ...]] = {m: (0,) * k for m in order}
+        self.votes: dict[str, ModelVote] = {}
+
+    def start_what_fits(self) -> Generator[Event, None, None]:
+        """Start pending models while the policy and the budget allow."""
+        while (model := _next_to_start(self.pending, self.running, self.remote, self.policy)) is not None:
+            generator = yield from self.next_wave(model)
+            if generator is None:
+                if not self.running:  # nothing to wait for: it would never fit
+                    raise BudgetError(f"{model} cannot be loaded: the budget is held by pinned models")
+                return
+            self.pending.remove(model)
+            self.running[model] = generator
+
+    def next_wave(self, model: str) -> Generator[Event, None, Iterator[BatchStep] | None]:
+        staged = self.policy == "staged" and model != self.order[0] and model not in self.remote
+        size = 1 if staged else len(self.waves[model])
+        indices, self.waves[model] = self.waves[model][:size], self.waves[model][size:]
+        generator = yield from self._start(model, indices)
+        if generator is None:
+            self.waves[model] = indices + self.waves[model]
+        else:
+            self.wave_of[model] = indices
+        return generator
+
+    def step(self, model: str) -> Generator[Event, None, bool]:
+        """One decode step of ``model``; whether some of its samples finished."""
+        step = next(self.running[model], None)
+        if step is None:
+            yield from self.wave_done(model)
+            return False
+        indices = self.wave_of[model]
+        now = list(self.tokens_now[model])
+        for i, n in enumerate(step.tokens):
+            now[indices[i]] = n
+        self.tokens_now[model] = tuple(now)
+        yield DecodeProgress(model, self.tokens_now[model], step.elapsed_s)
+        for f in step.finished:
+            sample = self._make_sample(model, replace(f, index=indices[f.index]))
+            self.samples[model].append(sample)
+            self.progress[model].answers.append(sample.answer)
+            self.progress[model].running -= 1
+            yield SampleFinished(sample)
+        return bool(step.finished)
+
+    def wave_done(self, model: str) -> Generator[Event, None, None]:
+        """``model``'s wave ended: start its next wave, or record its vote."""
+        del self.running[model]
+        self._finish(model)
+        if self.waves[model]:  # more samples to draw: the next wave
+            generator = yield from self.next_wave(model)
+            if generator is None:
+                raise BudgetError(f"{model} could not be held again for its next sample")
+            self.running[model] = generator
+            return
+        self.votes[model] = tally(model, self.samples[model], self.validation_accuracy(model), self.rule)
+        yield ModelFinished(self.votes[model])
+
+    def stop(self, model: str, reason: str) -> Iterator[Event]:
+        """Early stop: cancel what ``model`` still decodes (or never started) and record its vote."""
+        done = {s.index for s in self.samples[model]}
+        tokens = self.tokens_now[model]
         cancelled = [
-            Sample(model, i, -1, "", None, tokens_now[model][i], "cancelled", 0.0) for i in range(k) if i not in done
+            Sample(model, i, -1, "", None, tokens[i], "cancelled", 0.0) for i in range(self.k) if i not in done
         ]
-        waves[model] = []
-        if model in running:
-            running.pop(model).close()  # type: ignore[attr-defined]  # frees the sequences in the engine
-            finish(model)
-        elif model in pending:
-            pending.remove(model)
-        progress[model].running = 0
+        self.waves[model] = []
+        if model in self.running:
+            self.running.pop(model).close()  # type: ignore[attr-defined]  # frees the sequences in the engine
+            self._finish(model)
+        elif model in self.pending:
+            self.pending.remove(model)
+        self.progress[model].running = 0
         if cancelled:  # a model whose samples all finished in this very step was not stopped
             log.info("stopping %s (%d samples): %s", model, len(cancelled), reason)
             yield ModelStopped(model, reason, tuple(s.index for s in cancelled))
-        votes[model] = tally(model, samples[model] + cancelled, validation_accuracy(model), rule)
-        yield ModelFinished(votes[model])
+        self.votes[model] = tally(model, self.samples[model] + cancelled, self.validation_accuracy(model), self.rule)
+        yield ModelFinished(self.votes[model])
 
-    def next_wave(model: str) -> Generator[Event, None, Iterator[BatchStep] | None]:
-        size = 1 if policy == "staged" and model != order[0] and model not in remote else len(waves[model])
-        indices, waves[model] = waves[model][:size], waves[model][size:]
-        generator = yield from start(model, indices)
-        if generator is None:
-            waves[model] = indices + waves[model]
-        else:
-            wave_of[model] = indices
-        return generator
-
-    try:
-        while pending or running:
-            while (model := _next_to_start(pending, running, remote, policy)) is not None:
-                generator = yield from next_wave(model)
-                if generator is None:
-                    if not running:  # nothing to wait for: it would never fit
-                        raise BudgetError(f"{model} cannot be loaded: the budget is held by pinned models")
-                    break
-                pending.remove(model)
-                running[model] = generator
-            for model in list(running):
-                if model not in running:  # stopped earlier in this round
-                    continue
-                step = next(running[model], None)
-                if step is None:
-                    del running[model]
-                    finish(model)
-                    if waves[model]:  # more samples to draw: the next wave
-                        generator = yield from next_wave(model)
-                        if generator is None:
-                            raise BudgetError(f"{model} could not be held again for its next sample")
-                        running[model] = generator
-                        continue
-                    votes[model] = tally(model, samples[model], validation_accuracy(model), rule)
-                    yield ModelFinished(votes[model])
-                    continue
-                indices = wave_of[model]
-                now = list(tokens_now[model])
-                for i, n in enumerate(step.tokens):
-                    now[indices[i]] = n
-                tokens_now[model] = tuple(now)
-                yield DecodeProgress(model, tokens_now[model], step.elapsed_s)
-                for f in step.finished:
-                    sample = make_sample(model, replace(f, index=indices[f.index]))
-                    samples[model].append(sample)
-                    progress[model].answers.append(sample.answer)
-                    progress[model].running -= 1
-                    yield SampleFinished(sample)
-                if early_stop and step.finished:
-                    yield from _apply_outlook(progress, ranks, votes, stop, stop_rule)
-    finally:
-        for model, generator in running.items():  # the caller walked away: cancel what still decodes
+    def cancel_running(self) -> None:
+        for model, generator in self.running.items():
             generator.close()  # type: ignore[attr-defined]
-            finish(model)
-    return votes
+            self._finish(model)
 
 
 def _next_to_start(
