@@ -1,13 +1,18 @@
-"""Exact early stop: stopping never changes the decision (property test over random answer streams)."""
+"""Exact early stop: stopping never changes the decision (property test over random answer streams, run
+through the real decode loop)."""
 
 from __future__ import annotations
+
+from collections.abc import Generator, Iterator, Sequence
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgemux.decide.earlystop import ModelProgress, outlook, tie_ranks
 from edgemux.decide.mux import decide, tally
-from edgemux.types import Sample
+from edgemux.events import Event
+from edgemux.schedule.scheduler import decode
+from edgemux.types import BatchStep, FinishedSequence, Sample
 
 ANSWERS = st.sampled_from(["1", "2", "3", None])
 
@@ -34,28 +39,44 @@ def scenarios(draw):  # type: ignore[no-untyped-def]
 
 
 def run_with_early_stop(models, k, answers, accuracies, order, rule="decision"):  # type: ignore[no-untyped-def]
-    progress = {m: ModelProgress(k, running=k) for m in models}
-    ranks = tie_ranks(models, accuracies)
-    finished: dict[str, dict[int, str | None]] = {m: {} for m in models}
-    stopped: set[str] = set()
-    for m, i in order:
-        if m in stopped:
-            continue
-        finished[m][i] = answers[m][i]
-        progress[m].answers.append(answers[m][i])
-        progress[m].running -= 1
-        view = outlook({n: progress[n] for n in models}, ranks)
-        for n in view.hopeless:
-            stopped.add(n)
-            progress[n].running = 0
-        if view.settled is not None or (rule == "answer" and view.answer is not None):
-            stopped.update(models)
-            break
-    votes = []
-    for m in models:
-        samples = [sample(m, i, finished[m].get(i), stopped=i not in finished[m]) for i in range(k)]
-        votes.append(tally(m, samples, accuracies[m]))
-    return decide(votes), sum(len(f) for f in finished.values())
+    """The real decode loop (``scheduler.decode``, interleave, early stop on) over scripted models whose
+    samples finish in exactly the global ``order`` (a model is stepped with nothing new until its turn);
+    returns the decision and how many samples were decoded."""
+    queue = list(order)
+    running: set[str] = set()
+    decoded = 0
+
+    def steps(model: str) -> Iterator[BatchStep]:
+        nonlocal decoded
+        left = k
+        while left:
+            while queue and queue[0][0] not in running:  # a stopped model's samples never come
+                queue.pop(0)
+            finished: tuple[FinishedSequence, ...] = ()
+            if queue and queue[0][0] == model:
+                _, i = queue.pop(0)
+                finished = (FinishedSequence(i, "", 1, "eos", 0.0),)
+                decoded += 1
+                left -= 1
+            yield BatchStep(tokens=(1,) * k, finished=finished, prompt_tokens=1, elapsed_s=0.0)
+
+    def start(model: str, indices: Sequence[int]) -> Generator[Event, None, Iterator[BatchStep] | None]:
+        running.add(model)
+        return steps(model)
+        yield  # a generator, as the runtime's start is
+
+    def make_sample(model: str, f: FinishedSequence) -> Sample:
+        return sample(model, f.index, answers[model][f.index])
+
+    loop = decode(models, k=k, start=start, finish=running.discard, make_sample=make_sample,
+                  validation_accuracy=accuracies.get, ranks=tie_ranks(models, accuracies), policy="interleave",
+                  stop_rule=rule)  # fmt: skip
+    try:
+        while True:
+            next(loop)
+    except StopIteration as done:
+        votes = done.value
+    return decide([votes[m] for m in models]), decoded
 
 
 @settings(max_examples=3000, deadline=None)
