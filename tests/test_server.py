@@ -435,3 +435,53 @@ def test_binding_beyond_loopback_needs_a_key(monkeypatch: pytest.MonkeyPatch) ->
     result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--profile", "tiny"])
     assert result.exit_code == 2 and "--api-key" in result.output and "--allow-unauthenticated" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.usefixtures("smollm2_in_home")
+def test_queued_requests_for_one_model_are_decoded_as_one_batch() -> None:
+    # Three plain requests for the same model wait in the queue; the worker takes the first and its
+    # companions and decodes them in one generate_many call (one decode step serves all three), and each
+    # request still gets its own answer.
+    from edgemux.schedule.loader import llama_engine
+    from edgemux.server.worker import GenerateJob
+    from edgemux.types import Sampling
+
+    batches: list[int] = []
+
+    def recording(*args: Any) -> Any:
+        engine = llama_engine(*args)
+        decode_many = engine.generate_many
+
+        def generate_many(requests: Any, cancelled: Any = None) -> Any:
+            batches.append(len(requests))
+            return decode_many(requests, cancelled)
+
+        engine.generate_many = generate_many  # type: ignore[attr-defined]
+        return engine
+
+    worker = Worker(default_profile="tiny", budget_bytes=2 << 30, load=LoadOptions(n_threads=2),
+                    engine_factory=recording)  # fmt: skip
+    results: dict[int, Any] = {}
+    done = threading.Event()
+
+    def emit_for(i: int) -> Any:
+        def emit(kind: str, payload: Any) -> None:
+            if kind in ("done", "error"):
+                results[i] = (kind, payload)
+                if len(results) == 3:
+                    done.set()
+
+        return emit
+
+    for i, prompt in enumerate(["One, two,", "Red, green,", "Monday, Tuesday,"]):
+        worker.submit(GenerateJob(emit_for(i), model="smollm2-135m", prompt=prompt,
+                                  sampling=Sampling(k=1, max_tokens=8, seed=i)))  # fmt: skip
+    worker.start()
+    try:
+        assert done.wait(120)
+    finally:
+        worker.stop()
+    assert batches == [3]
+    assert all(
+        kind == "done" and len(payload[0]) == 1 and payload[0][0].tokens > 0 for kind, payload in results.values()
+    )
