@@ -15,7 +15,7 @@ from .errors import ConfigError, InvalidRequestError, NotFoundError
 from .types import ASK_KINDS, Sampling
 from .yamlfile import Section, read_mapping
 
-__all__ = ["Profile", "ProfileModel", "list_profiles", "load_profile"]
+__all__ = ["Profile", "ProfileModel", "curve_path", "list_profiles", "load_profile"]
 
 _TOP_KEYS = frozenset(
     {
@@ -256,3 +256,9 @@ def load_profile(name_or_path: str) -> Profile:
     if name_or_path not in files:
         raise NotFoundError("profile", name_or_path, files, hint="or give a path to a profile .yaml")
     return parse_profile(files[name_or_path])
+
+
+def curve_path(profile_path: Path) -> Path:
+    """Where a built profile's curve lives: ``NAME.curve.json`` beside ``NAME.yaml`` (the profile stays
+    short enough to read; the curve is what the search measured, for plots and reports)."""
+    return profile_path.with_name(profile_path.stem + ".curve.json")

@@ -56,11 +56,12 @@ def test_build_writes_a_profile_ask_can_load(tmp_path: Path) -> None:
     measured = profile.measured
     assert measured["tasks"] == 40 and measured["collected_k"] == 5
     assert 0 <= measured["mux_accuracy"] <= 1 and measured["resident_bytes"] > 0
-    assert len(measured["curve"]) == 10 * 5  # 6 pairs + 4 triples, k = 1..5
+    assert "curve" not in measured  # the profile stays short: the curve is its own file
+    assert len(json.loads((tmp_path / "p.curve.json").read_text())) == 10 * 5  # 6 pairs + 4 triples, k = 1..5
 
     again = invoke("profile", "build", "--runs", str(runs), "--name", "mine", "--out", str(out))
     assert again.exit_code == 2 and "exists already; pass --force" in again.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml", "runs.jsonl"]  # no temporary files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.curve.json", "p.yaml", "runs.jsonl"]  # no temporary files
 
     shown = invoke("profile", "show", str(out), "--json")
     assert json.loads(shown.stdout)["measured"]["mux_accuracy"] == measured["mux_accuracy"]

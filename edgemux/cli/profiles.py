@@ -186,8 +186,9 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     from .. import paths
     from ..answers.strategies import parse_members
     from ..memory.memory import parse_bytes
+    from ..profiles import curve_path
     from ..schedule.planning import default_budget_bytes
-    from ..selection.build import candidates, choose, profile_document, write_profile
+    from ..selection.build import candidates, choose, curve_document, profile_document, write_profile
     from ..selection.runs import read_runs_files
     from ..selection.search import build_table
     from ..selection.search import search as run_search
@@ -232,8 +233,9 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
         + (measure(table, chosen.models, chosen.k, chosen.vote) if chosen.vote.vote != "count" else []),
         auto=auto_kind,
     )  # fmt: skip
+    write_profile(curve_path(target), curve_document(found), force=True)
     write_profile(target, text, force=force)
-    click.echo(f"wrote {target}\n{why}", err=True)
+    click.echo(f"wrote {target} (and its curve, {curve_path(target).name})\n{why}", err=True)
 
 
 @profile_group.command("calibrate")

@@ -3,11 +3,12 @@ search scored, one line per subset, the chosen setup marked. matplotlib is optio
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidRequestError
-from ..profiles import Profile
+from ..profiles import Profile, curve_path
 from .evaluate import EvalReport
 
 __all__ = ["available", "plot_curve", "plot_eval"]
@@ -42,8 +43,15 @@ def _save(fig: Any, path: Path, plt: Any) -> None:
         plt.close(fig)
 
 
+def _sidecar_curve(profile: Profile) -> list[dict[str, Any]] | None:
+    if profile.path is None or not curve_path(profile.path).is_file():
+        return None
+    rows: list[dict[str, Any]] = json.loads(curve_path(profile.path).read_text(encoding="utf-8"))
+    return rows
+
+
 def plot_curve(profile: Profile, path: Path) -> None:
-    curve = profile.measured.get("curve")
+    curve = profile.measured.get("curve") or _sidecar_curve(profile)  # profiles built before the sidecar: inline
     if not curve:
         raise InvalidRequestError(
             f"profile {profile.name} has no measured curve (only `edgemux profile build` writes one)"

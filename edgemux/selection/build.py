@@ -12,6 +12,7 @@ measured, including where a single model's self-consistency or the pooled vote d
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -33,7 +34,7 @@ from ..types import Sampling
 from .search import SearchResult, Spread
 from .votesearch import VoteCandidate
 
-__all__ = ["Candidate", "candidates", "choose", "profile_document", "write_profile"]
+__all__ = ["Candidate", "candidates", "choose", "curve_document", "profile_document", "write_profile"]
 
 
 @dataclass(frozen=True)
@@ -213,20 +214,22 @@ def profile_document(
             "calibration": [level.to_dict() for level in calibration],
         },
     }
-    # Every (subset, k) scored, one flow-style line each: what `profile show --plot` draws.
-    curve = [
-        {
-            "models": " + ".join(c.models) + ("" if c.vote.vote == "count" else f" ({c.vote.vote} vote)"),
-            "k": c.k,
-            "accuracy": round(c.mux.mean, 4),
-            "tokens": round(c.tokens),
-        }
-        for c in found
-    ]
-    curve_text: str = yaml.safe_dump({"curve": curve}, sort_keys=False, default_flow_style=None, width=200)
-    header = f"# Built by `edgemux profile build` from {runs} ({result.tasks} tasks, k={result.k}).\n# {why}.\n"
+    header = (
+        f"# Built by `edgemux profile build` from {runs} ({result.tasks} tasks, k={result.k}).\n# {why}.\n"
+        f"# Every setup the search scored: {name}.curve.json beside this file (`edgemux profile show --plot`).\n"
+    )
     body: str = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
-    return header + body + "".join(f"  {line}\n" for line in curve_text.splitlines())
+    return header + body
+
+
+def curve_document(found: Sequence[Candidate]) -> str:
+    """Every (subset, k, vote) scored: accuracy against tokens per answer, one JSON object per line."""
+    rows = [
+        {"models": " + ".join(c.models) + ("" if c.vote.vote == "count" else f" ({c.vote.vote} vote)"), "k": c.k,
+         "accuracy": round(c.mux.mean, 4), "tokens": round(c.tokens)}
+        for c in found
+    ]  # fmt: skip
+    return "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n]\n"
 
 
 def vote_document(rule: VoteRule) -> dict[str, Any]:
