@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from edgemux.cli import cli
+from tests.timing import HANG_S
 
 QUESTION = "What is 12 + 30?"
 
@@ -232,7 +233,7 @@ def test_ctrl_c_during_decoding_stops_cleanly(smollm2_in_home: Path) -> None:
         if "loaded in" in line:
             break
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=HANG_S)
     assert proc.returncode == 130, (seen, err)
     assert "interrupted" in err and "Traceback" not in err
     assert out == ""

@@ -25,6 +25,7 @@ from edgemux.server.downloads import Downloads
 from edgemux.server.serve import DrainingServer, create_app
 from edgemux.server.worker import Worker
 from edgemux.specs import ModelSpec
+from tests.timing import HANG_S
 
 KEY = "sekret"
 
@@ -33,7 +34,7 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict[str, st
     """A raw request (for what the openai client will not send: bad bodies)."""
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=HANG_S) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -47,7 +48,7 @@ class Running:
     thread: threading.Thread | None = None
 
     def client(self, **kw: object) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.url + "/v1", api_key=KEY, max_retries=0, timeout=60, **kw)  # type: ignore[arg-type]
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=KEY, max_retries=0, timeout=HANG_S, **kw)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager
@@ -62,11 +63,11 @@ def running_server(max_queue: int = 4, downloads: Downloads | None = None, defau
     srv = DrainingServer(config, worker, grace_s, timer=timer)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + HANG_S
     while not srv.started and time.monotonic() < deadline:
         time.sleep(0.02)
     port = srv.servers[0].sockets[0].getsockname()[1]
-    assert worker.ready.wait(60)
+    assert worker.ready.wait(HANG_S)
     try:
         yield Running(f"http://127.0.0.1:{port}", worker, srv, thread)
     finally:
@@ -306,7 +307,7 @@ def test_twenty_concurrent_requests_are_answered_or_refused(server: Running) -> 
             return "429"
 
     with ThreadPoolExecutor(20) as pool:
-        outcomes = list(pool.map(one, range(20), timeout=120))
+        outcomes = list(pool.map(one, range(20), timeout=HANG_S))
     assert len(outcomes) == 20 and set(outcomes) <= {"ok", "429"}
     assert outcomes.count("ok") >= 5  # the queue holds 4 and one runs
     assert server.worker.depth == 0
@@ -335,7 +336,7 @@ def test_a_full_queue_answers_429_with_retry_after() -> None:
                 client.completions.create(model="smollm2-135m", prompt="Hello", max_tokens=2)
             assert refused.value.status_code == 429 and int(refused.value.response.headers["Retry-After"]) >= 1
             busy.close()  # let the decode thread go: the queued request is answered, not lost
-            assert queued.result(timeout=60).choices[0].text is not None
+            assert queued.result(timeout=HANG_S).choices[0].text is not None
         wait_for(lambda: server.worker.depth == 0)
 
 
@@ -478,7 +479,7 @@ def test_queued_requests_for_one_model_are_decoded_as_one_batch() -> None:
                                   sampling=Sampling(k=1, max_tokens=8, seed=i)))  # fmt: skip
     worker.start()
     try:
-        assert done.wait(120)
+        assert done.wait(HANG_S)
     finally:
         worker.stop()
     assert batches == [3]

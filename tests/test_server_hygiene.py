@@ -22,6 +22,7 @@ from edgemux.server.downloads import Download, _Recorder
 from edgemux.server.serve import _label, printable
 from edgemux.testing import FakeEngine
 from edgemux.types import BatchStep, Sampling
+from tests.timing import HANG_S
 
 from .test_server import KEY, http, running_server, wait_for
 
@@ -90,10 +91,10 @@ def test_a_stop_drains_for_the_grace_period_then_tells_each_client(stall_profile
             assert running.worker.current is not None and not waiting.done()  # still in its grace period
             timer.expire()
             with pytest.raises(openai.APIStatusError) as refused:
-                waiting.result(timeout=30)
+                waiting.result(timeout=HANG_S)
             assert refused.value.status_code == 503 and refused.value.code == "server_shutting_down"
             with pytest.raises(openai.APIError, match="shutting down"):  # the stream's last event is the error
-                running_stream.result(timeout=30)
+                running_stream.result(timeout=HANG_S)
         wait_for(lambda: running.thread is not None and not running.thread.is_alive(), seconds=10)  # it exits
 
 

@@ -12,7 +12,7 @@ import click
 from .. import errors
 from ..catalog import fetch
 from ..decide.confidence import VOTES
-from ..schedule.scheduler import POLICIES, STOP_RULES
+from ..schedule.scheduler import DEFAULT_POLICY, DEFAULT_STOP_RULE, POLICIES, STOP_RULES
 from .common import ABSTAIN_EXIT, NO_ANSWER_EXIT, budget_option, chosen_profile, cli, gpu_layers_option, profile_options
 
 
@@ -22,11 +22,11 @@ from .common import ABSTAIN_EXIT, NO_ANSWER_EXIT, budget_option, chosen_profile,
 @gpu_layers_option
 @click.option("--threads", "n_threads", type=int, default=None, help="CPU threads [one per core]")
 @budget_option
-@click.option("--policy", type=click.Choice(POLICIES), default="priority", show_default=True,
+@click.option("--policy", type=click.Choice(POLICIES), default=DEFAULT_POLICY, show_default=True,
               help="priority: one model at a time, the tie-break favourite first; interleave: all at once, round-robin")  # fmt: skip
 @click.option("--early-stop/--no-early-stop", default=True, show_default=True,
               help="stop samples as soon as they can no longer change the answer")  # fmt: skip
-@click.option("--stop-rule", type=click.Choice(STOP_RULES), default="decision", show_default=True,
+@click.option("--stop-rule", type=click.Choice(STOP_RULES), default=DEFAULT_STOP_RULE, show_default=True,
               help="decision: stop what cannot change winner, answer or confidence; answer: also stop once the answer is settled (confidence becomes a lower bound)")  # fmt: skip
 @click.option("--choice", "-c", "choices", multiple=True,
               help="a choice of a multiple-choice question (repeat: A, B, C, …); implies --kind choice")  # fmt: skip

@@ -24,6 +24,7 @@ from ..specs import ModelSpec, RemoteSource
 from ..types import Sampling
 from .planning import shape_of
 from .resident import ResidentSet
+from .scheduler import DEFAULT_POLICY, DEFAULT_STOP_RULE
 
 __all__ = ["ContextShape", "EngineLike", "LoadOptions", "Models", "llama_engine"]
 
@@ -56,9 +57,9 @@ class LoadOptions:
     n_gpu_layers: int = 0
     n_threads: int | None = None
     budget: str | None = None
-    policy: str = "priority"
+    policy: str = DEFAULT_POLICY
     early_stop: bool = True
-    stop_rule: str = "decision"
+    stop_rule: str = DEFAULT_STOP_RULE
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Literal
+from typing import Literal, get_args
 
 from ..decide.confidence import VoteRule
 from ..decide.earlystop import ModelProgress, outlook
@@ -25,16 +25,19 @@ from ..errors import BudgetError
 from ..events import DecodeProgress, Event, ModelFinished, ModelStopped, SampleFinished
 from ..types import BatchStep, FinishedSequence, ModelVote, Sample
 
-__all__ = ["POLICIES", "STOP_RULES", "Policy", "decode"]
+__all__ = ["DEFAULT_POLICY", "DEFAULT_STOP_RULE", "POLICIES", "STOP_RULES", "Policy", "StopRule", "decode"]
 
 log = logging.getLogger("edgemux.scheduler")
 
-Policy = Literal["interleave", "priority", "staged"]
-POLICIES: tuple[str, ...] = ("priority", "staged", "interleave")
+Policy = Literal["priority", "staged", "interleave"]
+POLICIES: tuple[str, ...] = get_args(Policy)
+DEFAULT_POLICY: Policy = "priority"
 # "decision": stop only what cannot change the winner, its answer or its confidence (the winner's samples
 # always finish); "answer": also stop
 # once the answer is settled whoever wins (the confidence reported is then a lower bound).
-STOP_RULES: tuple[str, ...] = ("answer", "decision")
+StopRule = Literal["answer", "decision"]
+STOP_RULES: tuple[str, ...] = get_args(StopRule)
+DEFAULT_STOP_RULE: StopRule = "decision"
 
 # start(model, sample indices): lease the model and begin decoding those samples (None: it does not fit now)
 Starter = Callable[[str, Sequence[int]], Generator[Event, None, "Iterator[BatchStep] | None"]]
@@ -49,9 +52,9 @@ def decode(
     make_sample: Callable[[str, FinishedSequence], Sample],
     validation_accuracy: Callable[[str], float | None],
     ranks: dict[str, int] | None,
-    policy: str = "priority",
+    policy: str = DEFAULT_POLICY,
     early_stop: bool = True,
-    stop_rule: str = "decision",
+    stop_rule: str = DEFAULT_STOP_RULE,
     remote: frozenset[str] = frozenset(),
     rule: VoteRule = COUNT,
 ) -> Generator[Event, None, dict[str, ModelVote]]:

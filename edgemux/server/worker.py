@@ -22,9 +22,10 @@ from typing import Any
 
 from ..catalog import fetch
 from ..catalog.catalog import Catalog
-from ..errors import InvalidRequestError, ShuttingDownError
+from ..errors import ShuttingDownError
 from ..events import DecisionMade, Event
 from ..profiles import Profile, load_profile
+from ..schedule.generation import plain_request
 from ..schedule.loader import ContextShape, EngineFactory, LoadOptions, Models
 from ..schedule.runtime import Mux
 from ..types import FinishedSequence, Sampling
@@ -250,21 +251,13 @@ class Worker:
     def _prepare(self, engine: Any, job: GenerateJob) -> tuple[GenerateJob, Any] | None:
         """The job's prompt as a GenerationRequest, or None after telling the job why it cannot run (a
         prompt that cannot fit the context is refused with the numbers; its companions go on)."""
-        from ..engine.remote import RemoteEngine
-        from ..engine.sequences import GenerationRequest  # only real engines decode several requests at once
-
         try:
-            if isinstance(engine, RemoteEngine):  # edgemux is no proxy: a remote model votes in mux profiles
-                raise InvalidRequestError(f"{job.model} is a remote model ({engine.source.url}): ask that server "
-                                          "directly, or use it as a member of a mux profile")  # fmt: skip
-            text = engine.render_chat(job.messages) if job.messages is not None else job.prompt or ""
-            tokens = engine.tokenize(text)
-            sampling = job.sampling.seeded()
-            engine.check_fits(len(tokens), sampling.k, sampling.max_tokens)
+            request = plain_request(engine, job.model, messages=job.messages, prompt=job.prompt,
+                                    sampling=job.sampling, stop=job.stop, logprobs=job.logprobs)  # fmt: skip
         except Exception as e:  # noqa: BLE001 - reported to the client
             job.emit("error", e)
             return None
-        return job, GenerationRequest(tokens, sampling, sampling.seeds(), job.stop, logprobs=job.logprobs)
+        return job, request
 
     def _decode_together(self, engine: Any, batch: list[tuple[GenerateJob, Any]]) -> None:
         jobs = [job for job, _ in batch]
