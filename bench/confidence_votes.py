@@ -33,6 +33,7 @@ from edgemux.decide.confidence import MEASURES, VoteRule
 from edgemux.measure.evaluate import MUX, EvalReport, consistency_name, mux_name, score_runs, wilson
 from edgemux.profiles import Profile, adhoc_profile
 from edgemux.selection.runs import Record, read_runs_files
+from edgemux.selection.search import RunTable, build_table
 from edgemux.selection.votesearch import GRID, half_of
 
 WINDOWS = (4, 8, 16, 32, 64)  # for the separation table: wider than the grid the votes are fitted over
@@ -110,13 +111,12 @@ def separation(records: Sequence[Record], k: int) -> list[dict[str, object]]:
     return rows
 
 
-def by_k(records: Sequence[Record], members: list[str]) -> list[dict[str, object]]:
+def by_k(table: RunTable, members: list[str]) -> list[dict[str, object]]:
     """Per k: tokens per answer, the count rule's SLM-MUX accuracy (mean over draws of k of the samples, as
     `profile build` scores it) and each family's held-out accuracy (votesearch)."""
-    from edgemux.selection.search import build_table, search
+    from edgemux.selection.search import search
     from edgemux.selection.votesearch import vote_candidates
 
-    table = build_table(records)
     subset = next(s for s in search(table, max_models=len(members)).subsets if set(s.models) == set(members))
     votes = vote_candidates(table, [subset.models])
     rows = []
@@ -127,15 +127,13 @@ def by_k(records: Sequence[Record], members: list[str]) -> list[dict[str, object
     return rows
 
 
-def calibration_errors(records: Sequence[Record], members: list[str], k: int,
+def calibration_errors(table: RunTable, members: list[str], k: int,
                        fitted: list[dict[str, object]]) -> dict[str, float]:  # fmt: skip
     """ECE of the confidence `ask` reports, each half's levels measured on the other half (and, for a
     family, under the rule fitted on that other half)."""
     from edgemux.decide.calibration import calibration_error
     from edgemux.selection.calibrate import measure
-    from edgemux.selection.search import build_table
 
-    table = build_table(records)
     halves = [[i for i, t in enumerate(table.tasks) if half_of(t) == h] for h in (0, 1)]
     out = {}
     for family in ("count", "weighted", "filtered"):
@@ -166,8 +164,9 @@ def main() -> None:
     k = args.k or min(r.k for r in records)
     out = cross_fitted(records, members, records[0].kind, k)
     out["separation"] = separation(records, k)
-    out["by_k"] = by_k(records, members)
-    out["calibration_error"] = calibration_errors(records, members, k, out["fitted"])  # type: ignore[arg-type]
+    table = build_table(records)  # answers read and unified once for both views
+    out["by_k"] = by_k(table, members)
+    out["calibration_error"] = calibration_errors(table, members, k, out["fitted"])  # type: ignore[arg-type]
     if args.json:
         print(json.dumps(out, indent=2))
         return

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..decide.calibration import Calibrated, Level, share_bins
 from ..decide.confidence import VoteRule
-from .search import RunTable, majority, mux_pick
+from .search import RunTable, accuracy_ranks, majority, mux_pick
 from .votesearch import vote_weights
 
 __all__ = ["measure"]
@@ -29,7 +29,7 @@ def measure(table: RunTable, members: Sequence[str], k: int, rule: VoteRule | No
     if rule is not None and not counting:
         weights = vote_weights(table.scores(rule.measure, rule.window)[rows][:, chosen, :k], rule)
     confidence, right = majority(answers, correct, weights)
-    ranks = list(np.argsort(-table.correct[rows].mean(axis=(1, 2)), kind="stable").argsort())  # as the profile
+    ranks = accuracy_ranks(table.correct[rows])  # the tie-break order, as the profile
     winner = mux_pick(confidence, ranks)
     n = np.arange(len(chosen))
     won, won_right = confidence[winner, n], right[winner, n]

@@ -129,12 +129,10 @@ class _Scorer:
 
     def held_out(self, fitted: Sequence[VoteRule], k: int) -> Spread:
         """Accuracy at k when each half is scored by the rule fitted on the other half."""
+        halves = [(rule, self.halves == half, self.ranks(self.halves != half)) for half, rule in enumerate(fitted)]
         per_draw = []
         for order in self.orders[k]:
-            right = 0
-            for half, rule in enumerate(fitted):
-                tasks = self.halves == half
-                right += int(self.right(rule, order, tasks, self.ranks(~tasks)).sum())
+            right = sum(int(self.right(rule, order, tasks, ranks).sum()) for rule, tasks, ranks in halves)
             per_draw.append(right / len(self.halves))
         return Spread.of(per_draw)
 
