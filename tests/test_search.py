@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -95,11 +94,11 @@ def test_subsampled_k_reports_a_spread_within_bounds() -> None:
     assert any(s.by_k[2].mux.std > 0 for s in result.subsets)
 
 
-def test_search_over_the_issue_size_is_fast() -> None:
+def test_search_over_the_issue_size_finishes() -> None:
+    # Its speed (the 2 s target) is measured in bench/offline_speed.py, not asserted here.
     table = build_table(random_runs(4, 100, 5, seed=3))
-    start = time.perf_counter()
-    search(table, max_models=4)
-    assert time.perf_counter() - start < 10  # the 2 s target is measured in bench/search_speed.py
+    result = search(table, max_models=4)
+    assert len(result.subsets) == 6 + 4 + 1  # every pair, triple and the four together
 
 
 def test_bad_runs_say_what_cannot_be_scored() -> None:
