@@ -58,3 +58,26 @@ def fake_models(home: Path, tmp_path: Path) -> list[str]:
             f"context_length: 2048\nprompt_style: chat\nsource: {{path: {gguf}}}\n"
         )
     return names
+
+
+# A small model's header facts (as a manifest's `shape:` section gives them before a download): what the
+# planner estimates from, so that budgets can be set around a known size.
+TINY_SHAPE = (
+    "{n_layer: 2, n_embd: 64, n_ff: 128, n_head: 4, n_head_kv: 4, head_dim_k: 16, head_dim_v: 16, n_vocab: 1000, "
+    "file_nbytes: 4000000, layers_nbytes: 3000000, repack_nbytes: 0, output_nbytes: 500000}"
+)
+
+
+@pytest.fixture
+def sized_fake_models(home: Path, tmp_path: Path) -> list[str]:
+    """Two models whose manifests give their shape and whose files are not there: the planner estimates
+    their memory before loading (the fake engine never reads a file)."""
+    names = ["alpha", "beta"]
+    paths.user_manifests().mkdir(parents=True)
+    for name in names:
+        (paths.user_manifests() / f"{name}.yaml").write_text(
+            f"name: {name}\nfamily: f\narchitecture: llama\nparams_billions: 0.1\nquant: Q4_0\n"
+            f"context_length: 2048\nprompt_style: chat\nsource: {{path: {tmp_path / name}.gguf}}\n"
+            f"shape: {TINY_SHAPE}\n"
+        )
+    return names

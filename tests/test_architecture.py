@@ -166,6 +166,22 @@ def test_the_top_level_stays_small() -> None:
     assert len(entries) <= 25, sorted(entries)
 
 
+def test_modules_and_functions_stay_readable() -> None:
+    """No module over 400 lines, no function over 60 (from its def to its last line, docstring included)."""
+    long_modules, long_functions = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        name = path.relative_to(PACKAGE.parent).as_posix()
+        if len(text.splitlines()) > 400:
+            long_modules.append(name)
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                assert node.end_lineno is not None
+                if node.end_lineno - node.lineno + 1 > 60:
+                    long_functions.append(f"{name}:{node.name}")
+    assert (long_modules, long_functions) == ([], [])
+
+
 @pytest.mark.parametrize("module", ["edgemux.decide.mux", "edgemux.answers.extract", "edgemux.decide.confidence"])
 def test_a_pure_module_imports_without_the_runtime(module: str) -> None:
     """Importing the decision core loads no llama.cpp, YAML, fetching or runtime (checked in a fresh process)."""

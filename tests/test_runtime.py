@@ -182,23 +182,30 @@ def test_early_stop_agrees_with_full_sampling(fake_models: list[str]) -> None:
     assert answers[("interleave", True)][3] < full[3]  # alpha's long third sample was not needed
 
 
-def test_tight_budget_takes_turns(fake_models: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def model_bytes(names: list[str]) -> int:
+    """What one of the fake models is estimated to hold (they are alike), to size budgets around it."""
+    sizes = {mux(names, {}).models.estimated_bytes(n) for n in names}
+    assert len(sizes) == 1 and None not in sizes
+    return sizes.pop() or 0
+
+
+def test_tight_budget_takes_turns(sized_fake_models: list[str]) -> None:
     created: dict[str, FakeEngine] = {}
-    options = LoadOptions(policy="interleave", early_stop=False, budget="1000")
-    m = mux(fake_models, {"alpha": ["#### 1"], "beta": ["#### 2"]}, created, options)
-    monkeypatch.setattr(m.resident, "_size_of", lambda name: 600)  # room for one model at a time
+    budget = model_bytes(sized_fake_models) * 3 // 2  # room for one model at a time
+    options = LoadOptions(policy="interleave", early_stop=False, budget=str(budget))
+    m = mux(sized_fake_models, {"alpha": ["#### 1"], "beta": ["#### 2"]}, created, options)
     with m:
         result = m.ask("q")
-        assert m.resident.peak_bytes <= 1000 and m.resident.loads == ["alpha", "beta"]
+        assert m.resident.peak_bytes <= budget and m.resident.loads == ["alpha", "beta"]
         m.ask("q")  # beta is resident now: it goes first, then alpha swaps in
         assert m.resident.loads == ["alpha", "beta", "alpha"]
     assert {v.model for v in result.decision.votes} == {"alpha", "beta"}
     assert created["alpha"].closed and created["beta"].closed
 
 
-def test_model_alone_over_budget(fake_models: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    m = mux(fake_models, {"alpha": ["#### 1"], "beta": ["#### 2"]}, options=LoadOptions(budget="1000"))
-    monkeypatch.setattr(m.resident, "_size_of", lambda name: 5000)
+def test_model_alone_over_budget(sized_fake_models: list[str]) -> None:
+    budget = str(model_bytes(sized_fake_models) // 2)
+    m = mux(sized_fake_models, {"alpha": ["#### 1"], "beta": ["#### 2"]}, options=LoadOptions(budget=budget))
     with m, pytest.raises(BudgetError, match="alpha alone needs"):
         m.ask("q")
 
@@ -208,13 +215,13 @@ def test_unknown_policy(fake_models: list[str]) -> None:
         mux(fake_models, {"alpha": ["x"], "beta": ["x"]}, options=LoadOptions(policy="random"))
 
 
-def test_resident_models_are_preloaded_and_pinned(fake_models: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resident_models_are_preloaded_and_pinned(sized_fake_models: list[str]) -> None:
     created: dict[str, FakeEngine] = {}
     models = (ProfileModel("alpha"), ProfileModel("beta", resident=True))
     p = Profile(name="pinned", kind="number", models=models, sampling=Sampling(k=1, max_tokens=10, seed=1))
+    budget = str(model_bytes(sized_fake_models) * 3 // 2)  # one at a time
     m = Mux(p, engine_factory=fake_engine_factory({"alpha": ["#### 1"], "beta": ["#### 2"]}, created),
-            load=LoadOptions(policy="interleave", early_stop=False, budget="1000"))  # fmt: skip
-    monkeypatch.setattr(m.resident, "_size_of", lambda name: 600)  # one at a time
+            load=LoadOptions(policy="interleave", early_stop=False, budget=budget))  # fmt: skip
     with m:
         assert [type(e) for e in m.preload()] == [ModelLoading, ModelLoaded]  # beta, pinned; alpha no room
         assert m.resident.names() == ["beta"]

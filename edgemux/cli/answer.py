@@ -13,6 +13,7 @@ from .. import errors
 from ..catalog import fetch
 from ..decide.confidence import VOTES
 from ..schedule.scheduler import DEFAULT_POLICY, DEFAULT_STOP_RULE, POLICIES, STOP_RULES
+from ..types import MuxResult
 from .common import ABSTAIN_EXIT, NO_ANSWER_EXIT, budget_option, chosen_profile, cli, gpu_layers_option, profile_options
 
 
@@ -87,6 +88,13 @@ def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx
         mux.pull()
         events = mux.stream(question, choices=choices or None, min_confidence=min_confidence)
         result = ui.follow(events, chosen.member_names, live=ui.stderr.is_terminal, quiet=quiet)
+    _report(result, as_json=as_json, explain=explain, quiet=quiet)
+
+
+def _report(result: MuxResult, *, as_json: bool, explain: bool, quiet: bool) -> None:
+    """Print the answer on stdout and the vote on stderr; exit 10 when abstaining, 8 without an answer."""
+    from .. import ui
+
     for member, why in result.failures.items():  # a remote member that did not answer: the others decided
         click.echo(f"edgemux: {member} failed: {why}", err=True)
     if as_json:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .. import errors
 from ..catalog import fetch
 from .common import budget_option, chosen_profile, cli, gpu_layers_option, profile_options, run_programs_option
+
+if TYPE_CHECKING:
+    from ..profiles import Profile
+    from ..selection.search import RunTable
 
 
 @cli.command()
@@ -184,14 +188,15 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     it is more accurate, or as accurate for fewer samples, than counting.
     """
     from .. import paths
-    from ..answers.strategies import parse_members
     from ..memory.memory import parse_bytes
     from ..profiles import curve_path
     from ..schedule.planning import default_budget_bytes
     from ..selection.build import candidates, choose, curve_document, profile_document, write_profile
+    from ..selection.calibrate import measure
     from ..selection.runs import read_runs_files
     from ..selection.search import build_table
     from ..selection.search import search as run_search
+    from ..selection.votesearch import vote_candidates
 
     if not name or not all(c.isalnum() or c in "-_." for c in name):
         raise errors.InvalidRequestError(f"{name!r} is not a valid profile name (letters, digits, '-', '_', '.')")
@@ -199,25 +204,14 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     target = out or paths.user_profiles() / f"{name}.yaml"
     if target.exists() and not force:
         raise errors.InvalidRequestError(f"{target} exists already; pass --force to replace it")
-    fixed = None
-    if models is not None:
-        fixed = [m.name for m in parse_members([m for m in models.split(",") if m.strip()])]
-        if not fixed:
-            raise errors.InvalidRequestError("--models needs members, each once, separated by commas")
-    runs_names = ",".join(Path(p).name for p in str(runs_path).split(",") if p.strip())
+    runs_names = _runs_names(runs_path)
     table = build_table(read_runs_files(runs_path), run_programs=run_programs)
+    fixed = _fixed_members(models, table.models, runs_names)
     if fixed is not None:
-        for m in fixed:
-            if m not in table.models:
-                raise errors.NotFoundError(
-                    "member", m, table.models, f"--models names a member {runs_names} has not run"
-                )
         max_models = max(max_models, len(fixed))
     if auto_kind and table.kind not in ("number", "math"):
         raise errors.InvalidRequestError(f"--auto needs numeric runs (number or math); these are {table.kind}")
     result = run_search(table, max_models=max_models, lam=lam, repeats=repeats)
-    from ..selection.votesearch import vote_candidates
-
     votes = (
         vote_candidates(table, [s.models for s in result.subsets], repeats=repeats) if vote_search == "search" else []
     )
@@ -225,13 +219,12 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     chosen, why = choose(found, tolerance)
     if fixed is not None:
         why += " (models fixed by --models)"
-    from ..selection.calibrate import measure
-
+    calibration = measure(table, chosen.models, chosen.k)
+    if chosen.vote.vote != "count":
+        calibration += measure(table, chosen.models, chosen.k, chosen.vote)
     text = profile_document(
         name, chosen, why, result, found, runs=runs_names, budget=budget, description=description,
-        calibration=measure(table, chosen.models, chosen.k)
-        + (measure(table, chosen.models, chosen.k, chosen.vote) if chosen.vote.vote != "count" else []),
-        auto=auto_kind,
+        calibration=calibration, auto=auto_kind,
     )  # fmt: skip
     write_profile(curve_path(target), curve_document(found), force=True)
     write_profile(target, text, force=force)
@@ -270,21 +263,7 @@ def profile_calibrate(name: str, runs_path: Path, out: Path | None) -> None:
             "from its runs instead"
         )
     table = build_table(read_runs_files(runs_path))
-    missing = [m for m in profile.member_names if m not in table.models]
-    if missing:
-        raise errors.InvalidRequestError(f"{runs_path} has no samples of {', '.join(missing)}")
-    if table.kind != profile.kind or table.k < profile.sampling.k:
-        raise errors.InvalidRequestError(
-            f"{runs_path} holds {table.kind} answers with k={table.k}; {name} asks {profile.kind} with "
-            f"k={profile.sampling.k}"
-        )
-    mine = {f: getattr(profile.sampling, f) for f in profile.sampling.field_names() if f not in ("k", "seed")}
-    differ = sorted(f for f, v in mine.items() if table.settings.get(f) != v)
-    if differ:
-        raise errors.InvalidRequestError(
-            f"{runs_path} was collected with other settings ({', '.join(f'{f}={table.settings.get(f)!r}' for f in differ)}); "
-            f"collect with --profile {name} so that the calibration is of what `ask` runs"
-        )
+    _check_same_setup(profile, table, runs_path)
     levels = measure(table, profile.member_names, profile.sampling.k)
     if profile.vote.vote != "count":
         from ..selection.votesearch import has_signals
@@ -295,7 +274,7 @@ def profile_calibrate(name: str, runs_path: Path, out: Path | None) -> None:
                 "signals: collect them again with this version (`edgemux collect` records them)"
             )
         levels += measure(table, profile.member_names, profile.sampling.k, profile.vote)
-    runs_names = ",".join(Path(p).name for p in str(runs_path).split(",") if p.strip())
+    runs_names = _runs_names(runs_path)
     text = (
         profile.path.read_text(encoding="utf-8").rstrip("\n")
         + "\n"
@@ -304,6 +283,45 @@ def profile_calibrate(name: str, runs_path: Path, out: Path | None) -> None:
     target = out or profile.path
     write_profile(target, text, force=True)
     click.echo(f"wrote {target}: calibration on {len(table.tasks)} tasks of {runs_names}", err=True)
+
+
+def _runs_names(runs_path: Path) -> str:
+    """The runs files' names, as a profile records them (the paths are the builder's)."""
+    return ",".join(Path(p).name for p in str(runs_path).split(",") if p.strip())
+
+
+def _fixed_members(models: str | None, recorded: list[str], runs_names: str) -> list[str] | None:
+    """The members --models fixes, each one the runs have recorded; None without --models."""
+    from ..answers.strategies import parse_members
+
+    if models is None:
+        return None
+    fixed = [m.name for m in parse_members([m for m in models.split(",") if m.strip()])]
+    if not fixed:
+        raise errors.InvalidRequestError("--models needs members, each once, separated by commas")
+    for m in fixed:
+        if m not in recorded:
+            raise errors.NotFoundError("member", m, recorded, f"--models names a member {runs_names} has not run")
+    return fixed
+
+
+def _check_same_setup(profile: Profile, table: RunTable, runs_path: Path) -> None:
+    """Calibration is only of what `ask` runs: the profile's members, kind, k and sampling settings."""
+    missing = [m for m in profile.member_names if m not in table.models]
+    if missing:
+        raise errors.InvalidRequestError(f"{runs_path} has no samples of {', '.join(missing)}")
+    if table.kind != profile.kind or table.k < profile.sampling.k:
+        raise errors.InvalidRequestError(
+            f"{runs_path} holds {table.kind} answers with k={table.k}; {profile.name} asks {profile.kind} with "
+            f"k={profile.sampling.k}"
+        )
+    mine = {f: getattr(profile.sampling, f) for f in profile.sampling.field_names() if f not in ("k", "seed")}
+    differ = sorted(f for f, v in mine.items() if table.settings.get(f) != v)
+    if differ:
+        raise errors.InvalidRequestError(
+            f"{runs_path} was collected with other settings ({', '.join(f'{f}={table.settings.get(f)!r}' for f in differ)}); "
+            f"collect with --profile {profile.name} so that the calibration is of what `ask` runs"
+        )
 
 
 @profile_group.command("show")

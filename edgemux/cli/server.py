@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import click
 
 from .. import errors
 from ..catalog import fetch
 from .common import budget_option, cli, gpu_layers_option
+
+if TYPE_CHECKING:
+    from ..server.exposure import Exposure
 
 
 @cli.command()
@@ -90,19 +94,56 @@ def serve(host: str, port: int, profile: str, budget: str | None, api_key: str |
     try:
         import uvicorn
 
-        from ..server.exposure import LOOPBACK_HOSTS, Exposure, is_loopback
         from ..server.serve import DrainingServer, create_app
     except ImportError:
         raise errors.InvalidRequestError(
             "edgemux serve needs the server extra: pip install 'edgemux[server]'"
         ) from None
     from .. import ui
-    from ..events import ModelLoaded, ModelLoading
     from ..memory.memory import parse_bytes
     from ..profiles import load_profile
     from ..schedule.planning import resolve_budget
     from ..schedule.runtime import LoadOptions
     from ..server.worker import Worker
+
+    exposure = _exposure(host, api_key, allow_unauthenticated, allow_hosts, allow_origins)
+    _check_capacity(max_queue, max_sequences, cells)
+    budget_bytes, _ = resolve_budget(budget, load_profile(profile))
+    worker = Worker(default_profile=profile, budget_bytes=budget_bytes, load=LoadOptions(n_gpu_layers, n_threads, budget),
+                    max_queue=max_queue, cells=cells, max_sequences=max_sequences)  # fmt: skip
+
+    # one line per request on stderr (the root handler is set up by the `edgemux` group)
+    logging.getLogger("edgemux.access").setLevel(logging.WARNING if quiet else logging.INFO)
+    fetch_needed = [n for n in worker.default_profile.model_names if not fetch.is_cached(worker.catalog.get(n))]
+    for name in fetch_needed:  # visible downloads before the server starts
+        fetch.pull(worker.catalog.get(name), ui.DownloadBar())
+    worker.start(_print_load)
+    ui.stderr.print(f"edgemux serving on http://{host}:{port}/v1 (profile {worker.default_profile.name}; Ctrl-C stops)")
+    app = create_app(worker, api_key=api_key, max_body=parse_bytes(max_body), exposure=exposure)
+    try:
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        DrainingServer(config, worker, grace_s).run()
+    finally:
+        worker.stop()
+
+
+def _exposure(host: str, api_key: str | None, allow_unauthenticated: bool, allow_hosts: tuple[str, ...],
+              allow_origins: tuple[str, ...]) -> Exposure:  # fmt: skip
+    """Who may reach the server: loopback names, the bound host and --allow-host; refuse an open bind without a key."""
+    from ..server.exposure import LOOPBACK_HOSTS, Exposure, is_loopback
+
+    if not is_loopback(host) and api_key is None and not allow_unauthenticated:
+        raise errors.InvalidRequestError(
+            f"--host {host} would let anyone who can reach this machine use its models: set --api-key "
+            "(or EDGEMUX_API_KEY), or pass --allow-unauthenticated if that is what you want"
+        )
+    return Exposure(
+        hosts=None if "*" in allow_hosts else (*LOOPBACK_HOSTS, *([] if is_loopback(host) else [host]), *allow_hosts),
+        origins=tuple(o.rstrip("/") for o in allow_origins),
+    )
+
+
+def _check_capacity(max_queue: int, max_sequences: int, cells: int) -> None:
     from ..types import MAX_SAMPLES_PER_MODEL
 
     if not 1 <= max_queue <= 10_000:
@@ -111,35 +152,14 @@ def serve(host: str, port: int, profile: str, budget: str | None, api_key: str |
         raise errors.InvalidRequestError(
             f"--max-sequences must be between 1 and {MAX_SAMPLES_PER_MODEL} and --n-ctx at least 64"
         )
-    if not is_loopback(host) and api_key is None and not allow_unauthenticated:
-        raise errors.InvalidRequestError(
-            f"--host {host} would let anyone who can reach this machine use its models: set --api-key "
-            "(or EDGEMUX_API_KEY), or pass --allow-unauthenticated if that is what you want"
-        )
-    exposure = Exposure(
-        hosts=None if "*" in allow_hosts else (*LOOPBACK_HOSTS, *([] if is_loopback(host) else [host]), *allow_hosts),
-        origins=tuple(o.rstrip("/") for o in allow_origins),
-    )
-    budget_bytes, _ = resolve_budget(budget, load_profile(profile))
-    worker = Worker(default_profile=profile, budget_bytes=budget_bytes, load=LoadOptions(n_gpu_layers, n_threads, budget),
-                    max_queue=max_queue, cells=cells, max_sequences=max_sequences)  # fmt: skip
 
-    def on_preload(event: object) -> None:
-        if isinstance(event, ModelLoading):
-            ui.stderr.print(f"loading {event.model} …")
-        elif isinstance(event, ModelLoaded):
-            ui.stderr.print(f"loaded {event.model} in {event.load_s:.1f} s")
 
-    # one line per request on stderr (the root handler is set up by the `edgemux` group)
-    logging.getLogger("edgemux.access").setLevel(logging.WARNING if quiet else logging.INFO)
-    fetch_needed = [n for n in worker.default_profile.model_names if not fetch.is_cached(worker.catalog.get(n))]
-    for name in fetch_needed:  # visible downloads before the server starts
-        fetch.pull(worker.catalog.get(name), ui.DownloadBar())
-    worker.start(on_preload)
-    ui.stderr.print(f"edgemux serving on http://{host}:{port}/v1 (profile {worker.default_profile.name}; Ctrl-C stops)")
-    app = create_app(worker, api_key=api_key, max_body=parse_bytes(max_body), exposure=exposure)
-    try:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
-        DrainingServer(config, worker, grace_s).run()
-    finally:
-        worker.stop()
+def _print_load(event: object) -> None:
+    """The preload's progress on stderr, before the server starts."""
+    from .. import ui
+    from ..events import ModelLoaded, ModelLoading
+
+    if isinstance(event, ModelLoading):
+        ui.stderr.print(f"loading {event.model} …")
+    elif isinstance(event, ModelLoaded):
+        ui.stderr.print(f"loaded {event.model} in {event.load_s:.1f} s")

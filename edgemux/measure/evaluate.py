@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -152,6 +153,41 @@ def score_runs(
     answers are clustered by ``measure``. Each of ``votes`` adds SLM-MUX with its samples weighed by that
     rule (``confidence.VoteRule``), named ``SLM-MUX (name)``, next to the count rule's."""
     models = profile.member_names
+    by_task, kind, collected = _records_by_task(records, profile, run_programs)
+    k = k or min(profile.sampling.k, collected)
+    if k > collected:
+        raise InvalidRequestError(f"k={k} asked, but some records hold only {collected} samples")
+    accuracy = {m.name: m.validation_accuracy for m in profile.models}
+    votes = dict(votes or {})
+    scores = _method_scores(models, k, resident_bytes, [mux_name(v) for v in votes])
+    left_out: Counter[str] = Counter()
+    outcomes = []
+    for task, per in by_task.items():
+        if len(per) < len(models):
+            left_out["tasks not run by every model of the profile"] += 1
+            continue
+        first = per[models[0]]
+        # answers that mean the same (MATH) or say the same (open) are one answer; a MATH reference's spelling first
+        unify = Unifier(kind, measure, question=first.question)
+        ref = reference_of(kind, first.reference, first.tests, first.aliases, unify)
+        if ref is None:
+            left_out["tasks without a usable reference answer"] += 1
+            continue
+        read = {m: _first_k(per[m], k, kind, rescore, run_programs) for m in models}
+        unify.prepare([s.answer for m in models for s in read[m]])
+        samples = {m: [replace(s, answer=unify(s.answer)) for s in read[m]] for m in models}
+        outcomes.append(_score_question(task, ref, read, samples, kind, k, accuracy, scores, votes))
+    if not outcomes:
+        reasons = "; ".join(f"{n} {why}" for why, n in left_out.items()) or "no tasks"
+        raise InvalidRequestError(f"nothing to score: {reasons}")
+    return EvalReport(profile.name, kind, k, models, list(scores.values()), outcomes, dict(left_out))
+
+
+def _records_by_task(
+    records: Sequence[Record], profile: Profile, run_programs: bool
+) -> tuple[dict[str, dict[str, Record]], str, int]:
+    """Each task's record of every profile member, the one kind they share, and the fewest samples any holds."""
+    models = profile.member_names
     by_task: dict[str, dict[str, Record]] = {}
     for r in records:
         if r.model in models:
@@ -165,38 +201,7 @@ def score_runs(
     kind = kinds.pop()
     if kind == "code" and not run_programs:
         raise InvalidRequestError(RUN_PROGRAMS_NEEDED)
-    collected = min(r.k for per in by_task.values() for r in per.values())
-    k = k or min(profile.sampling.k, collected)
-    if k > collected:
-        raise InvalidRequestError(f"k={k} asked, but some records hold only {collected} samples")
-    accuracy = {m.name: m.validation_accuracy for m in profile.models}
-    votes = dict(votes or {})
-    scores = _method_scores(models, k, resident_bytes, [mux_name(v) for v in votes])
-    left_out: dict[str, int] = {}
-    outcomes = []
-    for task, per in by_task.items():
-        if len(per) < len(models):
-            left_out["tasks not run by every model of the profile"] = (
-                left_out.get("tasks not run by every model of the profile", 0) + 1
-            )
-            continue
-        first = per[models[0]]
-        # answers that mean the same (MATH) or say the same (open) are one answer; a MATH reference's spelling first
-        unify = Unifier(kind, measure, question=first.question)
-        ref = reference_of(kind, first.reference, first.tests, first.aliases, unify)
-        if ref is None:
-            left_out["tasks without a usable reference answer"] = (
-                left_out.get("tasks without a usable reference answer", 0) + 1
-            )
-            continue
-        read = {m: _first_k(per[m], k, kind, rescore, run_programs) for m in models}
-        unify.prepare([s.answer for m in models for s in read[m]])
-        samples = {m: [replace(s, answer=unify(s.answer)) for s in read[m]] for m in models}
-        outcomes.append(_score_question(task, ref, read, samples, kind, k, accuracy, scores, votes))
-    if not outcomes:
-        reasons = "; ".join(f"{n} {why}" for why, n in left_out.items()) or "no tasks"
-        raise InvalidRequestError(f"nothing to score: {reasons}")
-    return EvalReport(profile.name, kind, k, models, list(scores.values()), outcomes, left_out)
+    return by_task, kind, min(r.k for per in by_task.values() for r in per.values())
 
 
 def _method_scores(models: Sequence[str], k: int, resident_bytes: Callable[[Sequence[str]], int | None] | None,

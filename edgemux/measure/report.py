@@ -55,7 +55,8 @@ def eval_markdown(report: EvalReport, *, source: str, plot: Path | None = None) 
         accuracy = "—" if p.accuracy is None else f"{100 * p.accuracy:.1f} %"
         lines.append(_row([f"≥ {p.threshold:.2f}", f"{p.answered}", f"{100 * p.coverage:.1f} %", accuracy]))
     if report.left_out:
-        lines.append("Left out: " + "; ".join(f"{n} {why}" for why, n in report.left_out.items()) + ".")
+        # after a blank line: a line right under a table would be read as one more row
+        lines += ["", "Left out: " + "; ".join(f"{n} {why}" for why, n in report.left_out.items()) + "."]
     if plot is not None:
         lines += ["", f"![accuracy vs tokens per question]({plot.name})"]
     return "\n".join(lines) + "\n"

@@ -175,8 +175,6 @@ def profile_document(
     accuracy = {m.model: m.accuracy for m in result.models}
     # Models in tie-break order (best measured accuracy first); the best one stays resident.
     ordered = sorted(chosen.models, key=lambda m: -accuracy[m])
-    ensembles = [c.mux.mean for c in found if len(c.models) > 1]
-    singles = [m.self_consistency[k].mean for m in result.models for k in m.self_consistency]
     doc: dict[str, Any] = {
         "name": name,
         "description": description or f"{', '.join(ordered)} at k={chosen.k}, chosen by `edgemux profile build`",
@@ -201,15 +199,7 @@ def profile_document(
             "collected_k": result.k,
             "date": datetime.date.today().isoformat(),
             "why": why,
-            "verdict": _verdict(chosen, (max(ensembles, default=0.0), max(singles, default=0.0))),
-            "mux_accuracy": round(chosen.mux.mean, 4),
-            "mux_accuracy_std": round(chosen.mux.std, 4),
-            "best_single": {"model": chosen.best_single_model, "self_consistency": round(chosen.best_single.mean, 4)},
-            "pooled_vote_accuracy": round(chosen.pooled.mean, 4),
-            "tokens_per_answer": round(chosen.tokens),
-            "seconds_per_answer": round(chosen.seconds, 1),
-            "resident_bytes": chosen.resident_bytes,
-            **({"vote": _vote_measured(chosen)} if chosen.count_mux is not None else {}),
+            **_measured(chosen, result, found),
             # how often answers were right at each level of agreement (what `ask` says with an answer)
             "calibration": [level.to_dict() for level in calibration],
         },
@@ -220,6 +210,23 @@ def profile_document(
     )
     body: str = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
     return header + body
+
+
+def _measured(chosen: Candidate, result: SearchResult, found: Sequence[Candidate]) -> dict[str, Any]:
+    """What the chosen setup scored, beside the best single model and the pooled vote."""
+    ensembles = [c.mux.mean for c in found if len(c.models) > 1]
+    singles = [m.self_consistency[k].mean for m in result.models for k in m.self_consistency]
+    return {
+        "verdict": _verdict(chosen, (max(ensembles, default=0.0), max(singles, default=0.0))),
+        "mux_accuracy": round(chosen.mux.mean, 4),
+        "mux_accuracy_std": round(chosen.mux.std, 4),
+        "best_single": {"model": chosen.best_single_model, "self_consistency": round(chosen.best_single.mean, 4)},
+        "pooled_vote_accuracy": round(chosen.pooled.mean, 4),
+        "tokens_per_answer": round(chosen.tokens),
+        "seconds_per_answer": round(chosen.seconds, 1),
+        "resident_bytes": chosen.resident_bytes,
+        **({"vote": _vote_measured(chosen)} if chosen.count_mux is not None else {}),
+    }
 
 
 def curve_document(found: Sequence[Candidate]) -> str:

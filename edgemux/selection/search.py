@@ -69,39 +69,12 @@ def build_table(records: Sequence[Record], *, rescore: bool = True, run_programs
     """Arrange records as arrays. ``rescore`` extracts every answer again from its text (a program's from
     its recorded output), so that runs collected before an extractor fix are scored by today's rules.
     Nothing is executed unless ``run_programs``: code tasks need it, to run their reference programs."""
-    if not records:
-        raise InvalidRequestError("the runs file holds no records")
-    kinds = Counter(r.kind for r in records)
-    if len(kinds) > 1:
-        raise InvalidRequestError(f"the runs mix task kinds ({_counts(kinds)}); search one kind at a time")
-    ks = Counter(r.k for r in records)
-    if len(ks) > 1:
-        raise InvalidRequestError(
-            f"the runs mix sample counts ({_counts(ks, 'k=')}); every record needs the same k — collect into "
-            "separate files, one per k"
-        )
-    kind, k = records[0].kind, records[0].k
-    if kind == "code" and not run_programs:
-        raise InvalidRequestError(RUN_PROGRAMS_NEEDED)
+    kind, k = _one_kind_and_k(records, run_programs)
     models = list(dict.fromkeys(r.model for r in records))
     by_task: dict[str, dict[str, Record]] = {}
     for r in records:
         by_task.setdefault(r.task, {})[r.model] = r
-    left_out: dict[str, int] = {}
-    tasks = []
-    for task, per_model in by_task.items():
-        given = next(iter(per_model.values())).reference
-        if len(per_model) < len(models):
-            left_out["tasks not yet run by every model"] = left_out.get("tasks not yet run by every model", 0) + 1
-        elif given is None or canonical_reference(kind, given, _tests(per_model)) is None:
-            left_out["tasks without a usable reference answer"] = (
-                left_out.get("tasks without a usable reference answer", 0) + 1
-            )
-        else:
-            tasks.append(task)
-    if not tasks:
-        reasons = "; ".join(f"{n} {why}" for why, n in left_out.items())
-        raise InvalidRequestError(f"nothing to score: {reasons}")
+    tasks, left_out = _scorable_tasks(by_task, len(models), kind)
 
     shape = (len(models), len(tasks), k)
     answers = np.full(shape, -1, dtype=np.int64)
@@ -141,6 +114,45 @@ def build_table(records: Sequence[Record], *, rescore: bool = True, run_programs
                 correct[m, t, j] = reference is not None and reference.is_right(judged)
     return RunTable(kind, models, tasks, k, answers, correct, tokens, truncated, seconds, merged_settings(records),
                     left_out, signals)  # fmt: skip
+
+
+def _one_kind_and_k(records: Sequence[Record], run_programs: bool) -> tuple[str, int]:
+    """The one kind and k every record shares: a search compares like with like."""
+    if not records:
+        raise InvalidRequestError("the runs file holds no records")
+    kinds = Counter(r.kind for r in records)
+    if len(kinds) > 1:
+        raise InvalidRequestError(f"the runs mix task kinds ({_counts(kinds)}); search one kind at a time")
+    ks = Counter(r.k for r in records)
+    if len(ks) > 1:
+        raise InvalidRequestError(
+            f"the runs mix sample counts ({_counts(ks, 'k=')}); every record needs the same k — collect into "
+            "separate files, one per k"
+        )
+    kind, k = records[0].kind, records[0].k
+    if kind == "code" and not run_programs:
+        raise InvalidRequestError(RUN_PROGRAMS_NEEDED)
+    return kind, k
+
+
+def _scorable_tasks(
+    by_task: dict[str, dict[str, Record]], n_models: int, kind: str
+) -> tuple[list[str], dict[str, int]]:
+    """The tasks every model ran that have a usable reference, and how many were left out for which reason."""
+    left_out: Counter[str] = Counter()
+    tasks = []
+    for task, per_model in by_task.items():
+        given = next(iter(per_model.values())).reference
+        if len(per_model) < n_models:
+            left_out["tasks not yet run by every model"] += 1
+        elif given is None or canonical_reference(kind, given, _tests(per_model)) is None:
+            left_out["tasks without a usable reference answer"] += 1
+        else:
+            tasks.append(task)
+    if not tasks:
+        reasons = "; ".join(f"{n} {why}" for why, n in left_out.items())
+        raise InvalidRequestError(f"nothing to score: {reasons}")
+    return tasks, dict(left_out)
 
 
 def _indexed(
