@@ -19,13 +19,8 @@ if TYPE_CHECKING:
 
 
 @cli.command()
-@click.option(
-    "--tasks",
-    "tasks_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="JSONL task file: id, question, answer and optional choices per line",
-)
+@click.option("--tasks", "tasks_path", required=True, type=click.Path(path_type=Path),
+              help="JSONL task file: id, question, answer and optional choices per line")  # fmt: skip
 @click.option(
     "--out",
     required=True,
@@ -83,13 +78,8 @@ def collect(tasks_path: Path, out: Path, profile: str, models: str | None, kind:
 
 
 @cli.command()
-@click.option(
-    "--runs",
-    "runs_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="a runs file from `edgemux collect` (.jsonl or .jsonl.gz); several, one per strategy: a.jsonl,b.jsonl",
-)
+@click.option("--runs", "runs_path", required=True, type=click.Path(path_type=Path),
+              help="a runs file from `edgemux collect` (.jsonl or .jsonl.gz); several, one per strategy: a.jsonl,b.jsonl")  # fmt: skip
 @click.option(
     "--max-models", type=int, default=3, show_default=True, help="largest subset tried (every subset of 2..N models)"
 )
