@@ -60,10 +60,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--check", action="store_true", help="compare with the signals the runs already hold")
     parser.add_argument("--limit", type=int, help="only the first N records")
-    parser.add_argument("--models", help="only these members, comma-separated (default: every one in the runs)")
+    parser.add_argument("--models", help="only these members, comma-separated (default: every one in the runs); "
+                        "the others' records are copied as they are, after the rescored ones")
     args = parser.parse_args()
     records = read_runs_files(args.runs)
+    others: list[Record] = []  # members not rescored: copied as recorded, so that the file stays complete
     if args.models:
+        others = [r for r in records if r.model not in args.models.split(",")]
         records = [r for r in records if r.model in args.models.split(",")]
     records = records[: args.limit]
     questions = {t.id: t.question for t in load_tasks(args.tasks)}
@@ -95,6 +98,9 @@ def main() -> None:
         for i, record in enumerate(todo, 1):
             print(f"[{i}/{len(todo)}] {record.task} {record.model}", file=sys.stderr)
             writer.append(rescored(mux, record, questions[record.task]))
+        for record in others if args.limit is None else []:
+            if (record.task, record.model) not in done:
+                writer.append(record)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,16 @@
 # The runs come from bench/collect_runs.sh. Review the diff: a profile's choice can change when the runs grow.
 set -e
 cd "$(dirname "$0")/.."
-GSM=bench/runs/gsm8k-dev-k5.jsonl.gz
-GSM_POT=bench/runs/gsm8k-dev-pot-k5.jsonl.gz
+# The rescored copies hold the same samples with their token signals (bench/rescore_signals.py; members
+# not rescored are copied as recorded), so `profile build` also searches the confidence votes. MATH's
+# rescoring is not finished: its plain runs until it is.
+GSM=bench/runs/gsm8k-dev-k5.rescored.jsonl.gz
+GSM_POT=bench/runs/gsm8k-dev-pot-k5.rescored.jsonl.gz
 GSM_MIX=bench/runs/gsm8k-dev-mix-k5.jsonl.gz
-ARC=bench/runs/arc-dev-k5.jsonl.gz
+ARC=bench/runs/arc-dev-k5.rescored.jsonl.gz
 MATH=bench/runs/math-dev-k5.jsonl.gz
-TRIVIA=bench/runs/triviaqa-dev-k5.jsonl.gz
-NQ=bench/runs/nq-open-dev-k5.jsonl.gz
+TRIVIA=bench/runs/triviaqa-dev-k5.rescored.jsonl.gz
+NQ=bench/runs/nq-open-dev-k5.rescored.jsonl.gz
 
 # ARC: --tolerance 2: the most accurate ensemble (1.5B + 0.5B at k=5, 60.0 %) is 2 points (3 of 150
 # questions, inside the subsampling spread) better than 1.5B + gemma at k=5 for 2.2x the compute.

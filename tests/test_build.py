@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import random
 from pathlib import Path
@@ -95,6 +97,19 @@ def test_choose_takes_the_cheapest_within_the_tolerance() -> None:
         choose([candidate(("a", "b"), 1, 0.6, 5.0)])
     with pytest.raises(BudgetError, match="no subset fits the budget: the smallest"):
         choose([candidate(("a", "b"), 1, 0.5, 1.0, fits=False)])
+
+
+def test_at_equal_cost_counting_wins_over_a_vote_a_hair_more_accurate() -> None:
+    """A confidence vote draws every sample live (no exact early stop): at the same cost and within the
+    tolerance, the count rule is chosen; a vote that is cheaper within the tolerance still wins."""
+    from edgemux.decide.confidence import VoteRule
+
+    weighted = VoteRule("weighted", "mean_logprob", 16, 1.0)
+    count = candidate(("a", "b"), 3, 0.600, 30.0)
+    hair = dataclasses.replace(candidate(("a", "b"), 3, 0.601, 30.0), vote=weighted, count_mux=count.mux)
+    assert choose([hair, count])[0] is count
+    cheaper = dataclasses.replace(candidate(("a", "b"), 2, 0.598, 20.0), vote=weighted, count_mux=count.mux)
+    assert choose([hair, count, cheaper])[0] is cheaper
 
 
 def test_build_bad_input(tmp_path: Path) -> None:

@@ -123,7 +123,8 @@ def choose(found: list[Candidate], tolerance_points: float = 1.0) -> tuple[Candi
         )
     top = max(fitting, key=lambda c: (c.mux.mean, -c.seconds))
     near = [c for c in fitting if c.mux.mean >= top.mux.mean - tolerance_points / 100]
-    chosen = min(near, key=lambda c: (c.seconds, -c.mux.mean))
+    # at equal cost counting wins: it keeps exact early stop live, a confidence vote draws every sample
+    chosen = min(near, key=lambda c: (c.seconds, c.vote.vote != "count", -c.mux.mean))
     why = f"{chosen.label}: simulated MUX accuracy {100 * chosen.mux.mean:.1f}% at ~{chosen.seconds:.0f} s per answer"
     if chosen is top:
         why += "; the most accurate setup that fits the budget"
@@ -255,7 +256,7 @@ def _vote_measured(c: Candidate) -> dict[str, Any]:
     return {
         "held_out_accuracy": round(c.mux.mean, 4),
         "count_accuracy": round(c.count_mux.mean, 4),
-        "how": "each half of the questions scored by the rule fitted on the other half (edgemux/votesearch.py); "
+        "how": "each half of the questions scored by the rule fitted on the other half (edgemux/selection/votesearch.py); "
                "the rule above is fitted on all of them",
     }  # fmt: skip
 
