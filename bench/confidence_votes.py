@@ -29,6 +29,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 
+import numpy as np
+
+from edgemux.decide.calibration import Calibrated
 from edgemux.decide.confidence import MEASURES, VoteRule
 from edgemux.measure.evaluate import MUX, EvalReport, consistency_name, mux_name, score_runs, wilson
 from edgemux.profiles import Profile, adhoc_profile
@@ -127,25 +130,46 @@ def by_k(table: RunTable, members: list[str]) -> list[dict[str, object]]:
     return rows
 
 
-def calibration_errors(table: RunTable, members: list[str], k: int,
-                       fitted: list[dict[str, object]]) -> dict[str, float]:  # fmt: skip
+def calibration_errors(table: RunTable, members: list[str], k: int, fitted: list[dict[str, object]],
+                       draws: int = 4000) -> dict[str, dict[str, float]]:  # fmt: skip
     """ECE of the confidence `ask` reports, each half's levels measured on the other half (and, for a
-    family, under the rule fitted on that other half)."""
+    family, under the rule fitted on that other half), beside the ECE that sampling noise alone gives on
+    halves this size: levels whose true accuracy is the same on both halves (their pooled accuracy),
+    each half's count of right answers drawn from it. An ECE at that floor is as calibrated as these
+    questions can show."""
     from edgemux.decide.calibration import calibration_error
     from edgemux.selection.calibrate import measure
 
+    rng = np.random.default_rng(0)
     halves = [[i for i, t in enumerate(table.tasks) if half_of(t) == h] for h in (0, 1)]
     out = {}
     for family in ("count", "weighted", "filtered"):
-        gap, n = 0.0, 0
+        gap, floor, n = 0.0, 0.0, 0
         for scored, fit_on in ((1, 0), (0, 1)):
             rule = None if family == "count" else VoteRule(**fitted[fit_on][family]["rule"])  # type: ignore[index]
             promised = measure(table, members, k, rule, tasks=halves[fit_on])
             seen = measure(table, members, k, rule, tasks=halves[scored])
             gap += calibration_error(promised, seen) * len(halves[scored])
+            floor += _noise_floor(promised, seen, rng, draws) * len(halves[scored])
             n += len(halves[scored])
-        out[family] = round(gap / n, 4)
+        out[family] = {"ece": round(gap / n, 4), "noise_floor": round(floor / n, 4)}
     return out
+
+
+def _noise_floor(promised: Sequence[Calibrated], seen: Sequence[Calibrated], rng: np.random.Generator,
+                 draws: int) -> float:  # fmt: skip
+    """Mean ECE over ``draws`` of perfectly calibrated levels with these sizes (see calibration_errors)."""
+    fit_n = np.array([lv.answered for lv in promised])
+    held_n = np.array([lv.answered for lv in seen])
+    if not held_n.sum():
+        return 0.0
+    truth = np.array(
+        [(a.right + b.right) / max(a.answered + b.answered, 1) for a, b in zip(promised, seen, strict=True)]
+    )
+    fit_rate = rng.binomial(fit_n, truth, size=(draws, len(truth))) / np.maximum(fit_n, 1)
+    held_rate = rng.binomial(held_n, truth, size=(draws, len(truth))) / np.maximum(held_n, 1)
+    gaps = np.where(fit_n > 0, np.abs(fit_rate - held_rate), held_rate)  # an unseen level promises nothing
+    return float((gaps * held_n).sum(axis=1).mean() / held_n.sum())
 
 
 def main() -> None:
@@ -186,8 +210,11 @@ def main() -> None:
     for row in out["by_k"]:  # type: ignore[attr-defined]
         print("    " + ", ".join(f"{key} {value}" for key, value in row.items()))
     print(
-        "  expected calibration error of the reported confidence (levels from the other half): "
-        + ", ".join(f"{family} {ece:.3f}" for family, ece in out["calibration_error"].items())
+        "  expected calibration error of the reported confidence (levels from the other half; in brackets what "
+        "sampling noise alone gives on halves this size): "
+        + ", ".join(
+            f"{family} {e['ece']:.3f} [{e['noise_floor']:.3f}]" for family, e in out["calibration_error"].items()
+        )
     )  # type: ignore[attr-defined]
     for h, fitted in enumerate(out["fitted"]):  # type: ignore[arg-type]
         print(f"  fitted on half {h}: " + "; ".join(f"{f}: {v['rule']}" for f, v in fitted.items()))
