@@ -60,8 +60,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--check", action="store_true", help="compare with the signals the runs already hold")
     parser.add_argument("--limit", type=int, help="only the first N records")
-    parser.add_argument("--models", help="only these members, comma-separated (default: every one in the runs); "
-                        "the others' records are copied as they are, after the rescored ones")
+    parser.add_argument(
+        "--models",
+        help="only these members, comma-separated (default: every one in the runs); "
+        "the others' records are copied as they are, after the rescored ones",
+    )
     args = parser.parse_args()
     records = read_runs_files(args.runs)
     others: list[Record] = []  # members not rescored: copied as recorded, so that the file stays complete

@@ -11,6 +11,7 @@ from typing import Any
 from . import paths
 from .answers.strategies import Member, parse_member
 from .decide.confidence import VoteRule
+from .decide.stoprules import STOP_RULES, ConfidenceBars
 from .errors import ConfigError, InvalidRequestError, NotFoundError
 from .types import ASK_KINDS, Sampling
 from .yamlfile import Section, read_mapping
@@ -32,6 +33,7 @@ _TOP_KEYS = frozenset(
         "abstain_below",
         "similarity",
         "vote",
+        "stop",
     }
 )
 
@@ -61,6 +63,8 @@ class Profile:
     abstain_below: float | None = None  # below this confidence `ask` says it is not sure (exit 10)
     vote: VoteRule = field(default_factory=VoteRule)  # how a member's samples are weighed (confidence.py)
     similarity: str = "lexical"  # open answers: how two answers are compared (opentext.MEASURES)
+    stop_rule: str | None = None  # the early-stop rule `ask` uses unless told (stoprules.STOP_RULES)
+    bars: ConfidenceBars | None = None  # the members' bars of the confident stop rule (stoprules.py)
 
     @property
     def member_names(self) -> list[str]:
@@ -199,6 +203,7 @@ def parse_profile(path: Path) -> Profile:
         abstain_below=_share(top, "abstain_below"),
         similarity=_similarity(top),
         vote=_vote(top),
+        **_stop(top, [m.name for m in models]),
     )
 
 
@@ -217,6 +222,35 @@ def _vote(top: Section) -> VoteRule:
                         float(section.get("keep", (int, float), defaults.keep)))  # fmt: skip
     except InvalidRequestError as e:
         raise ConfigError(f"{top.where('vote')}: {e}") from None
+
+
+def _stop(top: Section, members: list[str]) -> dict[str, Any]:
+    """``stop: {rule: confident, measure: tail, window: 32, precision: 0.8, bars: {member: score, …}}``."""
+    if "stop" not in top.data:
+        return {}
+    section = top.section("stop").only({"rule", "measure", "window", "precision", "bars"})
+    rule = section.get("rule", str)
+    if rule not in STOP_RULES:
+        raise ConfigError(f"{section.where('rule')}: expected one of {', '.join(STOP_RULES)}, got {rule!r}")
+    if "bars" not in section.data:
+        if rule == "confident":
+            raise ConfigError(
+                f"{section.where('bars')}: the confident rule needs each member's bar (profile build fits them)"
+            )
+        return {"stop_rule": rule}
+    raw = section.section("bars")
+    bars = {}
+    for member in raw.data:
+        if member not in members:
+            raise ConfigError(f"{raw.where(member)}: not a member of this profile ({', '.join(members)})")
+        bars[str(member)] = float(raw.get(member, (int, float)))
+    defaults = ConfidenceBars()
+    try:
+        fitted = ConfidenceBars(section.get("measure", str, defaults.measure), section.get("window", int, defaults.window),
+                                float(section.get("precision", (int, float), defaults.precision)), bars)  # fmt: skip
+    except ValueError as e:
+        raise ConfigError(f"{top.where('stop')}: {e}") from None
+    return {"stop_rule": rule, "bars": fitted}
 
 
 def _similarity(top: Section) -> str:

@@ -217,6 +217,7 @@ class MuxResult:
     seconds: float
     policy: str = "priority"
     early_stop: bool = True
+    stop_rule: str = "decision"  # which early-stop rule ran (stoprules.STOP_RULES)
     # the validation level this answer fell in (calibration.Level or ShareBin .to_dict()): agreeing and k, or
     # the vote and its share_from/share_to; answered, right and accuracy on validation data
     calibration: Mapping[str, Any] | None = None
@@ -285,6 +286,7 @@ class MuxResult:
             "policy": self.policy,
             "early_stop": {
                 "enabled": self.early_stop,
+                "rule": self.stop_rule,
                 "stopped_samples": [{"model": s.model, "index": s.index, "tokens": s.tokens} for s in self.stopped],
                 # each stopped sample could have run to max_tokens: the most the stop can have saved
                 "max_tokens_saved": sum(self.sampling.max_tokens - s.tokens for s in self.stopped),

@@ -12,7 +12,7 @@ import click
 from .. import errors
 from ..catalog import fetch
 from ..decide.confidence import VOTES
-from ..schedule.scheduler import DEFAULT_POLICY, DEFAULT_STOP_RULE, POLICIES, STOP_RULES
+from ..schedule.scheduler import DEFAULT_POLICY, POLICIES, STOP_RULES
 from ..types import MuxResult
 from .common import ABSTAIN_EXIT, NO_ANSWER_EXIT, budget_option, chosen_profile, cli, gpu_layers_option, profile_options
 
@@ -27,8 +27,11 @@ from .common import ABSTAIN_EXIT, NO_ANSWER_EXIT, budget_option, chosen_profile,
               help="priority: one model at a time, the tie-break favourite first; interleave: all at once, round-robin")  # fmt: skip
 @click.option("--early-stop/--no-early-stop", default=True, show_default=True,
               help="stop samples as soon as they can no longer change the answer")  # fmt: skip
-@click.option("--stop-rule", type=click.Choice(STOP_RULES), default=DEFAULT_STOP_RULE, show_default=True,
-              help="decision: stop what cannot change winner, answer or confidence; answer: also stop once the answer is settled (confidence becomes a lower bound)")  # fmt: skip
+@click.option("--stop-rule", type=click.Choice(STOP_RULES), default=None,
+              help="decision: stop what cannot change winner, answer or confidence; answer: also stop once the "
+                   "answer is settled (confidence becomes a lower bound); confident: also stop once a finished "
+                   "sample is sure by its member's calibrated bar and gives the current answer (saves samples, "
+                   "may change a few answers; RESULTS) [the profile's, else decision]")  # fmt: skip
 @click.option("--choice", "-c", "choices", multiple=True,
               help="a choice of a multiple-choice question (repeat: A, B, C, …); implies --kind choice")  # fmt: skip
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
@@ -44,7 +47,7 @@ from .common import ABSTAIN_EXIT, NO_ANSWER_EXIT, budget_option, chosen_profile,
 @click.option("--explain", is_flag=True, help="print the vote table on stderr after the answer")
 @click.option("--quiet", "-q", is_flag=True, help="no progress or live view; only the answer")
 def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx: int | None, n_gpu_layers: int,
-        n_threads: int | None, budget: str | None, policy: str, early_stop: bool, stop_rule: str,
+        n_threads: int | None, budget: str | None, policy: str, early_stop: bool, stop_rule: str | None,
         choices: tuple[str, ...], min_confidence: float | None, similarity: str | None, vote: str | None,
         as_json: bool, explain: bool, quiet: bool,
         **sampling: Any) -> None:  # fmt: skip

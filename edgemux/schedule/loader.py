@@ -24,7 +24,7 @@ from ..specs import ModelSpec, RemoteSource
 from ..types import Sampling
 from .planning import shape_of
 from .resident import ResidentSet
-from .scheduler import DEFAULT_POLICY, DEFAULT_STOP_RULE
+from .scheduler import DEFAULT_POLICY
 
 __all__ = ["ContextShape", "EngineLike", "LoadOptions", "Models", "llama_engine"]
 
@@ -52,14 +52,15 @@ class EngineLike(Protocol):
 @dataclass(frozen=True)
 class LoadOptions:
     """How models are loaded and scheduled: GPU layers (-1 = all), CPU threads (None = one per core), the
-    memory budget (None: --budget/EDGEMUX_BUDGET/profile/default), decode policy and early stop."""
+    memory budget (None: --budget/EDGEMUX_BUDGET/profile/default), decode policy, early stop and its rule
+    (None: the profile's, else stoprules.DEFAULT_STOP_RULE)."""
 
     n_gpu_layers: int = 0
     n_threads: int | None = None
     budget: str | None = None
     policy: str = DEFAULT_POLICY
     early_stop: bool = True
-    stop_rule: str = DEFAULT_STOP_RULE
+    stop_rule: str | None = None
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from .loader import ContextShape, EngineFactory, EngineLike, LoadOptions, Models
 from .planning import resolve_budget
 from .prompting import Prompter
 from .question import Question, kept_alternatives, read_sample, with_answer_mass
-from .scheduler import POLICIES, decode
+from .scheduler import DEFAULT_STOP_RULE, POLICIES, STOP_RULES, decode
 
 log = logging.getLogger("edgemux.runtime")
 
@@ -60,6 +60,7 @@ class Mux:
         self.options = load or (models.options if models is not None else LoadOptions())
         if self.options.policy not in POLICIES:
             raise InvalidRequestError(f"unknown policy {self.options.policy!r}; use one of {', '.join(POLICIES)}")
+        self.stop_rule = self._stop_rule(profile)
         self.catalog = models.catalog if models is not None else catalog or Catalog()
         self.specs = {name: self.catalog.get(name) for name in profile.model_names}  # unknown names fail here
         self.budget_bytes, self.budget_source = resolve_budget(self.options.budget, profile)
@@ -168,9 +169,10 @@ class Mux:
             ranks=ranks,
             policy=self.options.policy,
             early_stop=self._early_stop(profile),
-            stop_rule=self.options.stop_rule,
+            stop_rule=self.stop_rule,
             remote=frozenset(m.name for m in profile.members if self.specs[m.model].is_remote),
             rule=profile.vote,
+            bars=profile.bars,
         )
         if kind_reason and profile.kind in ("number", "math") and not _gave_numbers(profile, votes):
             # the samples decide: a question taken for a computation whose samples end in no number
@@ -220,11 +222,24 @@ class Mux:
             seconds=seconds,
             policy=self.options.policy,
             early_stop=self._early_stop(profile),
+            stop_rule=self.stop_rule,
             calibration=None if level is None else level.to_dict(),
             calibration_text="" if level is None else sentence(level, profile.measured),
             min_confidence=threshold,
             abstained=threshold is not None and decision.answer is not None and decision.confidence < threshold,
         )
+
+    def _stop_rule(self, profile: Profile) -> str:
+        """--stop-rule, else the profile's, else the exact default; the confident rule needs the profile's bars."""
+        rule = self.options.stop_rule or profile.stop_rule or DEFAULT_STOP_RULE
+        if rule not in STOP_RULES:
+            raise InvalidRequestError(f"unknown stop rule {rule!r}; use one of {', '.join(STOP_RULES)}")
+        if rule == "confident" and profile.bars is None:
+            raise InvalidRequestError(
+                f"profile {profile.name} has no confidence bars, which the confident stop rule needs: rebuild it "
+                "with `edgemux profile build` from runs recorded with token signals, or use --stop-rule decision"
+            )
+        return rule
 
     def _early_stop(self, profile: Profile) -> bool:
         """Exact early stop reasons about counts; under a weighted vote one sample still running could

@@ -20,7 +20,8 @@ from typing import Literal, get_args
 
 from ..decide.confidence import VoteRule
 from ..decide.earlystop import ModelProgress, outlook
-from ..decide.mux import COUNT, tally
+from ..decide.mux import COUNT, decide, tally
+from ..decide.stoprules import DEFAULT_STOP_RULE, STOP_RULES, ConfidenceBars, StopRule
 from ..errors import BudgetError
 from ..events import DecodeProgress, Event, ModelFinished, ModelStopped, SampleFinished
 from ..types import BatchStep, FinishedSequence, ModelVote, Sample
@@ -32,12 +33,6 @@ log = logging.getLogger("edgemux.scheduler")
 Policy = Literal["priority", "staged", "interleave"]
 POLICIES: tuple[str, ...] = get_args(Policy)
 DEFAULT_POLICY: Policy = "priority"
-# "decision": stop only what cannot change the winner, its answer or its confidence (the winner's samples
-# always finish); "answer": also stop
-# once the answer is settled whoever wins (the confidence reported is then a lower bound).
-StopRule = Literal["answer", "decision"]
-STOP_RULES: tuple[str, ...] = get_args(StopRule)
-DEFAULT_STOP_RULE: StopRule = "decision"
 
 # start(model, sample indices): lease the model and begin decoding those samples (None: it does not fit now)
 Starter = Callable[[str, Sequence[int]], Generator[Event, None, "Iterator[BatchStep] | None"]]
@@ -57,9 +52,13 @@ def decode(
     stop_rule: str = DEFAULT_STOP_RULE,
     remote: frozenset[str] = frozenset(),
     rule: VoteRule = COUNT,
+    bars: ConfidenceBars | None = None,
 ) -> Generator[Event, None, dict[str, ModelVote]]:
     """Yield events while the models in ``order`` draw k samples each; return every model's vote, its
-    samples weighed by ``rule``. Early stop reasons about counts: the runtime turns it off for other rules."""
+    samples weighed by ``rule``. Early stop reasons about counts: the runtime turns it off for other rules.
+    ``bars``: the members' calibrated bars, which the ``confident`` stop rule needs."""
+    if stop_rule == "confident" and bars is None:
+        raise ValueError("the confident stop rule needs the members' confidence bars")
     loop = _Loop(order, k, start, finish, make_sample, validation_accuracy, policy, remote, rule)
     try:
         while loop.pending or loop.running:
@@ -68,6 +67,11 @@ def decode(
                 if model in loop.running:  # not stopped earlier in this round
                     finished = yield from loop.step(model)
                     if early_stop and finished:
+                        if stop_rule == "confident" and bars is not None:
+                            sure = loop.sure_answer(finished, bars, ranks)
+                            if sure is not None:
+                                yield from loop.stop_all(sure)
+                                continue
                         yield from _apply_outlook(loop.progress, ranks, loop.votes, loop.stop, stop_rule)
     finally:
         loop.cancel_running()  # the caller walked away, or an error: cancel what still decodes
@@ -118,25 +122,27 @@ class _Loop:
             self.wave_of[model] = indices
         return generator
 
-    def step(self, model: str) -> Generator[Event, None, bool]:
-        """One decode step of ``model``; whether some of its samples finished."""
+    def step(self, model: str) -> Generator[Event, None, list[Sample]]:
+        """One decode step of ``model``; the samples that finished in it."""
         step = next(self.running[model], None)
         if step is None:
             yield from self.wave_done(model)
-            return False
+            return []
         indices = self.wave_of[model]
         now = list(self.tokens_now[model])
         for i, n in enumerate(step.tokens):
             now[indices[i]] = n
         self.tokens_now[model] = tuple(now)
         yield DecodeProgress(model, self.tokens_now[model], step.elapsed_s)
+        finished = []
         for f in step.finished:
             sample = self._make_sample(model, replace(f, index=indices[f.index]))
             self.samples[model].append(sample)
             self.progress[model].answers.append(sample.answer)
             self.progress[model].running -= 1
+            finished.append(sample)
             yield SampleFinished(sample)
-        return bool(step.finished)
+        return finished
 
     def wave_done(self, model: str) -> Generator[Event, None, None]:
         """``model``'s wave ended: start its next wave, or record its vote."""
@@ -153,11 +159,7 @@ class _Loop:
 
     def stop(self, model: str, reason: str) -> Iterator[Event]:
         """Early stop: cancel what ``model`` still decodes (or never started) and record its vote."""
-        done = {s.index for s in self.samples[model]}
-        tokens = self.tokens_now[model]
-        cancelled = [
-            Sample(model, i, -1, "", None, tokens[i], "cancelled", 0.0) for i in range(self.k) if i not in done
-        ]
+        cancelled = self._placeholders(model)
         self.waves[model] = []
         if model in self.running:
             self.running.pop(model).close()  # type: ignore[attr-defined]  # frees the sequences in the engine
@@ -170,6 +172,39 @@ class _Loop:
             yield ModelStopped(model, reason, tuple(s.index for s in cancelled))
         self.votes[model] = tally(model, self.samples[model] + cancelled, self.validation_accuracy(model), self.rule)
         yield ModelFinished(self.votes[model])
+
+    def answer_now(self, ranks: Mapping[str, int] | None) -> str | None:
+        """The answer SLM-MUX would give if every sample still to come gave none."""
+        order = sorted(self.order, key=ranks.__getitem__) if ranks is not None else self.order
+        votes = [
+            self.votes.get(m)
+            or tally(m, self.samples[m] + self._placeholders(m), self.validation_accuracy(m), self.rule)
+            for m in order
+        ]
+        return decide(votes).answer
+
+    def sure_answer(
+        self, finished: Sequence[Sample], bars: ConfidenceBars, ranks: Mapping[str, int] | None
+    ) -> str | None:
+        """A reason to stop everything when one of ``finished`` is sure and gives the current answer."""
+        for sample in finished:
+            if bars.is_sure(sample) and sample.answer == self.answer_now(ranks):
+                return (
+                    f"confident: {sample.model} sample {sample.index} is sure by its calibrated bar "
+                    f"({bars.measure}, right {bars.precision:.0%} of the time on validation runs) and gives "
+                    f"the current answer {sample.answer}"
+                )
+        return None
+
+    def stop_all(self, reason: str) -> Iterator[Event]:
+        for m in [m for m in self.order if m not in self.votes]:
+            yield from self.stop(m, reason)
+
+    def _placeholders(self, model: str) -> list[Sample]:
+        """A cancelled sample, with no answer, for every index of ``model`` that has not finished."""
+        done = {s.index for s in self.samples[model]}
+        tokens = self.tokens_now[model]
+        return [Sample(model, i, -1, "", None, tokens[i], "cancelled", 0.0) for i in range(self.k) if i not in done]
 
     def cancel_running(self) -> None:
         for model, generator in self.running.items():

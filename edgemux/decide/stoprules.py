@@ -1,0 +1,71 @@
+"""Stopping on a sure sample: the ``confident`` stop rule's bars (pure; issue 26).
+
+The exact rules (earlystop.py) stop only what can no longer change the answer. ``confident`` also stops
+everything once a sample that just finished is *sure* — its confidence (``confidence.sample_score``) is at
+least its member's bar — and its answer is the one SLM-MUX would give on the samples finished so far.
+The answer is then still SLM-MUX's over the samples that finished; what is given up is the chance that
+the samples not drawn would have changed it.
+
+A member's bar is fitted on validation runs, never on the question being answered: the lowest score
+above which that member's samples were right at least ``precision`` of the time (``fit_bar``). A member
+whose samples never reach that precision gets no bar (it never stops a question).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from ..types import Sample
+from .confidence import MEASURES, sample_score
+
+__all__ = ["DEFAULT_STOP_RULE", "MIN_SAMPLES", "STOP_RULES", "ConfidenceBars", "StopRule", "fit_bar"]
+
+# "decision": stop only what cannot change the winner, its answer or its confidence (the winner's samples
+# always finish); "answer": also stop once the answer is settled whoever wins (the confidence reported is
+# then a lower bound). Both are exact (earlystop.py). "confident": "decision", and also stop everything once
+# a sample that just finished is sure by its member's bar and gives the current answer (this module).
+StopRule = Literal["decision", "answer", "confident"]
+STOP_RULES: tuple[str, ...] = get_args(StopRule)
+DEFAULT_STOP_RULE: StopRule = "decision"
+
+MIN_SAMPLES = 5  # a bar needs at least this many validation samples above it
+
+
+@dataclass(frozen=True)
+class ConfidenceBars:
+    """Per member, the score at which one of its samples is sure enough to answer (see the module)."""
+
+    measure: str = "tail"
+    window: int = 32
+    precision: float = 0.8  # what a sample above its bar was right on validation runs, at least
+    bars: Mapping[str, float] = field(default_factory=dict)  # member -> bar; absent: that member never stops
+
+    def __post_init__(self) -> None:
+        if self.measure not in MEASURES:
+            raise ValueError(f"unknown measure {self.measure!r}; known: {', '.join(MEASURES)}")
+        if self.window < 1 or not 0.0 < self.precision <= 1.0:
+            raise ValueError("window must be at least 1 and precision in (0, 1]")
+
+    def is_sure(self, sample: Sample) -> bool:
+        """Whether ``sample`` answers alone: it has an answer, signals, and a score at its member's bar."""
+        bar = self.bars.get(sample.model)
+        if bar is None or sample.answer is None or sample.signals is None:
+            return False
+        return sample_score(sample.signals, self.measure, self.window) >= bar
+
+
+def fit_bar(scored: Sequence[tuple[float, bool]], precision: float) -> float | None:
+    """The lowest score s such that the samples scoring at least s were right at least ``precision`` of the
+    time, with at least MIN_SAMPLES of them; None when no score is that good. ``scored``: (score, right)."""
+    bar: float | None = None
+    right = 0
+    ranked = sorted((s for s in scored if math.isfinite(s[0])), key=lambda s: -s[0])
+    for i, (score, ok) in enumerate(ranked, 1):
+        right += ok
+        at_end_of_ties = i == len(ranked) or ranked[i][0] < score  # a bar admits every sample at its score
+        if at_end_of_ties and i >= MIN_SAMPLES and right / i >= precision:
+            bar = score
+    return bar

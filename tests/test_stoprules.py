@@ -1,0 +1,160 @@
+"""The confident stop rule: bars fitted from validation samples, the profile's `stop:` section, and the real
+scheduler stopping a question on a sure sample (FakeEngine with scripted token confidences)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from edgemux.cli import cli
+from edgemux.decide.stoprules import MIN_SAMPLES, ConfidenceBars, fit_bar
+from edgemux.errors import ConfigError, InvalidRequestError
+from edgemux.profiles import Profile, ProfileModel, parse_profile
+from edgemux.schedule.runtime import LoadOptions, Mux
+from edgemux.testing import FakeEngine
+from edgemux.types import Sample, Sampling, TokenSignals
+
+
+@pytest.mark.parametrize(
+    ("scored", "precision", "bar"),
+    [
+        # best first: 9 9 8 7 6 right, 5 wrong, 4 right, 3 wrong: at 0.8 the bar goes down to 4 (6/7 right)
+        ([(9, True), (9, True), (8, True), (7, True), (6, True), (5, False), (4, True), (3, False)], 0.8, 4),
+        ([(9, True), (9, True), (8, True), (7, True), (6, True), (5, False), (4, True), (3, False)], 1.0, 6),
+        ([(9, True), (8, True), (7, True), (6, True)], 0.8, None),  # fewer than MIN_SAMPLES above any bar
+        ([(9, False)] * 6, 0.5, None),  # never precise enough
+        # a bar admits every sample at its score: 5 right and 2 wrong at 6 are one group (5/7 < 0.8)
+        ([(9, True)] * 4 + [(6, True), (6, False), (6, False)], 0.8, None),
+        ([(math.inf, True), (-math.inf, True)] + [(1.0, True)] * 5, 0.9, 1.0),  # infinite scores ignored
+    ],
+)
+def test_a_bar_is_the_lowest_score_that_keeps_the_precision(
+    scored: list[tuple[float, bool]], precision: float, bar: float | None
+) -> None:
+    assert MIN_SAMPLES == 5
+    assert fit_bar(scored, precision) == bar
+
+
+def sample(model: str, answer: str | None, confidence: float | None) -> Sample:
+    signals = None if confidence is None else TokenSignals((-1 / confidence,) * 4, (confidence,) * 4)
+    return Sample(model, 0, 1, "", answer, 4, "eos", 0.1, signals=signals)
+
+
+def test_a_sample_is_sure_at_its_members_bar_with_an_answer_and_signals() -> None:
+    bars = ConfidenceBars("tail", 32, 0.8, {"a": 5.0})
+    assert bars.is_sure(sample("a", "4", 5.0)) and not bars.is_sure(sample("a", "4", 4.9))
+    assert not bars.is_sure(sample("a", None, 9.0)) and not bars.is_sure(sample("a", "4", None))
+    assert not bars.is_sure(sample("b", "4", 9.0))  # b has no bar: it never answers alone
+    with pytest.raises(ValueError, match="unknown measure"):
+        ConfidenceBars("loudness")
+
+
+STOP_PROFILE = """name: sure
+kind: number
+models:
+  - {{name: alpha, validation_accuracy: 0.8}}
+  - {{name: beta, validation_accuracy: 0.5}}
+sampling: {{k: 3, max_tokens: 50, seed: 3}}
+{stop}
+"""
+
+
+def write_profile(tmp_path: Path, stop: str) -> Path:
+    path = tmp_path / "sure.yaml"
+    path.write_text(STOP_PROFILE.format(stop=stop))
+    return path
+
+
+def test_the_profile_carries_its_rule_and_bars(tmp_path: Path) -> None:
+    p = parse_profile(write_profile(tmp_path, "stop: {rule: confident, measure: tail, window: 8, bars: {alpha: 5}}"))
+    assert p.stop_rule == "confident" and p.bars == ConfidenceBars("tail", 8, 0.8, {"alpha": 5.0})
+    assert parse_profile(write_profile(tmp_path, "stop: {rule: answer}")).stop_rule == "answer"
+    assert parse_profile(write_profile(tmp_path, "")).stop_rule is None
+
+
+@pytest.mark.parametrize(
+    ("stop", "says"),
+    [
+        ("stop: {rule: sometimes}", "expected one of decision, answer, confident"),
+        ("stop: {rule: confident}", "needs each member's bar"),
+        ("stop: {rule: confident, bars: {gamma: 1}}", "not a member of this profile"),
+        ("stop: {rule: confident, bars: {alpha: high}}", "key stop.bars.alpha"),
+        ("stop: {rule: confident, measure: loudness, bars: {alpha: 1}}", "unknown measure"),
+        ("stop: {rule: confident, colour: red, bars: {alpha: 1}}", "unknown key"),
+    ],
+)
+def test_a_bad_stop_section_says_where(tmp_path: Path, stop: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=None) as caught:
+        parse_profile(write_profile(tmp_path, stop))
+    assert says in str(caught.value) and "sure.yaml" in str(caught.value)
+
+
+def engines(alpha: list[str], alpha_confidence: list[float]) -> dict[str, FakeEngine]:
+    # beta: three long, hesitant samples that all say 4 (three of three: it would win under counting)
+    return {
+        "alpha": FakeEngine(alpha, confidences=alpha_confidence),
+        "beta": FakeEngine(["w " * 20 + "#### 4"] * 3, confidences=[3.0]),
+    }
+
+
+def ask(fake_models: list[str], tmp_path: Path, stop: str, scripted: dict[str, FakeEngine],
+        stop_rule: str | None = None) -> Any:  # fmt: skip
+    profile = parse_profile(write_profile(tmp_path, stop))
+    factory = lambda spec, *_: scripted[spec.name]  # noqa: E731
+    options = LoadOptions(policy="priority", stop_rule=stop_rule)
+    with Mux(profile, engine_factory=factory, load=options) as mux:
+        return mux.ask("What is 2+2?")
+
+
+BARS = "stop: {rule: confident, measure: tail, window: 32, bars: {alpha: 5.0}}"
+
+
+def test_a_sure_sample_that_is_the_current_answer_ends_the_question(fake_models: list[str], tmp_path: Path) -> None:
+    alpha = ["#### 4", "a b c #### 4", "a b c d e f #### 5"]
+    sure = ask(fake_models, tmp_path, BARS, engines(alpha, [9.0]))
+    assert sure.stop_rule == "confident" and sure.answer == "4" and sure.decision.winner == "alpha"
+    # alpha's first sample (2 tokens) was sure: its other two and all of beta's never counted
+    assert sorted((s.model, s.index) for s in sure.stopped) == [("alpha", 1), ("alpha", 2), ("beta", 0),
+                                                                 ("beta", 1), ("beta", 2)]  # fmt: skip
+    exact = ask(fake_models, tmp_path, BARS, engines(alpha, [9.0]), stop_rule="decision")
+    # the exact rule draws everything that could still matter: beta's unanimous 4 wins at 3/3
+    assert exact.stop_rule == "decision" and exact.decision.winner == "beta" and exact.answer == "4"
+    assert sure.tokens < exact.tokens
+
+
+def test_a_sure_sample_against_the_current_answer_does_not_stop(fake_models: list[str], tmp_path: Path) -> None:
+    # alpha: a hesitant 5 first, then a sure 4 (1 against 1: the current answer is still 5, seen first),
+    # then a sure 4 again, which is the current answer now (2 of 3): beta is stopped before it starts
+    alpha = ["#### 5", "a b #### 4", "a b c d #### 4"]
+    result = ask(fake_models, tmp_path, BARS, engines(alpha, [1.0, 9.0, 9.0]))
+    assert result.answer == "4" and result.decision.winner == "alpha"
+    assert [s.answer for s in result.decision.vote_of("alpha").samples] == ["5", "4", "4"]
+    assert {s.model for s in result.stopped} == {"beta"}
+
+
+def test_the_confident_rule_needs_bars_and_says_how_to_get_them(fake_models: list[str], tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequestError, match="no confidence bars.*profile build"):
+        ask(fake_models, tmp_path, "", engines(["#### 4"], [9.0]), stop_rule="confident")
+    plain = Profile("p", "number", (ProfileModel("alpha"),), Sampling(k=1))
+    with pytest.raises(InvalidRequestError, match="unknown stop rule 'never'"):
+        Mux(plain, engine_factory=lambda *a: FakeEngine(["#### 1"]), load=LoadOptions(stop_rule="never"))
+
+
+def test_ask_takes_the_rule_from_the_profile_or_the_flag(fake_models: list[str], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    scripted = engines(["#### 4", "a b c #### 4", "a b c d e f #### 5"], [9.0])
+    monkeypatch.setattr("edgemux.schedule.loader.llama_engine", lambda spec, *a: scripted[spec.name])
+    path = write_profile(tmp_path, BARS)
+    import json
+
+    shown = CliRunner().invoke(cli, ["ask", "--profile", str(path), "--json", "What is 2+2?"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["early_stop"]["rule"] == "confident"
+    flagged = CliRunner().invoke(
+        cli, ["ask", "--profile", str(path), "--json", "--stop-rule", "answer", "What is 2+2?"]
+    )
+    assert json.loads(flagged.stdout)["early_stop"]["rule"] == "answer"
