@@ -1,22 +1,25 @@
 """Early stop on GSM8K: tokens, accuracy and time against full sampling and the best single model
 (issue: memory budget and scheduler).
 
-For every question, with the same seeds, four runs of the default profile (k = 3):
-  full           interleave, no early stop: every model draws all k samples;
-  priority       one model at a time, favourite first, exact early stop (decision rule);
-  staged+answer  the favourite's k samples as one batch, the others' one at a time, answer rule;
-  single         the best single model (the profile's first) drawing its k samples alone.
+For every question, with the same seeds, runs of the profile (--methods picks them, back to back):
+  full                interleave, no early stop: every model draws all k samples;
+  priority            one model at a time, favourite first, exact early stop (decision rule);
+  staged+answer       the favourite's k samples as one batch, the others' one at a time, answer rule;
+  priority+confident  priority with the confident stop rule (the profile's bars; issue 26);
+  single              the best single model (the profile's first) drawing its k samples alone.
 (bench/runs/early_stop.jsonl holds an earlier run that compared full, priority and interleave.)
 Same seeds give the same samples, so the answers of the early-stop runs can be checked against the full
 run question by question. Results are appended to a JSONL file as they come (resumable: questions already
 there are skipped), and the summary prints the ratios the issue asks for.
 
     python bench/early_stop.py --limit 100 --out bench/runs/early_stop_staged.jsonl
+    python bench/early_stop.py --limit 20 --methods priority,priority+confident --out bench/runs/stop_rules_live.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import statistics
@@ -31,16 +34,20 @@ from edgemux.schedule.runtime import LoadOptions, Mux
 HERE = Path(__file__).parent
 METHODS = {
     "full": LoadOptions(policy="interleave", early_stop=False),
-    "priority": LoadOptions(policy="priority", early_stop=True),
+    "priority": LoadOptions(policy="priority", early_stop=True, stop_rule="decision"),
     "staged+answer": LoadOptions(policy="staged", early_stop=True, stop_rule="answer"),
+    "priority+confident": LoadOptions(policy="priority", early_stop=True, stop_rule="confident"),
 }
 
 
-def run_question(mux: Mux, single: Mux, task: dict[str, str], seed: int) -> dict[str, object]:
+def run_question(
+    mux: Mux, single: Mux | None, task: dict[str, str], seed: int, methods: list[str]
+) -> dict[str, object]:
     row: dict[str, object] = {"id": task["id"], "reference": task["answer"], "seed": seed}
     reference = extract("number", f"#### {task['answer']}")
-    for method, options in [*METHODS.items(), ("single", None)]:
-        target = single if options is None else mux
+    for method, options in [(m, METHODS.get(m)) for m in methods]:
+        target = mux if options is not None else single
+        assert target is not None
         if options is not None:
             target.options = options
         sampling = dataclasses.replace(target.profile.sampling, seed=seed)
@@ -60,16 +67,22 @@ def summarize(rows: list[dict]) -> dict[str, object]:  # type: ignore[type-arg]
     methods = [k for k, v in rows[0].items() if isinstance(v, dict)]  # older files ran other methods
     out: dict[str, object] = {"questions": len(rows)}
     for method in methods:
+        seconds = [float(r[method]["seconds"]) for r in rows]
         out[method] = {
             "accuracy": mean(method, "correct"),
             "tokens": mean(method, "tokens"),
             "seconds": mean(method, "seconds"),
+            "seconds_median": statistics.median(seconds),
+            "seconds_sum": sum(seconds),
         }
-    for method in [m for m in methods if m not in ("full", "single")]:
-        out[f"{method}_tokens_saved"] = 1 - mean(method, "tokens") / mean("full", "tokens")
-        out[f"{method}_accuracy_delta_points"] = 100 * (mean(method, "correct") - mean("full", "correct"))
-        out[f"{method}_same_answer_as_full"] = sum(r[method]["answer"] == r["full"]["answer"] for r in rows) / len(rows)
-        out[f"{method}_time_vs_single"] = mean(method, "seconds") / mean("single", "seconds")
+    base = "full" if "full" in methods else "priority"  # what each other run is compared with
+    for method in [m for m in methods if m not in (base, "single")]:
+        out[f"{method}_tokens_vs_{base}"] = mean(method, "tokens") / mean(base, "tokens")
+        out[f"{method}_median_seconds_vs_{base}"] = out[method]["seconds_median"] / out[base]["seconds_median"]  # type: ignore[index]
+        out[f"{method}_accuracy_delta_points"] = 100 * (mean(method, "correct") - mean(base, "correct"))
+        out[f"{method}_same_answer_as_{base}"] = sum(r[method]["answer"] == r[base]["answer"] for r in rows) / len(rows)
+        if "single" in methods:
+            out[f"{method}_time_vs_single"] = mean(method, "seconds") / mean("single", "seconds")
     return out
 
 
@@ -80,33 +93,40 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--out", default=str(HERE / "runs" / "early_stop_staged.jsonl"))
     parser.add_argument("--summarize", action="store_true", help="only summarize the questions already in --out")
+    parser.add_argument("--methods", default="full,priority,staged+answer,single",
+                        help=f"comma-separated, run in this order for each question: {', '.join(METHODS)}, single")  # fmt: skip
     args = parser.parse_args()
     tasks = [json.loads(line) for line in Path(args.tasks).read_text().splitlines() if line.strip()][: args.limit]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = {json.loads(line)["id"] for line in out.read_text().splitlines()} if out.exists() else set()
     profile = load_profile(args.profile)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in (*METHODS, "single")]
+    if unknown:
+        sys.exit(f"unknown methods: {', '.join(unknown)}")
     if args.summarize:
         rows = [json.loads(line) for line in out.read_text().splitlines()]
         print(json.dumps(summarize(rows), indent=2))
         return
-    with (
-        Mux(profile) as mux,
-        Mux(dataclasses.replace(profile, models=profile.models[:1]), load=LoadOptions(early_stop=False)) as single,
-    ):
-        for _ in (*mux.preload(), *single.preload()):  # load before timing: no method pays the cold start
+    with contextlib.ExitStack() as stack:
+        mux = stack.enter_context(Mux(profile))
+        single = None  # the best single model alone: a second Mux, loaded only when asked for
+        if "single" in methods:
+            alone = dataclasses.replace(profile, models=profile.models[:1])
+            single = stack.enter_context(Mux(alone, load=LoadOptions(early_stop=False)))
+        for _ in (*mux.preload(), *(single.preload() if single else ())):  # no method pays the cold start
             pass
         for i, task in enumerate(tasks):
             if task["id"] in done:
                 continue
-            row = run_question(mux, single, task, seed=1000 + i)
+            row = run_question(mux, single, task, seed=1000 + i, methods=methods)
             with out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(
                 f"[{i + 1}/{len(tasks)}] {task['id']}: "
                 + ", ".join(
-                    f"{m} {row[m]['answer']} ({row[m]['tokens']} tok, {row[m]['seconds']:.0f} s)"
-                    for m in (*METHODS, "single")
+                    f"{m} {row[m]['answer']} ({row[m]['tokens']} tok, {row[m]['seconds']:.0f} s)" for m in methods
                 ),
                 file=sys.stderr,
             )  # type: ignore[index]

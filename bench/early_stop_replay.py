@@ -31,7 +31,7 @@ from early_stop_bound import cheapest_certificate, question_slots
 from edgemux.answers.extract import canonical_reference
 from edgemux.answers.strategies import parse_member
 from edgemux.profiles import ProfileModel, load_profile
-from edgemux.schedule import runtime
+from edgemux.schedule import question
 from edgemux.schedule.runtime import LoadOptions, Mux
 from edgemux.selection.runs import read_runs_files
 from edgemux.selection.search import build_table
@@ -40,12 +40,14 @@ from edgemux.testing import ReplayEngine
 HERE = Path(__file__).parent
 SETTINGS = {
     "full": LoadOptions(policy="interleave", early_stop=False),
-    "priority": LoadOptions(policy="priority", early_stop=True),
-    "interleave": LoadOptions(policy="interleave", early_stop=True),
+    "priority": LoadOptions(policy="priority", early_stop=True, stop_rule="decision"),
+    "interleave": LoadOptions(policy="interleave", early_stop=True, stop_rule="decision"),
     "priority+answer": LoadOptions(policy="priority", early_stop=True, stop_rule="answer"),
     "interleave+answer": LoadOptions(policy="interleave", early_stop=True, stop_rule="answer"),
-    "staged": LoadOptions(policy="staged", early_stop=True),
+    "staged": LoadOptions(policy="staged", early_stop=True, stop_rule="decision"),
     "staged+answer": LoadOptions(policy="staged", early_stop=True, stop_rule="answer"),
+    # the profile's calibrated bars (`profile build`): stops on a sure sample, may change answers
+    "priority+confident": LoadOptions(policy="priority", early_stop=True, stop_rule="confident"),
 }
 
 
@@ -67,12 +69,14 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown settings: {', '.join(sorted(unknown))}; choose from {', '.join(SETTINGS)}")
     settings = {name: options for name, options in SETTINGS.items() if name in chosen}
+    if "priority+confident" in settings and load_profile(args.profile).bars is None:
+        sys.exit(f"profile {args.profile} has no confidence bars: build it from runs with token signals")
     early_names = [name for name in settings if name != "full"]
 
     profile = load_profile(args.profile)
     k = args.k or profile.sampling.k
     records = read_runs_files(args.runs)
-    runtime.run_program_of = functools.lru_cache(maxsize=None)(runtime.run_program_of)  # each program runs once
+    question.run_program_of = functools.lru_cache(maxsize=None)(question.run_program_of)  # each program runs once
     if args.measured_ties:
         table = build_table(records)
         accuracy = {m: float(table.correct[i].mean()) for i, m in enumerate(table.models)}
@@ -80,6 +84,8 @@ def main() -> None:
             profile, models=tuple(ProfileModel(m.name, accuracy[m.name]) for m in profile.models)
         )
     profile = profile.with_overrides(sampling={"k": k, "seed": 1})
+    if profile.kind == "auto":  # replayed as the kind its runs were measured as (numbers for `default`)
+        profile = dataclasses.replace(profile, kind=profile.measured.get("kind", "number"))
     by_task: dict[str, dict[str, object]] = {}
     for r in records:
         by_task.setdefault(r.task, {})[r.model] = r
@@ -109,7 +115,10 @@ def main() -> None:
                 for member in members:
                     samples = sorted(per[member].samples, key=lambda s: s.index)[:k]  # type: ignore[attr-defined]
                     engines.setdefault(parse_member(member).model, ReplayEngine()).play(
-                        [s.text for s in samples], [s.tokens for s in samples], prompt_has=marker[member]
+                        [s.text for s in samples],
+                        [s.tokens for s in samples],
+                        prompt_has=marker[member],
+                        signals=[s.signals for s in samples],
                     )
                 result = mux.ask(f"replay of {task}", kind=first.kind)  # type: ignore[attr-defined]
             answers[name], confidences[name] = result.answer, result.decision.confidence

@@ -7,7 +7,9 @@ and nothing else starts. The answer is always the SLM-MUX rule over the samples 
 order is the profile's); only *when to stop* differs between rules:
 
 - ``none``: every sample (the profile without early stop);
-- ``exact``: the answer-settled bound of decide/earlystop.py (no answer can change; see RESULTS);
+- ``exact``: the answer-settled bound of decide/earlystop.py (no answer can change); the profile's own
+  replay of the shipped rules (``decision``, ``confident``) is edgemux/selection/stopsearch.py, which
+  `profile build` runs;
 - ``agree N/D``: N finished samples, pooled over the members, give one answer and at most D others dissent;
 - ``confident P``: a finished sample whose confidence is at least its member's bar answers, if it is the
   current SLM-MUX answer; the bar is the lowest score above which that member's samples were right at
@@ -31,53 +33,29 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from edgemux.decide.confidence import sample_score
 from edgemux.decide.earlystop import ModelProgress, outlook
+from edgemux.decide.stoprules import fit_bar
 from edgemux.measure.evaluate import wilson
 from edgemux.profiles import load_profile
+from edgemux.selection import stopsearch
 from edgemux.selection.runs import read_runs_files
 from edgemux.selection.search import RunTable, build_table
+from edgemux.selection.stopsearch import Drawn
 from edgemux.selection.votesearch import half_of
 
 KILL_WINDOW = 16
-
-
-@dataclass(frozen=True)
-class Drawn:
-    """One sample as a rule sees it: when it ends (a killed sample ends early, unanswered)."""
-
-    member: int  # position in the profile's tie order
-    index: int
-    tokens: int
-    answer: int  # -1: no answer
-    right: bool
-    score: float
 
 
 Rule = Callable[[list[Drawn], Drawn, int], bool]  # finished samples, the one that just finished, k
 
 
 def mux_decision(finished: Sequence[Drawn], n_members: int, k: int) -> tuple[int, bool]:
-    """SLM-MUX over the finished samples: (answer, right); confidence = top count / k, ties to the
-    answer seen first and to the better-ranked member. (-1, False) when nothing answered."""
-    best: tuple[float, int, int, bool] | None = None  # (confidence, -rank, answer, right)
-    for m in range(n_members):
-        mine = [d for d in finished if d.member == m and d.answer >= 0]
-        if not mine:
-            continue
-        counts: dict[int, int] = {}
-        for d in mine:
-            counts[d.answer] = counts.get(d.answer, 0) + 1
-        top = max(counts, key=lambda a: counts[a])  # dicts keep first-seen order: ties to the first seen
-        first = next(d for d in mine if d.answer == top)
-        option = (counts[top] / k, -m, top, first.right)
-        if best is None or option[:2] > best[:2]:
-            best = option
-    return (-1, False) if best is None else (best[2], best[3])
+    """(answer, right) of SLM-MUX over the finished samples (stopsearch.mux_decision)."""
+    return stopsearch.mux_decision(finished, n_members, k)[1:]
 
 
 def agree(need: int, dissent: int) -> Rule:
@@ -155,7 +133,7 @@ class Question:
                     cut = kill_point(signals.confidences, kill_bars[m])
                     if cut is not None:
                         tokens, answer, right = cut, -1, False
-                mine.append(Drawn(m, j, tokens, answer, right, score))
+                mine.append(Drawn(m, tokens, answer, right, score))
             out.append(mine)
         return out
 
@@ -186,19 +164,12 @@ def schedule(samples: list[list[Drawn]], name: str, cheap: int) -> list[list[Dra
 
 
 def fit_bars(questions: Sequence[Question], n_members: int, measure: str, window: int, precision: float) -> list[float]:
-    """Per member: the lowest score above which its samples were right at least ``precision`` of the time."""
+    """Per member: its bar (stoprules.fit_bar) on these questions; a member with none never stops one."""
     bars = []
     for m in range(n_members):
-        pairs = sorted(
-            ((d.score, d.right) for qn in questions for d in qn.drawn(measure, window, None)[m] if d.answer >= 0),
-            reverse=True,
-        )
-        bar, right = np.inf, 0
-        for i, (score, ok) in enumerate(pairs, 1):
-            right += ok
-            if i >= 5 and right / i >= precision:
-                bar = score
-        bars.append(bar)
+        pairs = [(d.score, d.right) for qn in questions for d in qn.drawn(measure, window, None)[m] if d.answer >= 0]
+        bar = fit_bar(pairs, precision)
+        bars.append(np.inf if bar is None else bar)
     return bars
 
 

@@ -56,6 +56,7 @@ class ModelStopped:
     model: str
     reason: str
     samples: tuple[int, ...]  # indices of the cancelled samples
+    rule: str = ""  # "confident" when a sure sample ended the question (stoprules.py); else an exact rule's stop
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import PromptTooLongError
 from .specs import ModelSpec
-from .types import BatchStep, FinishedSequence, Sampling, StopReason, TokenLogprobs
+from .types import BatchStep, FinishedSequence, Sampling, StopReason, TokenLogprobs, TokenSignals
 
 __all__ = ["FakeEngine", "ReplayEngine", "fake_engine_factory"]
 
@@ -107,10 +107,16 @@ class ReplayEngine(FakeEngine):
 
     def __init__(self) -> None:
         super().__init__([""])
-        self._scripts: list[tuple[str, list[str], list[int]]] = []
+        self._scripts: list[tuple[str, list[str], list[int], list[TokenSignals | None]]] = []
 
-    def play(self, texts: Sequence[str], tokens: Sequence[int], prompt_has: str = "") -> None:
-        self._scripts = [s for s in self._scripts if s[0] != prompt_has] + [(prompt_has, list(texts), list(tokens))]
+    def play(self, texts: Sequence[str], tokens: Sequence[int], prompt_has: str = "",
+             signals: Sequence[TokenSignals | None] | None = None) -> None:  # fmt: skip
+        """Record what the next question's samples say; ``signals``: their token signals, given back as
+        logprobs when a request asks for them (so that a stop rule that reads confidence sees them)."""
+        played: list[TokenSignals | None] = list(signals) if signals is not None else [None] * len(texts)
+        self._scripts = [s for s in self._scripts if s[0] != prompt_has] + [
+            (prompt_has, list(texts), list(tokens), played)
+        ]
 
     def tokenize(self, text: str) -> list[int]:
         found = [(len(s[0]), i) for i, s in enumerate(self._scripts) if s[0] in text]
@@ -122,7 +128,7 @@ class ReplayEngine(FakeEngine):
         *, logprobs: int | None = None,
     ) -> Iterator[BatchStep]:  # fmt: skip
         indices = _indices(sampling, seeds)
-        _, recorded_texts, recorded_tokens = self._scripts[prompt[0] - self._SCRIPT]
+        _, recorded_texts, recorded_tokens, recorded_signals = self._scripts[prompt[0] - self._SCRIPT]
         if max(indices) >= len(recorded_texts):
             raise ValueError(f"sample {max(indices)} asked, {len(recorded_texts)} recorded")
         texts = [recorded_texts[i] for i in indices]
@@ -132,12 +138,21 @@ class ReplayEngine(FakeEngine):
             while step < max(limits):
                 step += 1
                 finished = tuple(
-                    FinishedSequence(i, texts[i], n, "eos", float(step)) for i, n in enumerate(limits) if n == step
-                )
+                    FinishedSequence(i, texts[i], n, "eos", float(step),
+                                     logprobs=_played(recorded_signals[indices[i]], logprobs))
+                    for i, n in enumerate(limits) if n == step
+                )  # fmt: skip
                 yield BatchStep(tuple(min(step, n) for n in limits), finished, len(prompt), float(step))
         except GeneratorExit:
             self.cancelled += 1
             raise
+
+
+def _played(signals: TokenSignals | None, asked: int | None) -> tuple[TokenLogprobs, ...] | None:
+    """Recorded signals as the engine's per-token logprobs (token ids are not recorded: 0)."""
+    if asked is None or signals is None:
+        return None
+    return tuple(TokenLogprobs(0, lp, c) for lp, c in zip(signals.logprobs, signals.confidences, strict=True))
 
 
 def _indices(sampling: Sampling, seeds: Sequence[int]) -> list[int]:

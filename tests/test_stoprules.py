@@ -4,6 +4,7 @@ scheduler stopping a question on a sure sample (FakeEngine with scripted token c
 from __future__ import annotations
 
 import math
+import random
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,13 @@ from click.testing import CliRunner
 from edgemux.cli import cli
 from edgemux.decide.stoprules import MIN_SAMPLES, ConfidenceBars, fit_bar
 from edgemux.errors import ConfigError, InvalidRequestError
-from edgemux.profiles import Profile, ProfileModel, parse_profile
+from edgemux.profiles import Profile, ProfileModel, load_profile, parse_profile
 from edgemux.schedule.runtime import LoadOptions, Mux
+from edgemux.selection.runs import Record
+from edgemux.selection.stopsearch import Drawn, replay_question
 from edgemux.testing import FakeEngine
 from edgemux.types import Sample, Sampling, TokenSignals
+from tests.test_build import POOL, SETTINGS, invoke
 
 
 @pytest.mark.parametrize(
@@ -158,3 +162,73 @@ def test_ask_takes_the_rule_from_the_profile_or_the_flag(fake_models: list[str],
         cli, ["ask", "--profile", str(path), "--json", "--stop-rule", "answer", "What is 2+2?"]
     )
     assert json.loads(flagged.stdout)["early_stop"]["rule"] == "answer"
+
+
+def drawn(member: int, rows: list[tuple[int, int, bool, float]]) -> list[Drawn]:
+    return [Drawn(member, tokens, answer, right, score) for tokens, answer, right, score in rows]
+
+
+def test_the_replay_spends_what_each_rule_lets_run() -> None:
+    # member 0 (wins ties): three 1s of 10, 20 and 30 tokens, the first one sure; member 1: three 3s of 5
+    favourite = drawn(0, [(10, 1, True, 9.0), (20, 1, True, 1.0), (30, 1, True, 1.0)])
+    challenger = drawn(1, [(5, 3, False, 1.0)] * 3)
+    samples = [favourite, challenger]
+    assert replay_question(samples, 3, "none") == (75, True, False)  # 3/3 against 3/3: the tie goes to member 0
+    # exact: once member 0 has 3/3 nothing can beat it; member 1 never starts
+    assert replay_question(samples, 3, "decision") == (60, True, False)
+    # confident: member 0's first sample is sure and the current answer: the batch stops at its 10 tokens
+    assert replay_question(samples, 3, "confident", [5.0, None]) == (30, True, True)
+    assert replay_question(samples, 3, "confident", [10.0, None]) == (60, True, False)  # not sure enough: exact
+
+
+def write_runs(path: Path, n_tasks: int = 60, seed: int = 1) -> Path:
+    """A short member whose confident samples are right (and whose unsure ones are often wrong) and a long one
+    that is right 60 % of the time: a sure short sample can end the question early."""
+    rng = random.Random(seed)
+    with path.open("w") as f:
+        for t in range(n_tasks):
+            for model, tokens, p_right in ((POOL[0], 10, 0.7), (POOL[1], 100, 0.6)):
+                samples = []
+                for j in range(5):
+                    ok = rng.random() < p_right
+                    level = (3.0 if ok else 1.0) if model == POOL[0] else rng.choice([1.0, 3.0])
+                    answer = "7" if ok else rng.choice(["3", "4"])
+                    samples.append(Sample(model, j, j, f"\\boxed{{{answer}}}", answer, tokens, "eos", 0.1,
+                                          signals=TokenSignals((-1 / level,) * tokens, (level,) * tokens)))  # fmt: skip
+                f.write(Record(f"t{t}", model, "number", "7", None, SETTINGS, 30, tuple(samples)).to_json() + "\n")
+    return path
+
+
+def test_profile_build_writes_a_confident_rule_that_saves_tokens(tmp_path: Path) -> None:
+    runs = write_runs(tmp_path / "r.jsonl")
+    out = tmp_path / "p.yaml"
+    built = invoke("profile", "build", "--runs", str(runs), "--name", "s", "--out", str(out), "--votes", "count",
+                   "--models", f"{POOL[0]},{POOL[1]}", "--budget", "8GiB")  # fmt: skip
+    assert built.exit_code == 0, built.output
+    profile = load_profile(str(out))
+    assert profile.stop_rule == "confident" and profile.bars is not None and POOL[0] in profile.bars.bars
+    rows = {row["rule"].split(" (")[0]: row for row in profile.measured["stop_rules"]}
+    assert set(rows) == {"none", "decision", "confident"}
+    chosen = next(
+        r for r in profile.measured["stop_rules"] if r["rule"].startswith(f"confident ({profile.bars.measure}")
+    )
+    assert chosen["tokens_per_answer"] < rows["decision"]["tokens_per_answer"]
+    assert chosen["accuracy"] >= rows["none"]["accuracy"] - 0.01
+
+    exact = tmp_path / "e.yaml"
+    plain = invoke("profile", "build", "--runs", str(runs), "--name", "e", "--out", str(exact), "--votes", "count",
+                   "--models", f"{POOL[0]},{POOL[1]}", "--budget", "8GiB", "--stops", "exact")  # fmt: skip
+    assert plain.exit_code == 0 and load_profile(str(exact)).stop_rule is None
+
+
+def test_an_answer_a_sure_sample_ended_says_how_often_such_answers_were_right(fake_models: list[str],
+                                                                              tmp_path: Path) -> None:  # fmt: skip
+    alpha = ["#### 4", "a b c #### 4", "a b c d e f #### 5"]
+    measured = ("measured: {tasks: 100, runs: r.jsonl, stop_rules: [{rule: 'confident (tail, window 32, precision "
+                "0.8)', tokens_per_answer: 80, accuracy: 0.7, ended_by_a_sure_sample: 40, right_when_ended_so: 36}]}")  # fmt: skip
+    result = ask(fake_models, tmp_path, BARS + "\n" + measured, engines(alpha, [9.0]))
+    assert result.stopped and result.decision.confidence == pytest.approx(1 / 3)  # one drawn sample of three
+    assert result.calibration == {"stop": "confident", "answered": 40, "right": 36, "accuracy": 0.9}
+    assert result.calibration_text.endswith("answers ended that way were right 90 % of the time (36 of 40)")
+    unmeasured = ask(fake_models, tmp_path, BARS, engines(alpha, [9.0]))
+    assert "not calibrated" in unmeasured.calibration_text

@@ -14,7 +14,9 @@ from ..catalog import fetch
 from .common import budget_option, chosen_profile, cli, gpu_layers_option, profile_options, run_programs_option
 
 if TYPE_CHECKING:
+    from ..decide.calibration import Calibrated
     from ..profiles import Profile
+    from ..selection.build import Candidate
     from ..selection.search import RunTable
 
 
@@ -158,6 +160,10 @@ def profile_group() -> None:
               help="search: also score each setup under the weighted and filtered votes (runs with token "
                    "signals), each fitted on one half of the questions and scored on the other; count: only the "
                    "count rule")  # fmt: skip
+@click.option("--stops", "stop_search", type=click.Choice(["search", "exact"]), default="search", show_default=True,
+              help="search: also replay the confident stop rule on the runs (token signals) and write it as the "
+                   "profile's rule when it saves tokens within 1 point of drawing every sample; exact: keep the "
+                   "exact rule")  # fmt: skip
 @click.option("--auto", "auto_kind", is_flag=True,
               help="write kind: auto — the profile answers any question; the runs' kind is what computations "
                    "are answered as (numeric runs only)")  # fmt: skip
@@ -165,7 +171,7 @@ def profile_group() -> None:
 @click.option("--force", is_flag=True, help="replace an existing profile file")
 def profile_build(runs_path: Path, name: str, budget: str | None, max_models: int, tolerance: float, allow_single: bool,
                   models: str | None, run_programs: bool, lam: float, repeats: int, description: str | None,
-                  vote_search: str, auto_kind: bool, out: Path | None, force: bool) -> None:  # fmt: skip
+                  vote_search: str, stop_search: str, auto_kind: bool, out: Path | None, force: bool) -> None:  # fmt: skip
     """Pick the models, k and vote from collected runs and write a profile `edgemux ask --profile NAME` uses.
 
     Every (subset, k) the search scores is a candidate; those that do not fit the memory budget are
@@ -177,23 +183,17 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     filtered; see `ask --vote`), each scored on questions it was not fitted on; a vote is chosen only when
     it is more accurate, or as accurate for fewer samples, than counting.
     """
-    from .. import paths
     from ..memory.memory import parse_bytes
     from ..profiles import curve_path
     from ..schedule.planning import default_budget_bytes
     from ..selection.build import candidates, choose, curve_document, profile_document, write_profile
-    from ..selection.calibrate import measure
     from ..selection.runs import read_runs_files
     from ..selection.search import build_table
     from ..selection.search import search as run_search
     from ..selection.votesearch import vote_candidates
 
-    if not name or not all(c.isalnum() or c in "-_." for c in name):
-        raise errors.InvalidRequestError(f"{name!r} is not a valid profile name (letters, digits, '-', '_', '.')")
     budget_bytes = parse_bytes(budget) if budget else default_budget_bytes()
-    target = out or paths.user_profiles() / f"{name}.yaml"
-    if target.exists() and not force:
-        raise errors.InvalidRequestError(f"{target} exists already; pass --force to replace it")
+    target = _new_profile_path(name, out, force)
     runs_names = _runs_names(runs_path)
     table = build_table(read_runs_files(runs_path), run_programs=run_programs)
     fixed = _fixed_members(models, table.models, runs_names)
@@ -209,12 +209,10 @@ def profile_build(runs_path: Path, name: str, budget: str | None, max_models: in
     chosen, why = choose(found, tolerance)
     if fixed is not None:
         why += " (models fixed by --models)"
-    calibration = measure(table, chosen.models, chosen.k)
-    if chosen.vote.vote != "count":
-        calibration += measure(table, chosen.models, chosen.k, chosen.vote)
+    calibration, stop = _calibration_and_stop(table, chosen, stop_search)
     text = profile_document(
         name, chosen, why, result, found, runs=runs_names, budget=budget, description=description,
-        calibration=calibration, auto=auto_kind,
+        calibration=calibration, auto=auto_kind, stop=stop,
     )  # fmt: skip
     write_profile(curve_path(target), curve_document(found), force=True)
     write_profile(target, text, force=force)
@@ -273,6 +271,30 @@ def profile_calibrate(name: str, runs_path: Path, out: Path | None) -> None:
     target = out or profile.path
     write_profile(target, text, force=True)
     click.echo(f"wrote {target}: calibration on {len(table.tasks)} tasks of {runs_names}", err=True)
+
+
+def _new_profile_path(name: str, out: Path | None, force: bool) -> Path:
+    """Where `profile build` writes NAME: --out, else the user's profiles; an existing file needs --force."""
+    from .. import paths
+
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise errors.InvalidRequestError(f"{name!r} is not a valid profile name (letters, digits, '-', '_', '.')")
+    target = out or paths.user_profiles() / f"{name}.yaml"
+    if target.exists() and not force:
+        raise errors.InvalidRequestError(f"{target} exists already; pass --force to replace it")
+    return target
+
+
+def _calibration_and_stop(table: RunTable, chosen: Candidate, stop_search: str) -> tuple[list[Calibrated], Any]:
+    """The chosen setup's calibration (under its vote too) and, under counting, its confident stop rule."""
+    from ..selection.calibrate import measure
+    from ..selection.stopsearch import fit_confident
+
+    calibration = measure(table, chosen.models, chosen.k)
+    if chosen.vote.vote != "count":
+        calibration += measure(table, chosen.models, chosen.k, chosen.vote)
+        return calibration, (None, [])  # a confidence vote draws every sample: no early stop to choose
+    return calibration, fit_confident(table, chosen.models, chosen.k) if stop_search == "search" else (None, [])
 
 
 def _runs_names(runs_path: Path) -> str:

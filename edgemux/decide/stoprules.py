@@ -16,12 +16,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from ..types import Sample
 from .confidence import MEASURES, sample_score
 
-__all__ = ["DEFAULT_STOP_RULE", "MIN_SAMPLES", "STOP_RULES", "ConfidenceBars", "StopRule", "fit_bar"]
+__all__ = [
+    "DEFAULT_STOP_RULE",
+    "MIN_SAMPLES",
+    "STOP_RULES",
+    "ConfidenceBars",
+    "StopRule",
+    "fit_bar",
+    "sure_stop_calibration",
+]
 
 # "decision": stop only what cannot change the winner, its answer or its confidence (the winner's samples
 # always finish); "answer": also stop once the answer is settled whoever wins (the confidence reported is
@@ -69,3 +77,18 @@ def fit_bar(scored: Sequence[tuple[float, bool]], precision: float) -> float | N
         if at_end_of_ties and i >= MIN_SAMPLES and right / i >= precision:
             bar = score
     return bar
+
+
+def sure_stop_calibration(measured: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """What an answer a sure sample ended is worth, from the profile's replay of its confident rule on
+    validation runs (``measured.stop_rules``): as JSON and in words."""
+    row = next((r for r in measured.get("stop_rules", []) if str(r.get("rule", "")).startswith("confident")), None)
+    if row is None or not row.get("ended_by_a_sure_sample"):
+        return {"stop": "confident", "answered": 0}, "answered early on a sure sample; that is not calibrated"
+    answered, right = int(row["ended_by_a_sure_sample"]), int(row["right_when_ended_so"])
+    where = f"{measured.get('tasks', '?')} validation questions ({measured.get('runs', 'the profile runs')})"
+    return (
+        {"stop": "confident", "answered": answered, "right": right, "accuracy": round(right / answered, 4)},
+        f"answered early on a sure sample: on {where}, answers ended that way were right "
+        f"{100 * right / answered:.0f} % of the time ({right} of {answered})",
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from ..decide.calibration import Calibrated, level_of, sentence
 from ..decide.confidence import LETTERS
 from ..decide.earlystop import tie_ranks
 from ..decide.mux import decide, tally
+from ..decide.stoprules import sure_stop_calibration
 from ..errors import BudgetError, InvalidRequestError
 from ..events import DecisionMade, Event, ModelStopped
 from ..memory.memory import kv_cells
@@ -60,7 +61,7 @@ class Mux:
         self.options = load or (models.options if models is not None else LoadOptions())
         if self.options.policy not in POLICIES:
             raise InvalidRequestError(f"unknown policy {self.options.policy!r}; use one of {', '.join(POLICIES)}")
-        self.stop_rule = self._stop_rule(profile)
+        self._stop_rule(profile)  # an unknown rule, or confident without bars, fails here
         self.catalog = models.catalog if models is not None else catalog or Catalog()
         self.specs = {name: self.catalog.get(name) for name in profile.model_names}  # unknown names fail here
         self.budget_bytes, self.budget_source = resolve_budget(self.options.budget, profile)
@@ -159,7 +160,28 @@ class Mux:
         started = time.perf_counter()
         ranks = tie_ranks(profile.member_names, {m.name: m.validation_accuracy for m in profile.models})
         asked = Question(self.models, self.prompter, profile, sampling, question, choices, tests)
-        votes = yield from decode(
+        sure_stops: list[ModelStopped] = []
+        votes = yield from _noting_sure_stops(self._decode(profile, sampling, asked, ranks), sure_stops)
+        if kind_reason and profile.kind in ("number", "math") and not _gave_numbers(profile, votes):
+            # the samples decide: a question taken for a computation whose samples end in no number
+            profile, votes, asked.unify = self._read_again_as_open(profile, votes, question)
+            kind_reason = "no member's samples ended in a number: read again as answers in words"
+        decision = decide([votes[name] for name in profile.member_names])
+        result = self._result(question, profile, sampling, decision, time.perf_counter() - started, threshold)
+        result = replace(result, kind_reason=kind_reason)
+        if sure_stops and decision.answer is not None:  # its confidence counts undrawn samples as no answer
+            calibration, text = sure_stop_calibration(profile.measured)
+            result = replace(result, calibration=calibration, calibration_text=text)
+        if profile.kind == "open":
+            unify = asked.unify
+            result = replace(result, similarity=f"{unify.measure} ≥ {unify.threshold:g}",
+                             clusters=tuple(sorted(unify.clusters.items(), key=lambda c: -c[1])))  # fmt: skip
+        yield DecisionMade(result)
+
+    def _decode(self, profile: Profile, sampling: Sampling, asked: Question, ranks: dict[str, int] | None
+                ) -> Generator[Event, None, dict[str, ModelVote]]:  # fmt: skip
+        """The scheduler's decode loop for one question, with this Mux's policy and stop rule."""
+        return decode(
             self._order(profile, ranks),
             k=sampling.k,
             start=asked.start,
@@ -174,18 +196,6 @@ class Mux:
             rule=profile.vote,
             bars=profile.bars,
         )
-        if kind_reason and profile.kind in ("number", "math") and not _gave_numbers(profile, votes):
-            # the samples decide: a question taken for a computation whose samples end in no number
-            profile, votes, asked.unify = self._read_again_as_open(profile, votes, question)
-            kind_reason = "no member's samples ended in a number: read again as answers in words"
-        decision = decide([votes[name] for name in profile.member_names])
-        result = self._result(question, profile, sampling, decision, time.perf_counter() - started, threshold)
-        result = replace(result, kind_reason=kind_reason)
-        if profile.kind == "open":
-            unify = asked.unify
-            result = replace(result, similarity=f"{unify.measure} ≥ {unify.threshold:g}",
-                             clusters=tuple(sorted(unify.clusters.items(), key=lambda c: -c[1])))  # fmt: skip
-        yield DecisionMade(result)
 
     def _read_again_as_open(self, profile: Profile, votes: dict[str, ModelVote], question: str
                             ) -> tuple[Profile, dict[str, ModelVote], Unifier]:  # fmt: skip
@@ -228,6 +238,11 @@ class Mux:
             min_confidence=threshold,
             abstained=threshold is not None and decision.answer is not None and decision.confidence < threshold,
         )
+
+    @property
+    def stop_rule(self) -> str:
+        """The early-stop rule questions are decoded under (the options may be changed between questions)."""
+        return self._stop_rule(self.profile)
 
     def _stop_rule(self, profile: Profile) -> str:
         """--stop-rule, else the profile's, else the exact default; the confident rule needs the profile's bars."""
@@ -339,6 +354,23 @@ class Mux:
             return sorted(names, key=ranks.__getitem__)  # the member that wins ties goes first
         # Models already loaded go first, so a tight budget swaps each model in at most once per question.
         return sorted(names, key=lambda n: not self.resident.is_resident(parse_member(n).model))
+
+
+def _noting_sure_stops(events: Generator[Event, None, dict[str, ModelVote]],
+                       into: list[ModelStopped]) -> Generator[Event, None, dict[str, ModelVote]]:  # fmt: skip
+    """Pass ``events`` through, keeping the stops a sure sample caused; return what ``events`` returns."""
+    try:
+        while True:
+            try:
+                event = next(events)
+            except StopIteration as done:
+                votes: dict[str, ModelVote] = done.value
+                return votes
+            if isinstance(event, ModelStopped) and event.rule == "confident":
+                into.append(event)
+            yield event
+    finally:
+        events.close()  # the caller walked away: the scheduler cancels what still decodes
 
 
 def _gave_numbers(profile: Profile, votes: dict[str, ModelVote]) -> bool:

@@ -157,7 +157,7 @@ class _Loop:
         self.votes[model] = tally(model, self.samples[model], self.validation_accuracy(model), self.rule)
         yield ModelFinished(self.votes[model])
 
-    def stop(self, model: str, reason: str) -> Iterator[Event]:
+    def stop(self, model: str, reason: str, rule: str = "") -> Iterator[Event]:
         """Early stop: cancel what ``model`` still decodes (or never started) and record its vote."""
         cancelled = self._placeholders(model)
         self.waves[model] = []
@@ -169,7 +169,7 @@ class _Loop:
         self.progress[model].running = 0
         if cancelled:  # a model whose samples all finished in this very step was not stopped
             log.info("stopping %s (%d samples): %s", model, len(cancelled), reason)
-            yield ModelStopped(model, reason, tuple(s.index for s in cancelled))
+            yield ModelStopped(model, reason, tuple(s.index for s in cancelled), rule)
         self.votes[model] = tally(model, self.samples[model] + cancelled, self.validation_accuracy(model), self.rule)
         yield ModelFinished(self.votes[model])
 
@@ -197,8 +197,9 @@ class _Loop:
         return None
 
     def stop_all(self, reason: str) -> Iterator[Event]:
+        """A sure sample ends the question: every model still drawing is stopped."""
         for m in [m for m in self.order if m not in self.votes]:
-            yield from self.stop(m, reason)
+            yield from self.stop(m, reason, rule="confident")
 
     def _placeholders(self, model: str) -> list[Sample]:
         """A cancelled sample, with no answer, for every index of ``model`` that has not finished."""

@@ -27,11 +27,13 @@ from ..catalog.catalog import Catalog
 from ..decide.calibration import Calibrated
 from ..decide.confidence import VoteRule
 from ..decide.mux import COUNT
+from ..decide.stoprules import ConfidenceBars
 from ..errors import BudgetError, InvalidRequestError
 from ..memory.memory import format_bytes, plan
 from ..schedule.planning import shape_of
 from ..types import Sampling
 from .search import SearchResult, Spread
+from .stopsearch import StopScore
 from .votesearch import VoteCandidate
 
 __all__ = ["Candidate", "candidates", "choose", "curve_document", "profile_document", "write_profile"]
@@ -169,6 +171,7 @@ def profile_document(
     description: str | None,
     calibration: Sequence[Calibrated] = (),
     auto: bool = False,
+    stop: tuple[ConfidenceBars | None, Sequence[StopScore]] = (None, ()),
 ) -> str:
     """The profile's YAML. ``auto``: the profile answers any question (``kind: auto``); what was measured
     is its numeric kind (``measured.kind``), the one computations are answered as."""
@@ -192,6 +195,7 @@ def profile_document(
         | ({"system": settings["system"]} if settings.get("system") else {}),
         "n_ctx": settings.get("n_ctx", 4096),
         **({"vote": vote_document(chosen.vote)} if chosen.vote.vote != "count" else {}),
+        **({"stop": stop_document(stop[0])} if stop[0] is not None else {}),
         **({"budget": budget} if budget else {}),
         "measured": {
             **({"kind": result.kind} if auto else {}),
@@ -201,6 +205,7 @@ def profile_document(
             "date": datetime.date.today().isoformat(),
             "why": why,
             **_measured(chosen, result, found),
+            **({"stop_rules": [_stop_measured(score) for score in stop[1]]} if stop[1] else {}),
             # how often answers were right at each level of agreement (what `ask` says with an answer)
             "calibration": [level.to_dict() for level in calibration],
         },
@@ -249,6 +254,20 @@ def vote_document(rule: VoteRule) -> dict[str, Any]:
         rule.temperature if rule.vote == "weighted" else rule.keep
     )
     return doc
+
+
+def stop_document(bars: ConfidenceBars) -> dict[str, Any]:
+    """The confident stop rule as the profile's ``stop:`` mapping."""
+    return {"rule": "confident", "measure": bars.measure, "window": bars.window, "precision": bars.precision,
+            "bars": {m: round(b, 4) for m, b in bars.bars.items()}}  # fmt: skip
+
+
+def _stop_measured(score: StopScore) -> dict[str, Any]:
+    """One stop rule replayed on the runs (stopsearch.py): tokens per answer and accuracy, held out."""
+    row = {"rule": score.rule, "tokens_per_answer": round(score.tokens), "accuracy": round(score.accuracy, 4)}
+    if score.sure_answered:  # what `ask` says of an answer a sure sample ended
+        row |= {"ended_by_a_sure_sample": score.sure_answered, "right_when_ended_so": score.sure_right}
+    return row
 
 
 def _vote_measured(c: Candidate) -> dict[str, Any]:
