@@ -232,3 +232,11 @@ def test_an_answer_a_sure_sample_ended_says_how_often_such_answers_were_right(fa
     assert result.calibration_text.endswith("answers ended that way were right 90 % of the time (36 of 40)")
     unmeasured = ask(fake_models, tmp_path, BARS, engines(alpha, [9.0]))
     assert "not calibrated" in unmeasured.calibration_text
+
+
+def test_a_decision_the_exact_rule_settles_keeps_its_exact_stop(fake_models: list[str], tmp_path: Path) -> None:
+    # alpha's three sure 4s finish in one step: 3 of 3, which beta can only tie and alpha wins ties by its
+    # validation accuracy: the exact rule settles it, and the answer keeps its exact confidence
+    result = ask(fake_models, tmp_path, BARS, engines(["#### 4"] * 3, [9.0]))
+    assert result.answer == "4" and result.decision.confidence == 1.0
+    assert {s.model for s in result.stopped} == {"beta"} and "not calibrated" not in result.calibration_text

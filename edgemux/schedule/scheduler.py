@@ -67,7 +67,13 @@ def decode(
                 if model in loop.running:  # not stopped earlier in this round
                     finished = yield from loop.step(model)
                     if early_stop and finished:
-                        if stop_rule == "confident" and bars is not None:
+                        # a sure sample stops only what the exact rule would not: a settled decision keeps
+                        # its exact confidence (and its calibration) instead
+                        if (
+                            stop_rule == "confident"
+                            and bars is not None
+                            and outlook(loop.progress, ranks).settled is None
+                        ):
                             sure = loop.sure_answer(finished, bars, ranks)
                             if sure is not None:
                                 yield from loop.stop_all(sure)

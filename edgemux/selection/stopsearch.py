@@ -8,7 +8,8 @@ wins ties first. After each sample finishes the stop rule looks at the finished 
 - ``decision`` (exact, the default): a member that can no longer win is stopped; once the decision is
   settled the others are stopped and the winner's own samples finish (decide/earlystop.py);
 - ``confident``: ``decision``, and once a finished sample is sure by its member's bar and gives the answer
-  SLM-MUX gives on the finished samples, everything stops (decide/stoprules.py).
+  SLM-MUX gives on the finished samples, everything stops (decide/stoprules.py), unless the decision is
+  settled already (then the exact stop, which lets the winner's samples finish).
 
 The answer is SLM-MUX's over the samples that finished. A cancelled sample costs the tokens it had drawn.
 ``fit_confident`` chooses the confident rule's measure, window and precision on one half of the questions
@@ -108,11 +109,11 @@ def replay_question(samples: Sequence[Sequence[Drawn]], k: int, rule: str,
             running[m] -= 1
             if rule == "none":
                 continue
-            bar = bars[m] if rule == "confident" and bars else None
+            winner, hopeless = _outlook(finished, running, n, k)
+            bar = bars[m] if rule == "confident" and bars and winner is None else None  # settled: exact stop
             if bar is not None and d.answer >= 0 and d.score >= bar and mux_decision(finished, n, k)[1] == d.answer:
                 spent += sum(min(o.tokens, d.tokens) for o in wave)
                 return spent, mux_decision(finished, n, k)[2], True
-            winner, hopeless = _outlook(finished, running, n, k)
             stopped |= hopeless | ({i for i in range(n) if i != winner} if winner is not None else set())
             if m in stopped:
                 cut = d.tokens
