@@ -38,13 +38,13 @@ import numpy as np
 
 from edgemux.decide.confidence import sample_score
 from edgemux.decide.earlystop import ModelProgress, outlook
+from edgemux.decide.replay import Drawn
+from edgemux.decide.replay import mux_decision as decide_on
 from edgemux.decide.stoprules import fit_bar
 from edgemux.measure.evaluate import wilson
 from edgemux.profiles import load_profile
-from edgemux.selection import stopsearch
 from edgemux.selection.runs import read_runs_files
 from edgemux.selection.search import RunTable, build_table
-from edgemux.selection.stopsearch import Drawn
 from edgemux.selection.votesearch import half_of
 
 KILL_WINDOW = 16
@@ -54,8 +54,8 @@ Rule = Callable[[list[Drawn], Drawn, int], bool]  # finished samples, the one th
 
 
 def mux_decision(finished: Sequence[Drawn], n_members: int, k: int) -> tuple[int, bool]:
-    """(answer, right) of SLM-MUX over the finished samples (stopsearch.mux_decision)."""
-    return stopsearch.mux_decision(finished, n_members, k)[1:]
+    """(answer, right) of SLM-MUX over the finished samples (decide/replay.py)."""
+    return decide_on(finished, n_members, k)[1:]
 
 
 def agree(need: int, dissent: int) -> Rule:

@@ -77,6 +77,16 @@ def test_wilson_interval() -> None:
     assert low == pytest.approx(0.4038, abs=1e-3) and high == pytest.approx(0.5962, abs=1e-3)
 
 
+def test_the_exact_stop_replayed_gives_every_question_the_same_answer_for_fewer_tokens() -> None:
+    profile = Profile("handcount", "number", (ProfileModel("m1", 0.6), ProfileModel("m2", 0.5)), Sampling(k=3))
+    report = score_runs(read_runs(RUNS), profile, stops=True)
+    exact = "SLM-MUX, exact early stop (replayed)"
+    assert [q.answers[exact] for q in report.questions] == [q.answers["SLM-MUX"] for q in report.questions]
+    # by hand: m1 (first in the tie order) ends every question with at most 2 of 3 agreeing, and m2 could
+    # still reach 3 of 3 until its last sample: no exact rule can stop anything here
+    assert report.method(exact).tokens == report.method("SLM-MUX").tokens == 360
+
+
 def test_offline_eval_writes_the_report(tmp_path: Path) -> None:
     profile = tmp_path / "handcount.yaml"
     profile.write_text(PROFILE_YAML)
@@ -84,7 +94,10 @@ def test_offline_eval_writes_the_report(tmp_path: Path) -> None:
     result = invoke("eval", "--runs", str(RUNS), "--profile", str(profile), "--out", str(out), "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert {m["method"]: m["correct"] for m in data["methods"]} == {k: v[0] for k, v in EXPECTED.items()}
+    exact = "SLM-MUX, exact early stop (replayed)"  # the exact rule replayed: the same answers, fewer tokens
+    assert {m["method"]: m["correct"] for m in data["methods"]} == {k: v[0] for k, v in EXPECTED.items()} | {exact: 1}
+    rows = {m["method"]: m for m in data["methods"]}
+    assert rows[exact]["tokens_per_question"] <= rows["SLM-MUX"]["tokens_per_question"]
     assert json.loads((out / "report.json").read_text()) == data
     markdown = (out / "report.md").read_text()
     assert "| SLM-MUX | 25.0 % |" in markdown and "accuracy_vs_tokens.png" in markdown

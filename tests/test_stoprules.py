@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from edgemux.cli import cli
+from edgemux.decide.replay import Drawn, replay_question
 from edgemux.decide.stoprules import MIN_SAMPLES, ConfidenceBars, fit_bar
 from edgemux.errors import ConfigError, InvalidRequestError
 from edgemux.profiles import Profile, ProfileModel, load_profile, parse_profile
 from edgemux.schedule.runtime import LoadOptions, Mux
 from edgemux.selection.runs import Record
-from edgemux.selection.stopsearch import Drawn, replay_question
 from edgemux.testing import FakeEngine
 from edgemux.types import Sample, Sampling, TokenSignals
 from tests.test_build import POOL, SETTINGS, invoke
@@ -173,12 +173,12 @@ def test_the_replay_spends_what_each_rule_lets_run() -> None:
     favourite = drawn(0, [(10, 1, True, 9.0), (20, 1, True, 1.0), (30, 1, True, 1.0)])
     challenger = drawn(1, [(5, 3, False, 1.0)] * 3)
     samples = [favourite, challenger]
-    assert replay_question(samples, 3, "none") == (75, True, False)  # 3/3 against 3/3: the tie goes to member 0
+    assert replay_question(samples, 3, "none") == (75, True, False, 1)  # 3/3 against 3/3: the tie goes to member 0
     # exact: once member 0 has 3/3 nothing can beat it; member 1 never starts
-    assert replay_question(samples, 3, "decision") == (60, True, False)
+    assert replay_question(samples, 3, "decision") == (60, True, False, 1)
     # confident: member 0's first sample is sure and the current answer: the batch stops at its 10 tokens
-    assert replay_question(samples, 3, "confident", [5.0, None]) == (30, True, True)
-    assert replay_question(samples, 3, "confident", [10.0, None]) == (60, True, False)  # not sure enough: exact
+    assert replay_question(samples, 3, "confident", [5.0, None]) == (30, True, True, 1)
+    assert replay_question(samples, 3, "confident", [10.0, None]) == (60, True, False, 1)  # not sure enough: exact
 
 
 def write_runs(path: Path, n_tasks: int = 60, seed: int = 1) -> Path:

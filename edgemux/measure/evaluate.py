@@ -8,6 +8,9 @@ method sees exactly the same samples:
 - ``pooled vote``: one majority over all the models' samples (Agent Forest);
 - ``SLM-MUX``: the profile's rule (``mux.tally``/``mux.decide``, the code ``ask`` runs);
 - ``SLM-MUX + early stop``: live runs only — what ``ask`` decoded and how long it took;
+- ``SLM-MUX, <rule> stop (replayed)``: with ``stops``, the exact rule and the profile's confident rule
+  replayed on the recorded samples (``selection/stopsearch.py``; seconds scaled from the full batches
+  by the share of tokens decoded);
 - ``oracle``: some model's majority is right.
 
 Each with accuracy and a 95 % Wilson interval, tokens and seconds per question, and resident memory.
@@ -26,8 +29,11 @@ from dataclasses import dataclass, field, replace
 from ..answers.equivalence import Reference, Unifier, reference_of
 from ..answers.members import RUN_PROGRAMS_NEEDED, recorded_answer
 from ..decide.calibration import CoveragePoint, risk_coverage
-from ..decide.confidence import VoteRule
+from ..decide.confidence import VoteRule, sample_score
+from ..decide.earlystop import tie_ranks
 from ..decide.mux import decide, tally
+from ..decide.replay import Drawn, replay_question
+from ..decide.stoprules import ConfidenceBars
 from ..errors import InvalidRequestError
 from ..profiles import Profile
 from ..selection.runs import Record
@@ -147,11 +153,13 @@ def score_runs(
     run_programs: bool = False,
     measure: str = "lexical",
     votes: Mapping[str, VoteRule] | None = None,
+    stops: bool = False,
 ) -> EvalReport:
     """Score the profile's members on recorded samples: every method on the same questions. Nothing is
     executed unless ``run_programs`` (code tasks: their reference programs and answers are run). Open
     answers are clustered by ``measure``. Each of ``votes`` adds SLM-MUX with its samples weighed by that
-    rule (``confidence.VoteRule``), named ``SLM-MUX (name)``, next to the count rule's."""
+    rule (``confidence.VoteRule``), named ``SLM-MUX (name)``, next to the count rule's. ``stops``: the
+    profile's early-stop rules replayed as methods of their own."""
     models = profile.member_names
     by_task, kind, collected = _records_by_task(records, profile, run_programs)
     k = k or min(profile.sampling.k, collected)
@@ -159,7 +167,8 @@ def score_runs(
         raise InvalidRequestError(f"k={k} asked, but some records hold only {collected} samples")
     accuracy = {m.name: m.validation_accuracy for m in profile.models}
     votes = dict(votes or {})
-    scores = _method_scores(models, k, resident_bytes, [mux_name(v) for v in votes])
+    stop_rules = _stop_rules(profile) if stops else {}
+    scores = _method_scores(models, k, resident_bytes, [mux_name(v) for v in votes] + list(stop_rules))
     left_out: Counter[str] = Counter()
     outcomes = []
     for task, per in by_task.items():
@@ -176,7 +185,10 @@ def score_runs(
         read = {m: _first_k(per[m], k, kind, rescore, run_programs) for m in models}
         unify.prepare([s.answer for m in models for s in read[m]])
         samples = {m: [replace(s, answer=unify(s.answer)) for s in read[m]] for m in models}
-        outcomes.append(_score_question(task, ref, read, samples, kind, k, accuracy, scores, votes))
+        outcome = _score_question(task, ref, read, samples, kind, k, accuracy, scores, votes)
+        for name, (rule, bars) in stop_rules.items():
+            outcome.answers[name] = _replay_stop(ref, read, samples, kind, k, accuracy, rule, bars, scores[name])
+        outcomes.append(outcome)
     if not outcomes:
         reasons = "; ".join(f"{n} {why}" for why, n in left_out.items()) or "no tasks"
         raise InvalidRequestError(f"nothing to score: {reasons}")
@@ -253,6 +265,41 @@ def _score_question(task: str, ref: Reference, read: Mapping[str, list[Sample]],
     answers[ORACLE] = ref.answer if oracle_right else None
     scores[ORACLE].add(oracle_right, all_tokens, all_seconds)
     return QuestionOutcome(task, ref.answer, answers, decision.confidence, ref.is_right(decision.answer))
+
+
+def _stop_rules(profile: Profile) -> dict[str, tuple[str, ConfidenceBars | None]]:
+    """The early-stop rules a count-rule profile can replay: the exact one, and its confident one if any."""
+    if profile.vote.vote != "count":
+        return {}  # a confidence vote draws every sample
+    rules: dict[str, tuple[str, ConfidenceBars | None]] = {f"{MUX}, exact early stop (replayed)": ("decision", None)}
+    if profile.bars is not None:
+        rules[f"{MUX}, confident stop (replayed)"] = ("confident", profile.bars)
+    return rules
+
+
+def _replay_stop(ref: Reference, read: Mapping[str, list[Sample]], samples: Mapping[str, list[Sample]], kind: str,
+                 k: int, accuracy: Mapping[str, float | None], rule: str, bars: ConfidenceBars | None,
+                 score: MethodScore) -> str | None:  # fmt: skip
+    """One question decoded again on paper under ``rule`` (members in tie order); its answer, added to ``score``."""
+    ranks = tie_ranks(list(samples), accuracy)
+    order = sorted(samples, key=ranks.__getitem__) if ranks is not None else list(samples)
+    said = _own_words(kind, read, samples)
+    ids: dict[str, int] = {}
+    drawn = [
+        [Drawn(i, s.tokens, ids.setdefault(s.answer, len(ids)) if s.answer is not None else -1,
+               ref.is_right(said([m], s.answer)),
+               sample_score(s.signals, bars.measure, bars.window) if bars and s.signals else -math.inf)
+         for s in samples[m]]
+        for i, m in enumerate(order)
+    ]  # fmt: skip
+    member_bars = [bars.bars.get(m) for m in order] if bars else []
+    replayed = replay_question(drawn, k, rule, member_bars)
+    all_tokens = sum(s.tokens for m in order for s in samples[m])
+    all_seconds = sum(max(s.seconds for s in samples[m]) for m in order)
+    score.add(replayed.right, replayed.tokens, all_seconds * replayed.tokens / max(all_tokens, 1))
+    answer = next((a for a, i in ids.items() if i == replayed.answer), None)
+    winner = next((m for m in order if any(s.answer == answer for s in samples[m])), None)
+    return said([winner] if winner else [], answer)
 
 
 def mux_name(vote: str) -> str:

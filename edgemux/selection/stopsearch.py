@@ -1,19 +1,9 @@
 """Stop rules replayed on recorded runs: what each saves and what it costs in accuracy (issue 26).
 
-A question's recorded samples (token counts, answers, token signals) are decoded again on paper the way
-the scheduler's ``priority`` policy decodes them: each member's k samples as one batch, the member that
-wins ties first. After each sample finishes the stop rule looks at the finished ones:
-
-- ``none``: every sample is drawn;
-- ``decision`` (exact, the default): a member that can no longer win is stopped; once the decision is
-  settled the others are stopped and the winner's own samples finish (decide/earlystop.py);
-- ``confident``: ``decision``, and once a finished sample is sure by its member's bar and gives the answer
-  SLM-MUX gives on the finished samples, everything stops (decide/stoprules.py), unless the decision is
-  settled already (then the exact stop, which lets the winner's samples finish).
-
-The answer is SLM-MUX's over the samples that finished. A cancelled sample costs the tokens it had drawn.
-``fit_confident`` chooses the confident rule's measure, window and precision on one half of the questions
-and scores it on the other (votesearch.half_of), both ways; then fits the bars on every question.
+Every question of a runs table is decoded again on paper under a rule (``decide/replay.py``: the
+``priority`` schedule with ``none``, the exact ``decision`` rule or ``confident``). ``fit_confident``
+chooses the confident rule's measure, window and precision on one half of the questions and scores it on
+the other (votesearch.half_of), both ways; then fits the bars on every question.
 """
 
 from __future__ import annotations
@@ -24,31 +14,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..decide.confidence import sample_score
-from ..decide.earlystop import ModelProgress, outlook
+from ..decide.replay import Drawn, replay_question
 from ..decide.stoprules import ConfidenceBars, fit_bar
 from .search import RunTable, accuracy_ranks
 from .votesearch import half_of
 
-__all__ = ["Drawn", "StopScore", "fit_confident", "replay_question", "score_rule"]
+__all__ = ["StopScore", "fit_confident", "score_rule"]
 
-# What the confident rule is tried with: measures that rank a member's samples (issue 25's AUROC), windows
-# for answers of 80-400 tokens, and how often a sure sample must have been right.
-# (mean_logprob has no window.)
 MIN_SAVING = 0.05  # a confident rule must spend at least 5 % fewer tokens than the exact one
+# What the confident rule is tried with: measures that rank a member's samples (issue 25's AUROC), windows
+# for answers of 80-400 tokens (mean_logprob has none), and how often a sure sample must have been right.
 GRID = [("tail", w, p) for w in (16, 32) for p in (0.8, 0.9, 0.95)] + [
     ("mean_logprob", 16, p) for p in (0.8, 0.9, 0.95)
 ]
-
-
-@dataclass(frozen=True)
-class Drawn:
-    """One recorded sample: its member (position in the tie order), length, answer id (-1: none)."""
-
-    member: int
-    tokens: int
-    answer: int
-    right: bool
-    score: float
 
 
 @dataclass(frozen=True)
@@ -59,69 +37,6 @@ class StopScore:
     questions: int
     sure_answered: int = 0  # questions a sure sample ended (confident), and how many of those were right
     sure_right: int = 0
-
-
-def mux_decision(finished: Sequence[Drawn], n_members: int, k: int) -> tuple[int, int, bool]:
-    """SLM-MUX over the finished samples: (winner, answer, right); confidence = top count / k, ties to the
-    answer seen first and to the better-ranked member; (-1, -1, False) when nothing answered."""
-    best: tuple[float, int, int, bool] | None = None
-    for m in range(n_members):
-        counts: dict[int, int] = {}
-        for d in finished:
-            if d.member == m and d.answer >= 0:
-                counts[d.answer] = counts.get(d.answer, 0) + 1
-        if not counts:
-            continue
-        top = max(counts, key=lambda a: counts[a])  # first seen among equals: dicts keep insertion order
-        right = next(d.right for d in finished if d.member == m and d.answer == top)
-        if best is None or counts[top] / k > best[0]:
-            best = (counts[top] / k, m, top, right)
-    return (-1, -1, False) if best is None else best[1:]
-
-
-def _outlook(finished: Sequence[Drawn], running: Sequence[int], n_members: int, k: int) -> tuple[int | None, set[int]]:
-    """(the settled winner or None, the hopeless members) under the exact rule."""
-    progress = {
-        str(m): ModelProgress(k, [str(d.answer) if d.answer >= 0 else None for d in finished if d.member == m],
-                              running=running[m])
-        for m in range(n_members)
-    }  # fmt: skip
-    view = outlook(progress, {str(m): m for m in range(n_members)})
-    return (None if view.settled is None else int(view.settled)), {int(m) for m in view.hopeless}
-
-
-def replay_question(samples: Sequence[Sequence[Drawn]], k: int, rule: str,
-                    bars: Sequence[float | None] = ()) -> tuple[int, bool, bool]:  # fmt: skip
-    """Tokens spent, whether the answer was right and whether a sure sample ended the question, decoding
-    each member's k samples as a batch in tie order under ``rule`` (none, decision, confident; ``bars``:
-    each member's, for confident)."""
-    n = len(samples)
-    finished: list[Drawn] = []
-    running = [k] * n
-    spent = 0
-    stopped: set[int] = set()
-    for m, wave in enumerate(samples):
-        if m in stopped:
-            continue
-        cut: int | None = None  # the step at which this wave was cancelled
-        for d in sorted(wave, key=lambda d: d.tokens):
-            finished.append(d)
-            running[m] -= 1
-            if rule == "none":
-                continue
-            winner, hopeless = _outlook(finished, running, n, k)
-            bar = bars[m] if rule == "confident" and bars and winner is None else None  # settled: exact stop
-            if bar is not None and d.answer >= 0 and d.score >= bar and mux_decision(finished, n, k)[1] == d.answer:
-                spent += sum(min(o.tokens, d.tokens) for o in wave)
-                return spent, mux_decision(finished, n, k)[2], True
-            stopped |= hopeless | ({i for i in range(n) if i != winner} if winner is not None else set())
-            if m in stopped:
-                cut = d.tokens
-                break
-        spent += sum(d.tokens if cut is None else min(d.tokens, cut) for d in wave)
-        if cut is not None:
-            finished = [f for f in finished if f.member != m or f.tokens <= cut]
-    return spent, mux_decision(finished, n, k)[2], False
 
 
 def drawn(table: RunTable, rows: Sequence[int], q: int, k: int, measure: str, window: int) -> list[list[Drawn]]:
@@ -159,7 +74,7 @@ def score_rule(table: RunTable, rows: Sequence[int], k: int, rule: str, setting:
     for fit, scored in ((0, 1), (1, 0)):
         bars = bars_for(table, rows, halves[fit], k, measure, window, precision) if rule == "confident" else []
         for q in halves[scored]:
-            tokens, ok, ended = replay_question(drawn(table, rows, q, k, measure, window), k, rule, bars)
+            tokens, ok, ended, _ = replay_question(drawn(table, rows, q, k, measure, window), k, rule, bars)
             spent.append(tokens)
             right.append(ok)
             sure.append(ended)

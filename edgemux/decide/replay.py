@@ -1,0 +1,107 @@
+"""One question's recorded samples decoded again on paper under a stop rule (pure; issue 26).
+
+The scheduler's ``priority`` policy, replayed: each member's k samples decode as one batch, the member
+that wins ties first. After each sample finishes the stop rule looks at the finished ones:
+
+- ``none``: every sample is drawn;
+- ``decision`` (exact): a member that can no longer win is stopped; once the decision is settled the
+  others are stopped and the winner's own samples finish (earlystop.py);
+- ``confident``: ``decision``, and once a finished sample is sure by its member's bar and gives the answer
+  SLM-MUX gives on the finished samples, everything stops (stoprules.py), unless the decision is settled
+  already (then the exact stop).
+
+The answer is SLM-MUX's over the samples that finished. A cancelled sample costs the tokens it had drawn.
+``selection/stopsearch.py`` fits the confident rule with it; ``edgemux eval`` reports each rule with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from .earlystop import ModelProgress, outlook
+
+__all__ = ["Drawn", "Replayed", "mux_decision", "replay_question"]
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """One recorded sample: its member (position in the tie order), length, answer id (-1: none)."""
+
+    member: int
+    tokens: int
+    answer: int
+    right: bool
+    score: float
+
+
+class Replayed(NamedTuple):
+    tokens: int  # spent on the question
+    right: bool
+    sure: bool  # a sure sample ended it
+    answer: int  # the answer id SLM-MUX gave on the finished samples (-1: none)
+
+
+def mux_decision(finished: Sequence[Drawn], n_members: int, k: int) -> tuple[int, int, bool]:
+    """SLM-MUX over the finished samples: (winner, answer, right); confidence = top count / k, ties to the
+    answer seen first and to the better-ranked member; (-1, -1, False) when nothing answered."""
+    best: tuple[float, int, int, bool] | None = None
+    for m in range(n_members):
+        counts: dict[int, int] = {}
+        for d in finished:
+            if d.member == m and d.answer >= 0:
+                counts[d.answer] = counts.get(d.answer, 0) + 1
+        if not counts:
+            continue
+        top = max(counts, key=lambda a: counts[a])  # first seen among equals: dicts keep insertion order
+        right = next(d.right for d in finished if d.member == m and d.answer == top)
+        if best is None or counts[top] / k > best[0]:
+            best = (counts[top] / k, m, top, right)
+    return (-1, -1, False) if best is None else best[1:]
+
+
+def _outlook(finished: Sequence[Drawn], running: Sequence[int], n_members: int, k: int) -> tuple[int | None, set[int]]:
+    """(the settled winner or None, the hopeless members) under the exact rule."""
+    progress = {
+        str(m): ModelProgress(k, [str(d.answer) if d.answer >= 0 else None for d in finished if d.member == m],
+                              running=running[m])
+        for m in range(n_members)
+    }  # fmt: skip
+    view = outlook(progress, {str(m): m for m in range(n_members)})
+    return (None if view.settled is None else int(view.settled)), {int(m) for m in view.hopeless}
+
+
+def replay_question(samples: Sequence[Sequence[Drawn]], k: int, rule: str,
+                    bars: Sequence[float | None] = ()) -> Replayed:  # fmt: skip
+    """What one question costs and answers, decoding each member's k samples as a batch in tie order under
+    ``rule`` (none, decision, confident; ``bars``: each member's, for confident)."""
+    n = len(samples)
+    finished: list[Drawn] = []
+    running = [k] * n
+    spent = 0
+    stopped: set[int] = set()
+    for m, wave in enumerate(samples):
+        if m in stopped:
+            continue
+        cut: int | None = None  # the step at which this wave was cancelled
+        for d in sorted(wave, key=lambda d: d.tokens):
+            finished.append(d)
+            running[m] -= 1
+            if rule == "none":
+                continue
+            winner, hopeless = _outlook(finished, running, n, k)
+            bar = bars[m] if rule == "confident" and bars and winner is None else None  # settled: exact stop
+            if bar is not None and d.answer >= 0 and d.score >= bar and mux_decision(finished, n, k)[1] == d.answer:
+                spent += sum(min(o.tokens, d.tokens) for o in wave)
+                _, answer, right = mux_decision(finished, n, k)
+                return Replayed(spent, right, True, answer)
+            stopped |= hopeless | ({i for i in range(n) if i != winner} if winner is not None else set())
+            if m in stopped:
+                cut = d.tokens
+                break
+        spent += sum(d.tokens if cut is None else min(d.tokens, cut) for d in wave)
+        if cut is not None:
+            finished = [f for f in finished if f.member != m or f.tokens <= cut]
+    _, answer, right = mux_decision(finished, n, k)
+    return Replayed(spent, right, False, answer)
