@@ -15,9 +15,11 @@ from .common import budget_option, chosen_profile, cli, gpu_layers_option, profi
 
 if TYPE_CHECKING:
     from ..decide.calibration import Calibrated
+    from ..decide.stoprules import ConfidenceBars
     from ..profiles import Profile
     from ..selection.build import Candidate
     from ..selection.search import RunTable
+    from ..selection.stopsearch import StopScore
 
 
 @cli.command()
@@ -285,7 +287,9 @@ def _new_profile_path(name: str, out: Path | None, force: bool) -> Path:
     return target
 
 
-def _calibration_and_stop(table: RunTable, chosen: Candidate, stop_search: str) -> tuple[list[Calibrated], Any]:
+def _calibration_and_stop(
+    table: RunTable, chosen: Candidate, stop_search: str
+) -> tuple[list[Calibrated], tuple[ConfidenceBars | None, list[StopScore]]]:
     """The chosen setup's calibration (under its vote too) and, under counting, its confident stop rule."""
     from ..selection.calibrate import measure
     from ..selection.stopsearch import fit_confident

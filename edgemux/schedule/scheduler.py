@@ -67,18 +67,7 @@ def decode(
                 if model in loop.running:  # not stopped earlier in this round
                     finished = yield from loop.step(model)
                     if early_stop and finished:
-                        # a sure sample stops only what the exact rule would not: a settled decision keeps
-                        # its exact confidence (and its calibration) instead
-                        if (
-                            stop_rule == "confident"
-                            and bars is not None
-                            and outlook(loop.progress, ranks).settled is None
-                        ):
-                            sure = loop.sure_answer(finished, bars, ranks)
-                            if sure is not None:
-                                yield from loop.stop_all(sure)
-                                continue
-                        yield from _apply_outlook(loop.progress, ranks, loop.votes, loop.stop, stop_rule)
+                        yield from _apply_stop_rule(loop, ranks, stop_rule, bars, finished)
     finally:
         loop.cancel_running()  # the caller walked away, or an error: cancel what still decodes
     return loop.votes
@@ -193,8 +182,10 @@ class _Loop:
         self, finished: Sequence[Sample], bars: ConfidenceBars, ranks: Mapping[str, int] | None
     ) -> str | None:
         """A reason to stop everything when one of ``finished`` is sure and gives the current answer."""
-        for sample in finished:
-            if bars.is_sure(sample) and sample.answer == self.answer_now(ranks):
+        sure = [s for s in finished if bars.is_sure(s)]
+        current = self.answer_now(ranks) if sure else None  # a tally of every model: only when needed
+        for sample in sure:
+            if sample.answer == current:
                 return (
                     f"confident: {sample.model} sample {sample.index} is sure by its calibrated bar "
                     f"({bars.measure}, right {bars.precision:.0%} of the time on validation runs) and gives "
@@ -230,15 +221,20 @@ def _next_to_start(
     return pending[0] if pending and (policy == "interleave" or not local_busy) else None
 
 
-def _apply_outlook(
-    progress: dict[str, ModelProgress],
-    ranks: dict[str, int] | None,
-    votes: dict[str, ModelVote],
-    stop: Callable[[str, str], Iterator[Event]],
-    stop_rule: str,
+def _apply_stop_rule(
+    loop: _Loop, ranks: dict[str, int] | None, stop_rule: str, bars: ConfidenceBars | None, finished: Sequence[Sample]
 ) -> Iterator[Event]:
+    """After samples finished: stop what the rule lets stop. The exact outlook first; a sure sample (the
+    confident rule) stops everything only where the decision is not settled already, so a settled one keeps
+    its exact stop and exact confidence."""
+    progress, stop = loop.progress, loop.stop
     view = outlook(progress, ranks)
-    live = [m for m in progress if m not in votes]
+    if stop_rule == "confident" and bars is not None and view.settled is None:
+        reason = loop.sure_answer(finished, bars, ranks)
+        if reason is not None:
+            yield from loop.stop_all(reason)
+            return
+    live = [m for m in progress if m not in loop.votes]
     if stop_rule == "answer" and view.answer is not None:  # the answer is all this rule keeps exact
         reason = f"answer settled: every model that could still win would answer {view.answer}"
         for m in live:
