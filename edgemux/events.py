@@ -57,6 +57,7 @@ class ModelStopped:
     reason: str
     samples: tuple[int, ...]  # indices of the cancelled samples
     rule: str = ""  # "confident" when a sure sample ended the question (stoprules.py); else an exact rule's stop
+    never_started: tuple[int, ...] = ()  # those of ``samples`` whose wave had not begun (the cheap ones went first)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ class ProfileModel:
     name: str
     validation_accuracy: float | None = None  # measured on validation data; breaks ties between models
     resident: bool = False  # keep loaded (never evicted) once preloaded
+    tokens_per_sample: float | None = None  # measured mean length of one sample; the ``cheapest`` policy's order
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,11 @@ class Profile:
     def has_validation_accuracy(self) -> bool:
         return all(m.validation_accuracy is not None for m in self.models)
 
+    @property
+    def tokens_per_sample(self) -> dict[str, float]:
+        """The members' measured sample lengths, where the profile has them."""
+        return {m.name: m.tokens_per_sample for m in self.models if m.tokens_per_sample is not None}
+
     def validation_accuracy(self, model: str) -> float | None:
         return next((m.validation_accuracy for m in self.models if m.name == model), None)
 
@@ -164,11 +170,17 @@ def parse_profile(path: Path) -> Profile:
             continue
         if not isinstance(item, dict):
             raise ConfigError(f"{top.where(f'models[{i}]')}: expected a model name or a mapping")
-        entry = Section(item, path, f"models[{i}].").only({"name", "validation_accuracy", "resident"})
+        entry = Section(item, path, f"models[{i}].").only(
+            {"name", "validation_accuracy", "resident", "tokens_per_sample"}
+        )
         accuracy = entry.get("validation_accuracy", float, None)
         if accuracy is not None and not 0.0 <= accuracy <= 1.0:
             raise ConfigError(f"{entry.where('validation_accuracy')}: expected a share between 0 and 1, got {accuracy}")
-        models.append(ProfileModel(entry.get("name", str), accuracy, entry.get("resident", bool, False)))
+        length = entry.get("tokens_per_sample", float, None)
+        if length is not None and not length > 0:
+            raise ConfigError(f"{entry.where('tokens_per_sample')}: expected a positive number of tokens, got {length}")
+        models.append(ProfileModel(entry.get("name", str), accuracy, entry.get("resident", bool, False),
+                                   None if length is None else float(length)))  # fmt: skip
     if not models:
         raise ConfigError(f"{top.where('models')}: a profile needs at least one model")
     try:

@@ -14,6 +14,7 @@ from .programs import ProgramRun
 
 __all__ = [
     "ASK_KINDS",
+    "NEVER_STARTED",
     "TASK_KINDS",
     "BatchStep",
     "Decision",
@@ -29,6 +30,7 @@ __all__ = [
 TASK_KINDS = ("number", "math", "choice", "text", "open", "code")
 ASK_KINDS = (*TASK_KINDS, "auto")  # auto: decided per question (autokind.py); runs files hold a concrete kind
 TaskKind = Literal["number", "math", "choice", "text", "open"]
+NEVER_STARTED = "never started"  # the note of a cancelled sample whose wave early stop dropped before it began
 StopReason = Literal["eos", "stop", "length", "cancelled", "failed"]  # failed: a remote request that failed
 
 MAX_SAMPLES_PER_MODEL = 64  # llama.cpp allows 256 sequences; beyond 64 a vote gains nothing on a laptop
@@ -135,7 +137,7 @@ class FinishedSequence:
     tokens: int
     stop_reason: StopReason
     seconds: float  # from the start of generate(), prompt evaluation included
-    note: str = ""  # a failed sample: why (a remote request's error)
+    note: str = ""  # a failed sample: why (a remote request's error); a cancelled one: NEVER_STARTED or not
     logprobs: tuple[TokenLogprobs, ...] | None = None  # one per generated token, when they were asked for
 
 
@@ -166,7 +168,7 @@ class Sample:
     stop_reason: StopReason
     seconds: float
     program: ProgramRun | None = None  # program-of-thought members: how the sample's program ran
-    note: str = ""  # a failed sample: why (a remote request's error)
+    note: str = ""  # a failed sample: why (a remote request's error); a cancelled one: NEVER_STARTED or not
     signals: TokenSignals | None = None  # per-token logprob and confidence; None where the engine gave none
 
 
@@ -287,7 +289,10 @@ class MuxResult:
             "early_stop": {
                 "enabled": self.early_stop,
                 "rule": self.stop_rule,
-                "stopped_samples": [{"model": s.model, "index": s.index, "tokens": s.tokens} for s in self.stopped],
+                "stopped_samples": [
+                    {"model": s.model, "index": s.index, "tokens": s.tokens, "never_started": s.note == NEVER_STARTED}
+                    for s in self.stopped
+                ],
                 # each stopped sample could have run to max_tokens: the most the stop can have saved
                 "max_tokens_saved": sum(self.sampling.max_tokens - s.tokens for s in self.stopped),
             },

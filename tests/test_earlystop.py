@@ -137,3 +137,24 @@ def test_tie_ranks() -> None:
     assert tie_ranks(["a", "b"], {}) == {"a": 0, "b": 1}
     assert tie_ranks(["a", "b"], {"a": 0.2, "b": 0.8}) == {"b": 0, "a": 1}
     assert tie_ranks(["a", "b"], {"a": 0.2}) is None
+
+
+def test_wave_plans_of_each_policy() -> None:
+    from edgemux.schedule.scheduler import wave_plan
+
+    order, all3 = ["a", "b", "c"], (0, 1, 2)
+    assert wave_plan(order, 3, "priority") == [("a", all3), ("b", all3), ("c", all3)]
+    assert wave_plan(order, 3, "interleave") == wave_plan(order, 3, "priority")  # interleave starts them together
+    assert wave_plan(order, 2, "staged") == [("a", (0, 1)), ("b", (0,)), ("b", (1,)), ("c", (0,)), ("c", (1,))]
+    # cheapest: the shortest samples draw two first, the others one each in order, then everyone the rest
+    lengths = {"a": 300.0, "b": 80.0, "c": 150.0}
+    assert wave_plan(order, 4, "cheapest", tokens_per_sample=lengths) == [
+        ("b", (0, 1)), ("a", (0,)), ("c", (0,)), ("b", (2, 3)), ("a", (1, 2, 3)), ("c", (1, 2, 3)),
+    ]  # fmt: skip
+    # lengths unknown: the first in order counts as the cheapest; k = 1 leaves nothing for a second round
+    assert wave_plan(order, 4, "cheapest")[:3] == [("a", (0, 1)), ("b", (0,)), ("c", (0,))]
+    assert wave_plan(["a", "b"], 1, "cheapest", tokens_per_sample=lengths) == [("b", (0,)), ("a", (0,))]
+    # a remote member draws everything at once whatever the policy, before the local ones
+    assert wave_plan(order, 2, "cheapest", frozenset({"b"}), lengths) == [
+        ("b", (0, 1)), ("c", (0, 1)), ("a", (0,)), ("a", (1,)),
+    ]  # fmt: skip

@@ -80,6 +80,45 @@ def test_two_members_of_one_model_replay_their_own_recordings(fake_models: list[
             assert result.tokens == 60  # the program member is unanimous: the prose member never starts
 
 
+def test_cheapest_policy_draws_short_samples_first_and_says_which_never_started(
+    fake_models: list[str], home: Path
+) -> None:
+    # alpha wins ties (better validation accuracy) but its samples are long; beta's are short. Under
+    # `cheapest` beta draws two, alpha one (no answer), beta its third: beta is unanimous and alpha, at most
+    # 2 of 3 now, cannot win: the decision is settled and alpha's last two samples never start. `priority`
+    # runs alpha's three first.
+    from edgemux.events import ModelStopped
+    from edgemux.ui.live import LiveView
+
+    engines = {name: ReplayEngine() for name in fake_models}
+    recorded = {
+        "alpha": (["no answer", "\\boxed{4}", "\\boxed{4}"], [100, 100, 100]),
+        "beta": (["\\boxed{4}"] * 3, [20] * 3),
+    }
+    members = (ProfileModel("alpha", 0.8, tokens_per_sample=100.0), ProfileModel("beta", 0.5, tokens_per_sample=20.0))
+    profile = Profile("r", "number", members, Sampling(k=3, max_tokens=500, seed=1))
+
+    def ask(options: LoadOptions) -> tuple[list[object], LiveView]:
+        view = LiveView(profile.member_names)
+        with Mux(profile, load=options, engine_factory=lambda spec, *_: engines[spec.name]) as mux:  # type: ignore[arg-type, return-value]
+            for name, (texts, tokens) in recorded.items():
+                engines[name].play(texts, tokens)
+            events = list(mux.stream("q"))
+        for event in events:
+            view.update(event)  # type: ignore[arg-type]
+        return events, view
+
+    _, priority = ask(LoadOptions(policy="priority"))
+    events, cheapest = ask(LoadOptions(policy="cheapest"))
+    assert priority.result is not None and cheapest.result is not None
+    assert (priority.result.answer, priority.result.decision.winner, priority.result.tokens) == ("4", "beta", 360)
+    assert (cheapest.result.answer, cheapest.result.decision.winner, cheapest.result.tokens) == ("4", "beta", 160)
+    stopped = [e for e in events if isinstance(e, ModelStopped)]
+    assert [(e.model, e.samples, e.never_started) for e in stopped] == [("alpha", (1, 2), (1, 2))]
+    assert "alpha: 2 samples never started: decision settled: beta has at least 3 of 3" in str(cheapest.render().renderables[1])  # type: ignore[attr-defined]
+    assert [s["never_started"] for s in cheapest.result.to_dict()["early_stop"]["stopped_samples"]] == [True, True]
+
+
 @st.composite
 def recorded_questions(draw):  # type: ignore[no-untyped-def]
     """Two or three members' recorded samples: answers (None = no answer) and lengths in tokens."""
@@ -92,16 +131,16 @@ def recorded_questions(draw):  # type: ignore[no-untyped-def]
 
 
 @settings(max_examples=300, deadline=None)
-@given(recorded_questions(), st.sampled_from(["priority", "staged", "interleave"]))
+@given(recorded_questions(), st.sampled_from(["priority", "cheapest", "staged", "interleave"]))
 def test_decision_rule_keeps_winner_answer_and_confidence_exact(question, policy: str) -> None:  # type: ignore[no-untyped-def]
     """The real scheduler.decode through Mux, on recorded streams: under the default stop rule, early stop
     reports the same winner, answer and confidence as full sampling."""
     k, samples, acc = question
     names = list(samples)
     engines = {name: ReplayEngine() for name in names}
-    profile = Profile(
-        "r", "number", tuple(ProfileModel(n, acc[n]) for n in names), Sampling(k=k, max_tokens=64, seed=1)
-    )
+    length = {n: sum(t for _, t in samples[n]) / k for n in names}  # the cheapest policy's order
+    members = tuple(ProfileModel(n, acc[n], tokens_per_sample=length[n]) for n in names)
+    profile = Profile("r", "number", members, Sampling(k=k, max_tokens=64, seed=1))
     catalog = _FakeCatalog(names)
 
     def ask(options: LoadOptions) -> tuple[str | None, str | None, float]:

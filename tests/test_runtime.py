@@ -160,10 +160,10 @@ def test_priority_with_a_unanimous_favourite_never_runs_the_others(fake_models: 
     result = events[-1].result  # type: ignore[attr-defined]
     assert (result.answer, result.decision.winner) == ("7", "alpha")
     stopped = [e for e in events if isinstance(e, ModelStopped)]
-    assert [(e.model, e.samples) for e in stopped] == [("beta", (0, 1, 2))]
+    assert [(e.model, e.samples, e.never_started) for e in stopped] == [("beta", (0, 1, 2), (0, 1, 2))]
     assert "beta" not in created  # never even loaded
     assert result.to_dict()["early_stop"]["stopped_samples"] == [
-        {"model": "beta", "index": i, "tokens": 0} for i in range(3)
+        {"model": "beta", "index": i, "tokens": 0, "never_started": True} for i in range(3)
     ]
 
 

@@ -24,7 +24,10 @@ from .common import ABSTAIN_EXIT, NO_ANSWER_EXIT, budget_option, chosen_profile,
 @click.option("--threads", "n_threads", type=int, default=None, help="CPU threads [one per core]")
 @budget_option
 @click.option("--policy", type=click.Choice(POLICIES), default=DEFAULT_POLICY, show_default=True,
-              help="priority: one model at a time, the tie-break favourite first; interleave: all at once, round-robin")  # fmt: skip
+              help="priority: one model at a time, the tie-break favourite first; cheapest: the member with the "
+                   "shortest samples (measured, the profile's tokens_per_sample) draws 2, every other member 1, then "
+                   "the rest, so a stop rule can end the question before long samples start; staged: the favourite's "
+                   "k, then the others one at a time; interleave: all at once, round-robin")  # fmt: skip
 @click.option("--early-stop/--no-early-stop", default=True, show_default=True,
               help="stop samples as soon as they can no longer change the answer")  # fmt: skip
 @click.option("--stop-rule", type=click.Choice(STOP_RULES), default=None,

@@ -195,6 +195,7 @@ class Mux:
             remote=frozenset(m.name for m in profile.members if self.specs[m.model].is_remote),
             rule=profile.vote,
             bars=profile.bars,
+            tokens_per_sample=profile.tokens_per_sample,
         )
 
     def _read_again_as_open(self, profile: Profile, votes: dict[str, ModelVote], question: str
@@ -350,7 +351,7 @@ class Mux:
 
     def _order(self, profile: Profile, ranks: dict[str, int] | None) -> list[str]:
         names = profile.member_names
-        if self.options.policy == "priority" and ranks is not None:
+        if self.options.policy in ("priority", "cheapest") and ranks is not None:
             return sorted(names, key=ranks.__getitem__)  # the member that wins ties goes first
         # Models already loaded go first, so a tight budget swaps each model in at most once per question.
         return sorted(names, key=lambda n: not self.resident.is_resident(parse_member(n).model))

@@ -1,11 +1,15 @@
 """The decode loop: one loop owns every model's batch for a question and steps them in turn.
 
-Policies decide the order: ``interleave`` starts every model that fits and steps them round-robin (so
-the live view moves for all of them); ``priority`` runs one model at a time, best tie rank first, so that
-a confident favourite can settle the decision before the others start. With early stop on, after every
+Policies decide the order, as a plan of waves (a wave: some of a model's samples, decoded as one batch):
+``interleave`` starts every model that fits and steps them round-robin (so the live view moves for all of
+them); ``priority`` runs one model at a time, best tie rank first, so that a confident favourite can settle
+the decision before the others start; ``staged`` is priority with every model after the first drawing one
+sample at a time; ``cheapest`` decodes the cheapest informative samples first: the member with the
+shortest samples (measured on validation runs) draws two, every other member one, and only then the rest,
+so that a stop rule can end the question before the long samples start. With early stop on, after every
 finished sample the loop asks ``earlystop.outlook`` which models can no longer matter and cancels them
-(freeing their sequences), and once the decision is settled stops every model but the winner, whose
-samples finish so that its confidence is exact.
+(freeing their sequences, and dropping waves never started), and once the decision is settled stops every
+model but the winner, whose samples finish so that its confidence is exact.
 Models are started through an injected ``start`` (which leases and loads) and released through ``finish``.
 ``remote`` members (another server decodes them) start at once whatever the policy: their requests are in
 flight while the local models decode, and early stop cancels them like any other.
@@ -14,6 +18,7 @@ flight while the local models decode, and early stop cancels them like any other
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Literal, get_args
@@ -24,15 +29,28 @@ from ..decide.mux import COUNT, decide, tally
 from ..decide.stoprules import DEFAULT_STOP_RULE, STOP_RULES, ConfidenceBars, StopRule
 from ..errors import BudgetError
 from ..events import DecodeProgress, Event, ModelFinished, ModelStopped, SampleFinished
-from ..types import BatchStep, FinishedSequence, ModelVote, Sample
+from ..types import NEVER_STARTED, BatchStep, FinishedSequence, ModelVote, Sample
 
-__all__ = ["DEFAULT_POLICY", "DEFAULT_STOP_RULE", "POLICIES", "STOP_RULES", "Policy", "StopRule", "decode"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "DEFAULT_STOP_RULE",
+    "POLICIES",
+    "STOP_RULES",
+    "Policy",
+    "StopRule",
+    "Wave",
+    "decode",
+    "wave_plan",
+]
 
 log = logging.getLogger("edgemux.scheduler")
 
-Policy = Literal["priority", "staged", "interleave"]
+Policy = Literal["priority", "cheapest", "staged", "interleave"]
 POLICIES: tuple[str, ...] = get_args(Policy)
 DEFAULT_POLICY: Policy = "priority"
+CHEAP_FIRST = 2  # under ``cheapest``, how many samples the cheapest member draws before anyone else's second
+
+Wave = tuple[str, tuple[int, ...]]  # a model and the sample indices it decodes as one batch
 
 # start(model, sample indices): lease the model and begin decoding those samples (None: it does not fit now)
 Starter = Callable[[str, Sequence[int]], Generator[Event, None, "Iterator[BatchStep] | None"]]
@@ -53,15 +71,18 @@ def decode(
     remote: frozenset[str] = frozenset(),
     rule: VoteRule = COUNT,
     bars: ConfidenceBars | None = None,
+    tokens_per_sample: Mapping[str, float] | None = None,
 ) -> Generator[Event, None, dict[str, ModelVote]]:
     """Yield events while the models in ``order`` draw k samples each; return every model's vote, its
     samples weighed by ``rule``. Early stop reasons about counts: the runtime turns it off for other rules.
-    ``bars``: the members' calibrated bars, which the ``confident`` stop rule needs."""
+    ``bars``: the members' calibrated bars, which the ``confident`` stop rule needs; ``tokens_per_sample``:
+    each member's measured mean sample length, which the ``cheapest`` policy orders by."""
     if stop_rule == "confident" and bars is None:
         raise ValueError("the confident stop rule needs the members' confidence bars")
-    loop = _Loop(order, k, start, finish, make_sample, validation_accuracy, policy, remote, rule)
+    plan = wave_plan(order, k, policy, remote, tokens_per_sample)
+    loop = _Loop(order, k, plan, start, finish, make_sample, validation_accuracy, policy, remote, rule)
     try:
-        while loop.pending or loop.running:
+        while loop.queue or loop.running:
             yield from loop.start_what_fits()
             for model in list(loop.running):
                 if model in loop.running:  # not stopped earlier in this round
@@ -73,49 +94,62 @@ def decode(
     return loop.votes
 
 
-class _Loop:
-    """The state of one question's decode loop: which models wait, run or have voted, each one's samples,
-    its progress (for early stop) and the samples its next wave draws."""
+def wave_plan(
+    order: Sequence[str],
+    k: int,
+    policy: str,
+    remote: frozenset[str] = frozenset(),
+    tokens_per_sample: Mapping[str, float] | None = None,
+) -> list[Wave]:
+    """The waves of one question in the order they start. Remote members draw all k in one wave whatever
+    the policy (they cost nothing here); ``order`` is the local members' order where the policy keeps it."""
+    everything = tuple(range(k))
+    local = [m for m in order if m not in remote]
+    plan: list[Wave] = [(m, everything) for m in order if m in remote]
+    if policy == "staged" and local:
+        return plan + [(local[0], everything)] + [(m, (i,)) for m in local[1:] for i in everything]
+    if policy == "cheapest" and local:
+        cost = tokens_per_sample or {}
+        cheapest = min(local, key=lambda m: cost.get(m, math.inf))  # unknown or equal costs: the first in order
+        members = [cheapest] + [m for m in local if m != cheapest]
+        first = {m: CHEAP_FIRST if m == cheapest else 1 for m in members}
+        plan += [(m, everything[: first[m]]) for m in members]
+        return plan + [(m, everything[first[m] :]) for m in members if everything[first[m] :]]
+    return plan + [(m, everything) for m in local]
 
-    def __init__(self, order: Sequence[str], k: int, start: Starter, finish: Callable[[str], None],
+
+class _Loop:
+    """The state of one question's decode loop: the waves not started yet, which models run, each one's
+    samples, its progress (for early stop) and its vote once it has one."""
+
+    def __init__(self, order: Sequence[str], k: int, plan: list[Wave], start: Starter, finish: Callable[[str], None],
                  make_sample: Callable[[str, FinishedSequence], Sample],
                  validation_accuracy: Callable[[str], float | None], policy: str, remote: frozenset[str],
                  rule: VoteRule) -> None:  # fmt: skip
         self.order, self.k, self._start, self._finish, self._make_sample = order, k, start, finish, make_sample
         self.validation_accuracy, self.policy, self.remote, self.rule = validation_accuracy, policy, remote, rule
-        self.pending = list(order)
+        self.queue = list(plan)  # waves not started yet
         self.running: dict[str, Iterator[BatchStep]] = {}
-        # Which samples each model decodes in its next wave: all k at once, except under ``staged``, where
-        # every model after the first draws one sample at a time, so a challenger that cannot matter any more
-        # stops before its next sample starts (its prompt stays cached between waves).
-        self.waves: dict[str, list[int]] = {m: list(range(k)) for m in order}
-        self.wave_of: dict[str, list[int]] = {}
+        self.wave_of: dict[str, tuple[int, ...]] = {}  # the sample indices of each running model's wave
+        self.started: dict[str, set[int]] = {m: set() for m in order}
+        # every sample not finished counts as still coming, started or not: early stop stays exact
         self.progress = {m: ModelProgress(k, running=k) for m in order}
         self.samples: dict[str, list[Sample]] = {m: [] for m in order}
         self.tokens_now: dict[str, tuple[int, ...]] = {m: (0,) * k for m in order}
         self.votes: dict[str, ModelVote] = {}
 
     def start_what_fits(self) -> Generator[Event, None, None]:
-        """Start pending models while the policy and the budget allow."""
-        while (model := _next_to_start(self.pending, self.running, self.remote, self.policy)) is not None:
-            generator = yield from self.next_wave(model)
+        """Start the next waves while the policy and the budget allow."""
+        while (wave := _next_wave(self.queue, self.running, self.remote, self.policy)) is not None:
+            model, indices = wave
+            generator = yield from self._start(model, indices)
             if generator is None:
                 if not self.running:  # nothing to wait for: it would never fit
                     raise BudgetError(f"{model} cannot be loaded: the budget is held by pinned models")
                 return
-            self.pending.remove(model)
-            self.running[model] = generator
-
-    def next_wave(self, model: str) -> Generator[Event, None, Iterator[BatchStep] | None]:
-        staged = self.policy == "staged" and model != self.order[0] and model not in self.remote
-        size = 1 if staged else len(self.waves[model])
-        indices, self.waves[model] = self.waves[model][:size], self.waves[model][size:]
-        generator = yield from self._start(model, indices)
-        if generator is None:
-            self.waves[model] = indices + self.waves[model]
-        else:
-            self.wave_of[model] = indices
-        return generator
+            self.queue.remove(wave)
+            self.running[model], self.wave_of[model] = generator, indices
+            self.started[model].update(indices)
 
     def step(self, model: str) -> Generator[Event, None, list[Sample]]:
         """One decode step of ``model``; the samples that finished in it."""
@@ -140,31 +174,26 @@ class _Loop:
         return finished
 
     def wave_done(self, model: str) -> Generator[Event, None, None]:
-        """``model``'s wave ended: start its next wave, or record its vote."""
+        """``model``'s wave ended: it waits for its next wave in the plan, or records its vote."""
         del self.running[model]
         self._finish(model)
-        if self.waves[model]:  # more samples to draw: the next wave
-            generator = yield from self.next_wave(model)
-            if generator is None:
-                raise BudgetError(f"{model} could not be held again for its next sample")
-            self.running[model] = generator
+        if any(m == model for m, _ in self.queue):
             return
         self.votes[model] = tally(model, self.samples[model], self.validation_accuracy(model), self.rule)
         yield ModelFinished(self.votes[model])
 
     def stop(self, model: str, reason: str, rule: str = "") -> Iterator[Event]:
-        """Early stop: cancel what ``model`` still decodes (or never started) and record its vote."""
+        """Early stop: cancel what ``model`` still decodes, drop its waves not started, record its vote."""
         cancelled = self._placeholders(model)
-        self.waves[model] = []
+        self.queue = [w for w in self.queue if w[0] != model]
         if model in self.running:
             self.running.pop(model).close()  # type: ignore[attr-defined]  # frees the sequences in the engine
             self._finish(model)
-        elif model in self.pending:
-            self.pending.remove(model)
         self.progress[model].running = 0
         if cancelled:  # a model whose samples all finished in this very step was not stopped
-            log.info("stopping %s (%d samples): %s", model, len(cancelled), reason)
-            yield ModelStopped(model, reason, tuple(s.index for s in cancelled), rule)
+            never = tuple(s.index for s in cancelled if s.note == NEVER_STARTED)
+            log.info("stopping %s (%d samples, %d never started): %s", model, len(cancelled), len(never), reason)
+            yield ModelStopped(model, reason, tuple(s.index for s in cancelled), rule, never)
         self.votes[model] = tally(model, self.samples[model] + cancelled, self.validation_accuracy(model), self.rule)
         yield ModelFinished(self.votes[model])
 
@@ -200,9 +229,10 @@ class _Loop:
 
     def _placeholders(self, model: str) -> list[Sample]:
         """A cancelled sample, with no answer, for every index of ``model`` that has not finished."""
-        done = {s.index for s in self.samples[model]}
-        tokens = self.tokens_now[model]
-        return [Sample(model, i, -1, "", None, tokens[i], "cancelled", 0.0) for i in range(self.k) if i not in done]
+        done, tokens = {s.index for s in self.samples[model]}, self.tokens_now[model]
+        return [Sample(model, i, -1, "", None, tokens[i], "cancelled", 0.0,
+                       note="" if i in self.started[model] else NEVER_STARTED)
+                for i in range(self.k) if i not in done]  # fmt: skip
 
     def cancel_running(self) -> None:
         for model, generator in self.running.items():
@@ -210,15 +240,17 @@ class _Loop:
             self._finish(model)
 
 
-def _next_to_start(
-    pending: list[str], running: Mapping[str, object], remote: frozenset[str], policy: str
-) -> str | None:
-    """Remote members first (they cost nothing here), then local ones as the policy allows."""
-    for model in pending:
-        if model in remote:
-            return model
+def _next_wave(
+    queue: Sequence[Wave], running: Mapping[str, object], remote: frozenset[str], policy: str
+) -> Wave | None:
+    """Remote members' waves first (they cost nothing here), then local ones as the policy allows: under
+    ``interleave`` every model's at once, else the next in the plan once no local model decodes."""
+    waiting = [w for w in queue if w[0] not in running]
+    for wave in waiting:
+        if wave[0] in remote:
+            return wave
     local_busy = any(m not in remote for m in running)
-    return pending[0] if pending and (policy == "interleave" or not local_busy) else None
+    return waiting[0] if waiting and (policy == "interleave" or not local_busy) else None
 
 
 def _apply_stop_rule(
@@ -244,11 +276,14 @@ def _apply_stop_rule(
         # The winner's own running samples finish: any of them may still join its majority, and its
         # confidence (top count / k) is only exact once they have. Everyone else is stopped.
         w = progress[view.settled]
-        reason = f"decision settled: {view.settled} has at least {w.floor()} and its answer is fixed"
+        reason = f"decision settled: {view.settled} has at least {w.floor() * w.k} of {w.k} and its answer is fixed"
         for m in live:
             if m != view.settled:
                 yield from stop(m, reason)
         return
     for m in live:
         if m in view.hopeless:
-            yield from stop(m, f"cannot win: at most {progress[m].ceiling()} while another model has more for sure")
+            p = progress[m]
+            yield from stop(
+                m, f"cannot win: at most {p.ceiling() * p.k} of {p.k} while another model has more for sure"
+            )

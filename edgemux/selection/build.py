@@ -159,6 +159,25 @@ def _verdict(c: Candidate, best_ensemble_vs_single: tuple[float, float]) -> str:
     return "; ".join(lines)
 
 
+def _tie_order(chosen: Candidate, result: SearchResult) -> list[str]:
+    """The chosen members in tie-break order: best measured accuracy first."""
+    return sorted(chosen.models, key=lambda m: -result.model(m).accuracy)
+
+
+def _members_document(ordered: Sequence[str], result: SearchResult) -> list[dict[str, Any]]:
+    """The members' entries: measured accuracy (the tie-break), mean sample length (the ``cheapest``
+    policy's order); the best one stays resident."""
+    return [
+        {
+            "name": m,
+            "validation_accuracy": round(result.model(m).accuracy, 4),
+            **({"resident": True} if i == 0 else {}),
+            "tokens_per_sample": round(result.model(m).tokens_per_sample, 1),
+        }
+        for i, m in enumerate(ordered)
+    ]
+
+
 def profile_document(
     name: str,
     chosen: Candidate,
@@ -176,17 +195,12 @@ def profile_document(
     """The profile's YAML. ``auto``: the profile answers any question (``kind: auto``); what was measured
     is its numeric kind (``measured.kind``), the one computations are answered as."""
     settings = result.settings
-    accuracy = {m.model: m.accuracy for m in result.models}
-    # Models in tie-break order (best measured accuracy first); the best one stays resident.
-    ordered = sorted(chosen.models, key=lambda m: -accuracy[m])
+    ordered = _tie_order(chosen, result)
     doc: dict[str, Any] = {
         "name": name,
         "description": description or f"{', '.join(ordered)} at k={chosen.k}, chosen by `edgemux profile build`",
         "kind": "auto" if auto else result.kind,
-        "models": [
-            {"name": m, "validation_accuracy": round(accuracy[m], 4), **({"resident": True} if i == 0 else {})}
-            for i, m in enumerate(ordered)
-        ],
+        "models": _members_document(ordered, result),
         "sampling": {
             "k": chosen.k,
             **{f: settings[f] for f in Sampling.field_names() if f not in ("k", "seed") and f in settings},

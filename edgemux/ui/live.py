@@ -39,6 +39,8 @@ class _Row:
     elapsed_s: float = 0.0
     answers: dict[int, str | None] = field(default_factory=dict)
     stopped: set[int] = field(default_factory=set)
+    never_started: set[int] = field(default_factory=set)
+    why_not_started: str = ""  # the stop rule's reason, shown under the table
     failed: str = ""  # a remote member whose requests failed: why
     confidence: float | None = None
 
@@ -86,7 +88,11 @@ class LiveView:
             if event.sample.stop_reason == "failed":
                 row.failed = event.sample.note
         elif isinstance(event, ModelStopped):
-            self.rows[event.model].stopped.update(event.samples)
+            row = self.rows[event.model]
+            row.stopped.update(event.samples)
+            row.never_started.update(event.never_started)
+            if event.never_started:
+                row.why_not_started = event.reason
         elif isinstance(event, ModelFinished):
             row = self.rows[event.vote.model]
             row.state, row.confidence = "done", event.vote.confidence
@@ -108,12 +114,19 @@ class LiveView:
             conf = _running_confidence(row)
             table.add_row(model, samples, rate, answers, conf)
         parts: list[object] = [table]
+        for model, row in self.rows.items():
+            if row.never_started:
+                n = len(row.never_started)
+                parts.append(Text(f"{model}: {n} sample{'s' if n > 1 else ''} never started: {row.why_not_started}",
+                                  style="dim"))  # fmt: skip
         if self.result is not None:
             parts.append(decision_line(self.result))
         return Group(*parts)  # type: ignore[arg-type]
 
 
 def _sample_cell(index: int, tokens: int, row: _Row) -> str:
+    if index in row.never_started:
+        return "[dim]–[/]"  # early stop made it unnecessary before it began
     if index in row.stopped:
         return f"[dim]{tokens}✗[/]"  # cancelled by early stop
     return f"[green]{tokens}✓[/]" if index in row.answers else str(tokens)
@@ -174,7 +187,8 @@ def _log_event(event: Event, console: Console) -> None:
             + (f": {s.note}" if s.note else "")
         )
     elif isinstance(event, ModelStopped):
-        console.print(f"{event.model}: stopped {len(event.samples)} sample(s): {event.reason}")
+        never = f", {len(event.never_started)} never started" if event.never_started else ""
+        console.print(f"{event.model}: stopped {len(event.samples)} sample(s){never}: {event.reason}")
     elif isinstance(event, ModelFinished):
         v = event.vote
         console.print(f"{v.model}: majority {v.answer or '∅'}, confidence {v.confidence:.2f}")
