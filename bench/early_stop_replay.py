@@ -5,9 +5,9 @@ questions; this one measures tokens and answers on all of them.
 
 For every task that all the profile's models ran, each model's first k recorded samples are played back
 (sample i finishes after its recorded number of tokens, with its recorded text) under every setting:
-full (no early stop), and each policy (priority, interleave, staged) with each stop rule (decision,
-answer). It checks that early stop gave the same answer as full sampling on every question and prints the
-share of tokens saved, then the clairvoyant bound (bench/early_stop_bound.py): the most any exact rule
+full (no early stop), and each policy (priority, interleave, staged, cheapest) with each stop rule
+(decision, answer, confident). It checks that early stop gave the same answer as full sampling on every
+question and prints the share of tokens saved, then the clairvoyant bound (bench/early_stop_bound.py): the most any exact rule
 could save on the same samples.
 
     python bench/early_stop_replay.py --runs bench/runs/gsm8k-dev-k5.jsonl.gz --profile default -k 3
@@ -48,6 +48,10 @@ SETTINGS = {
     "staged+answer": LoadOptions(policy="staged", early_stop=True, stop_rule="answer"),
     # the profile's calibrated bars (`profile build`): stops on a sure sample, may change answers
     "priority+confident": LoadOptions(policy="priority", early_stop=True, stop_rule="confident"),
+    # the shortest samples first (the profile's tokens_per_sample): 2 of the cheapest member, 1 of each other
+    "cheapest": LoadOptions(policy="cheapest", early_stop=True, stop_rule="decision"),
+    "cheapest+confident": LoadOptions(policy="cheapest", early_stop=True, stop_rule="confident"),
+    "staged+confident": LoadOptions(policy="staged", early_stop=True, stop_rule="confident"),
 }
 
 
@@ -69,7 +73,7 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown settings: {', '.join(sorted(unknown))}; choose from {', '.join(SETTINGS)}")
     settings = {name: options for name, options in SETTINGS.items() if name in chosen}
-    if "priority+confident" in settings and load_profile(args.profile).bars is None:
+    if any(name.endswith("+confident") for name in settings) and load_profile(args.profile).bars is None:
         sys.exit(f"profile {args.profile} has no confidence bars: build it from runs with token signals")
     early_names = [name for name in settings if name != "full"]
 

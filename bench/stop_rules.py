@@ -133,7 +133,7 @@ class Question:
                     cut = kill_point(signals.confidences, kill_bars[m])
                     if cut is not None:
                         tokens, answer, right = cut, -1, False
-                mine.append(Drawn(m, tokens, answer, right, score))
+                mine.append(Drawn(m, j, tokens, answer, right, score))
             out.append(mine)
         return out
 

@@ -115,7 +115,9 @@ def test_cheapest_policy_draws_short_samples_first_and_says_which_never_started(
     assert (cheapest.result.answer, cheapest.result.decision.winner, cheapest.result.tokens) == ("4", "beta", 160)
     stopped = [e for e in events if isinstance(e, ModelStopped)]
     assert [(e.model, e.samples, e.never_started) for e in stopped] == [("alpha", (1, 2), (1, 2))]
-    assert "alpha: 2 samples never started: decision settled: beta has at least 3 of 3" in str(cheapest.render().renderables[1])  # type: ignore[attr-defined]
+    assert "alpha: 2 samples never started: decision settled: beta has at least 3 of 3" in str(
+        cheapest.render().renderables[1]
+    )  # type: ignore[attr-defined]
     assert [s["never_started"] for s in cheapest.result.to_dict()["early_stop"]["stopped_samples"]] == [True, True]
 
 

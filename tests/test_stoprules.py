@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgemux.cli import cli
-from edgemux.decide.replay import Drawn, replay_question
+from edgemux.decide.replay import Drawn, mux_decision, replay_question
 from edgemux.decide.stoprules import MIN_SAMPLES, ConfidenceBars, fit_bar
 from edgemux.errors import ConfigError, InvalidRequestError
 from edgemux.profiles import Profile, ProfileModel, load_profile, parse_profile
@@ -165,7 +165,7 @@ def test_ask_takes_the_rule_from_the_profile_or_the_flag(fake_models: list[str],
 
 
 def drawn(member: int, rows: list[tuple[int, int, bool, float]]) -> list[Drawn]:
-    return [Drawn(member, tokens, answer, right, score) for tokens, answer, right, score in rows]
+    return [Drawn(member, j, *row) for j, row in enumerate(rows)]
 
 
 def test_the_replay_spends_what_each_rule_lets_run() -> None:
@@ -240,3 +240,12 @@ def test_a_decision_the_exact_rule_settles_keeps_its_exact_stop(fake_models: lis
     result = ask(fake_models, tmp_path, BARS, engines(["#### 4"] * 3, [9.0]))
     assert result.answer == "4" and result.decision.confidence == 1.0
     assert {s.model for s in result.stopped} == {"beta"} and "not calibrated" not in result.calibration_text
+
+
+def test_the_replay_breaks_a_tie_inside_a_member_by_draw_order_as_the_vote_does() -> None:
+    # Two answers once each: the vote (mux.tally) keeps the one drawn first (index 0), not the one that
+    # finished first (the shorter sample, index 1).
+    samples = [[Drawn(0, 0, 100, 7, True, 0.0), Drawn(0, 1, 10, 8, False, 0.0)]]
+    assert mux_decision([samples[0][1], samples[0][0]], 1, 2) == (0, 7, True)
+    for rule in ("none", "decision"):
+        assert replay_question(samples, 2, rule).answer == 7

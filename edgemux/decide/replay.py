@@ -27,9 +27,10 @@ __all__ = ["Drawn", "Replayed", "mux_decision", "replay_question"]
 
 @dataclass(frozen=True)
 class Drawn:
-    """One recorded sample: its member (position in the tie order), length, answer id (-1: none)."""
+    """One recorded sample: its member (position in the tie order), index, length, answer id (-1: none)."""
 
     member: int
+    index: int  # the order it was drawn in: tied answers inside a member go to the earliest (mux.tally)
     tokens: int
     answer: int
     right: bool
@@ -45,16 +46,18 @@ class Replayed(NamedTuple):
 
 def mux_decision(finished: Sequence[Drawn], n_members: int, k: int) -> tuple[int, int, bool]:
     """SLM-MUX over the finished samples: (winner, answer, right); confidence = top count / k, ties to the
-    answer seen first and to the better-ranked member; (-1, -1, False) when nothing answered."""
+    answer with the earliest sample (by index, as ``mux.tally``: not the first to finish) and to the
+    better-ranked member; (-1, -1, False) when nothing answered."""
     best: tuple[float, int, int, bool] | None = None
+    in_draw_order = sorted(finished, key=lambda d: d.index)
     for m in range(n_members):
         counts: dict[int, int] = {}
-        for d in finished:
+        for d in in_draw_order:
             if d.member == m and d.answer >= 0:
                 counts[d.answer] = counts.get(d.answer, 0) + 1
         if not counts:
             continue
-        top = max(counts, key=lambda a: counts[a])  # first seen among equals: dicts keep insertion order
+        top = max(counts, key=lambda a: counts[a])  # the earliest among equals: dicts keep insertion order
         right = next(d.right for d in finished if d.member == m and d.answer == top)
         if best is None or counts[top] / k > best[0]:
             best = (counts[top] / k, m, top, right)

@@ -286,7 +286,7 @@ def _replay_stop(ref: Reference, read: Mapping[str, list[Sample]], samples: Mapp
     said = _own_words(kind, read, samples)
     ids: dict[str, int] = {}
     drawn = [
-        [Drawn(i, s.tokens, ids.setdefault(s.answer, len(ids)) if s.answer is not None else -1,
+        [Drawn(i, s.index, s.tokens, ids.setdefault(s.answer, len(ids)) if s.answer is not None else -1,
                ref.is_right(said([m], s.answer)),
                sample_score(s.signals, bars.measure, bars.window) if bars and s.signals else -math.inf)
          for s in samples[m]]

@@ -47,7 +47,7 @@ def drawn(table: RunTable, rows: Sequence[int], q: int, k: int, measure: str, wi
         for j in range(k):
             signals = table.signals[row][q][j] if table.signals else None
             score = sample_score(signals, measure, window) if signals is not None else -np.inf
-            mine.append(Drawn(m, int(table.tokens[row, q, j]), int(table.answers[row, q, j]),
+            mine.append(Drawn(m, j, int(table.tokens[row, q, j]), int(table.answers[row, q, j]),
                               bool(table.correct[row, q, j]), score))  # fmt: skip
         out.append(mine)
     return out
