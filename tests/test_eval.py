@@ -155,15 +155,7 @@ def test_votes_weighed_by_confidence_are_scored_next_to_the_count(tmp_path: Path
     # share for 8 = e^12 / (e^12 + 2e) beats m2's for 2 = e^10 / (e^10 + 2e^2): 8 ✓; A, B, C as counted: 2 of 4.
     # Filtered to the surest third (one sample each, ties to the earlier): A 7 ✓ (tie → m1), B m1's 5 ✓
     # (tie → m1), C m1's 4 ✗, D m1's 8 ✓ (tie → m1): 3 of 4.
-    sure = {("D", "m1"): [1, 12, 1], ("D", "m2"): [2, 10, 2]}
-    lines = []
-    for line in RUNS.read_text().splitlines():
-        row = json.loads(line)
-        for s, c in zip(row["samples"], sure.get((row["task"], row["model"]), [5, 5, 5]), strict=True):
-            s["lp"], s["tc"] = [-0.1] * 3, [float(c)] * 3
-        lines.append(json.dumps(row))
-    path = tmp_path / "runs.jsonl"
-    path.write_text("\n".join(lines) + "\n")
+    path = _runs_with_confidence(tmp_path)
     profile = Profile("handcount", "number", (ProfileModel("m1", 0.6), ProfileModel("m2", 0.5)), Sampling(k=3))
     votes = {"weighted": VoteRule("weighted", "lowest_group", 4, 1.0), "filtered": VoteRule("filtered", keep=0.33)}
     report = score_runs(read_runs(path), profile, votes=votes)
@@ -173,3 +165,28 @@ def test_votes_weighed_by_confidence_are_scored_next_to_the_count(tmp_path: Path
     assert (
         score_runs(read_runs(RUNS), profile, votes=votes).method("SLM-MUX (weighted)").correct == 1
     )  # no signals: counts
+
+
+def _runs_with_confidence(tmp_path: Path) -> Path:
+    """The fixed runs with token confidences: every sample 5 except on D (see the test above)."""
+    sure = {("D", "m1"): [1, 12, 1], ("D", "m2"): [2, 10, 2]}
+    lines = []
+    for line in RUNS.read_text().splitlines():
+        row = json.loads(line)
+        for s, c in zip(row["samples"], sure.get((row["task"], row["model"]), [5, 5, 5]), strict=True):
+            s["lp"], s["tc"] = [-0.1] * 3, [float(c)] * 3
+        lines.append(json.dumps(row))
+    path = tmp_path / "runs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_eval_of_a_profile_that_votes_weighted_scores_its_own_vote(tmp_path: Path) -> None:
+    # How the profile answers is a row of its own, beside the count; a weighted vote has no early stop to replay.
+    profile = tmp_path / "weighted.yaml"
+    profile.write_text(PROFILE_YAML + "vote: {rule: weighted, measure: lowest_group, window: 4, temperature: 1.0}\n")
+    result = invoke("eval", "--runs", str(_runs_with_confidence(tmp_path)), "--profile", str(profile), "--json")
+    assert result.exit_code == 0, result.output
+    correct = {m["method"]: m["correct"] for m in json.loads(result.stdout)["methods"]}
+    assert (correct["SLM-MUX"], correct["SLM-MUX (weighted)"]) == (1, 2)
+    assert not any("replayed" in method for method in correct)

@@ -70,8 +70,10 @@ def eval_cmd(tasks_path: Path | None, runs_path: Path | None, profile: str, mode
     source = str(tasks_path or runs_path)
     if tasks_path is None:
         assert runs_path is not None
+        own_vote = {chosen.vote.vote: chosen.vote} if chosen.vote.vote != "count" else {}  # how the profile answers
         report = score_runs(read_runs_files(runs_path), chosen, k=sampling.get("k"), rescore=not no_rescore,
-                            resident_bytes=estimated_bytes_of(chosen), run_programs=run_programs, stops=True)  # fmt: skip
+                            resident_bytes=estimated_bytes_of(chosen), run_programs=run_programs, stops=True,
+                            votes=own_vote)  # fmt: skip
     else:
         tasks = load_tasks(tasks_path, limit=limit, shuffle_seed=shuffle_seed)
         out = out or Path("eval") / f"{chosen.name}-{tasks_path.name.split('.')[0]}"
