@@ -106,7 +106,7 @@ def wave_plan(
     everything = tuple(range(k))
     local = [m for m in order if m not in remote]
     plan: list[Wave] = [(m, everything) for m in order if m in remote]
-    if policy == "staged" and local:
+    if policy == "staged" and local:  # a challenger that cannot matter stops before its next sample starts
         return plan + [(local[0], everything)] + [(m, (i,)) for m in local[1:] for i in everything]
     if policy == "cheapest" and local:
         cost = tokens_per_sample or {}
