@@ -6,6 +6,8 @@ For every question, with the same seeds, runs of the profile (--methods picks th
   priority            one model at a time, favourite first, exact early stop (decision rule);
   staged+answer       the favourite's k samples as one batch, the others' one at a time, answer rule;
   priority+confident  priority with the confident stop rule (the profile's bars; issue 26);
+  staged+confident    staged with the confident stop rule (the fewest tokens on the recorded runs);
+  cheapest+confident  the shortest samples first (the profile's tokens_per_sample), confident rule;
   single              the best single model (the profile's first) drawing its k samples alone.
 (bench/runs/early_stop.jsonl holds an earlier run that compared full, priority and interleave.)
 Same seeds give the same samples, so the answers of the early-stop runs can be checked against the full
@@ -14,6 +16,7 @@ there are skipped), and the summary prints the ratios the issue asks for.
 
     python bench/early_stop.py --limit 100 --out bench/runs/early_stop_staged.jsonl
     python bench/early_stop.py --limit 20 --methods priority,priority+confident --out bench/runs/stop_rules_live.jsonl
+    python bench/early_stop.py --limit 20 --methods priority,staged+confident --out bench/runs/staged_live.jsonl
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ METHODS = {
     "priority": LoadOptions(policy="priority", early_stop=True, stop_rule="decision"),
     "staged+answer": LoadOptions(policy="staged", early_stop=True, stop_rule="answer"),
     "priority+confident": LoadOptions(policy="priority", early_stop=True, stop_rule="confident"),
+    "staged+confident": LoadOptions(policy="staged", early_stop=True, stop_rule="confident"),
+    "cheapest+confident": LoadOptions(policy="cheapest", early_stop=True, stop_rule="confident"),
 }
 
 
