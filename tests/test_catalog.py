@@ -122,6 +122,9 @@ def test_profile_parses_shorthand_and_accuracies(tmp_path: Path) -> None:
     profile = parse_profile(write(tmp_path, "p.yaml", PROFILE))
     assert profile.model_names == ["qwen2.5-coder-0.5b", "smollm2-135m"]
     assert profile.validation_accuracy("smollm2-135m") == 0.25
+    assert profile.tokens_per_sample == {}  # not measured: the cheapest policy keeps the profile's order
+    lengths = parse_profile(write(tmp_path, "q.yaml", PROFILE.replace("0.25}", "0.25, tokens_per_sample: 80}")))
+    assert lengths.tokens_per_sample == {"smollm2-135m": 80.0}
     assert (profile.sampling.k, profile.sampling.temperature) == (5, 0.3)
 
 
@@ -133,6 +136,8 @@ def test_profile_parses_shorthand_and_accuracies(tmp_path: Path) -> None:
         (PROFILE.replace("k: 5", "beam: 5"), "key sampling.beam: unknown key"),
         (PROFILE.replace("kind: number", "kind: essay"), "key kind: expected one of"),
         (PROFILE.replace("0.25", "25"), "expected a share between 0 and 1"),
+        (PROFILE.replace("0.25}", "0.25, tokens_per_sample: 0}"), "tokens_per_sample: expected a positive number"),
+        (PROFILE.replace("0.25}", "0.25, tokens_per_sample: many}"), "tokens_per_sample: expected float"),
         (PROFILE.replace("- qwen2.5-coder-0.5b", "- smollm2-135m"), "named twice"),
         (PROFILE.replace("name: p", "name: p\n  bad: indent"), "malformed YAML"),
     ],
