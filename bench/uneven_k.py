@@ -1,8 +1,8 @@
 """Does drawing more of the cheap member's samples and fewer of the expensive one's buy accuracy per token?
 (issue 25: the `default` target "today's accuracy at ≤ 50 % of today's tokens"). On runs collected at a
 high k (the GSM8K k = 8 runs), every pair (k of the first member, k of the second) is scored by SLM-MUX
-over random subsets of each member's recorded samples (same rule as `decide`: the larger share of its own
-k wins, ties to the first member, which has the better validation accuracy in `default`), with the tokens
+over random subsets of each member's recorded samples (`mux.tally` and `mux.decide`: the larger share of its
+own k wins, ties to the first member, given the better validation accuracy as in `default`), with the tokens
 those samples cost, before early stop.
 
     python bench/uneven_k.py --runs bench/runs/gsm8k-dev-conf-k8.jsonl.gz \
@@ -13,20 +13,9 @@ from __future__ import annotations
 
 import argparse
 import random
-from collections import Counter
-from collections.abc import Sequence
 
+from edgemux.decide.mux import decide, tally
 from edgemux.selection.runs import Record, read_runs_files
-from edgemux.types import Sample
-
-
-def vote(samples: Sequence[Sample], k: int) -> tuple[str | None, float]:
-    """A member's majority (ties to the earliest drawn) and its share of the k samples."""
-    counts = Counter(s.answer for s in samples if s.answer is not None)
-    if not counts:
-        return None, 0.0
-    top = max(counts.values())
-    return next(s.answer for s in samples if s.answer is not None and counts[s.answer] == top), top / k
 
 
 def main() -> None:
@@ -52,8 +41,8 @@ def main() -> None:
                     a, b = per[first], per[second]
                     s1 = rng.sample(list(a.samples), k1)
                     s2 = rng.sample(list(b.samples), k2) if k2 else []
-                    (x, cx), (y, cy) = vote(s1, k1), (vote(s2, k2) if k2 else (None, 0.0))
-                    answer = x if x is not None and (cx >= cy or y is None) else y
+                    votes = [tally(first, s1, 1.0)] + ([tally(second, s2, 0.0)] if k2 else [])
+                    answer = decide(votes).answer
                     right += answer is not None and answer == a.reference_answer()
                     tokens += sum(s.tokens for s in s1 + s2)
                     n += 1

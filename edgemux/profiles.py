@@ -179,8 +179,7 @@ def parse_profile(path: Path) -> Profile:
         length = entry.get("tokens_per_sample", float, None)
         if length is not None and not length > 0:
             raise ConfigError(f"{entry.where('tokens_per_sample')}: expected a positive number of tokens, got {length}")
-        models.append(ProfileModel(entry.get("name", str), accuracy, entry.get("resident", bool, False),
-                                   None if length is None else float(length)))  # fmt: skip
+        models.append(ProfileModel(entry.get("name", str), accuracy, entry.get("resident", bool, False), length))
     if not models:
         raise ConfigError(f"{top.where('models')}: a profile needs at least one model")
     try:

@@ -137,7 +137,7 @@ class FinishedSequence:
     tokens: int
     stop_reason: StopReason
     seconds: float  # from the start of generate(), prompt evaluation included
-    note: str = ""  # a failed sample: why (a remote request's error); a cancelled one: NEVER_STARTED or not
+    note: str = ""  # a failed sample: why (a remote request's error)
     logprobs: tuple[TokenLogprobs, ...] | None = None  # one per generated token, when they were asked for
 
 
