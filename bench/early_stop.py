@@ -42,6 +42,8 @@ METHODS = {
     "priority+confident": LoadOptions(policy="priority", early_stop=True, stop_rule="confident"),
     "staged+confident": LoadOptions(policy="staged", early_stop=True, stop_rule="confident"),
     "cheapest+confident": LoadOptions(policy="cheapest", early_stop=True, stop_rule="confident"),
+    "priority+agree": LoadOptions(policy="priority", early_stop=True, stop_rule="agree"),
+    "cheapest+agree": LoadOptions(policy="cheapest", early_stop=True, stop_rule="agree"),
 }
 
 

@@ -6,7 +6,7 @@ questions; this one measures tokens and answers on all of them.
 For every task that all the profile's models ran, each model's first k recorded samples are played back
 (sample i finishes after its recorded number of tokens, with its recorded text) under every setting:
 full (no early stop), and each policy (priority, interleave, staged, cheapest) with each stop rule
-(decision, answer, confident). It checks that early stop gave the same answer as full sampling on every
+(decision, answer, confident, agree). It checks that early stop gave the same answer as full sampling on every
 question and prints the share of tokens saved, then the clairvoyant bound (bench/early_stop_bound.py): the most any exact rule
 could save on the same samples.
 
@@ -52,6 +52,10 @@ SETTINGS = {
     "cheapest": LoadOptions(policy="cheapest", early_stop=True, stop_rule="decision"),
     "cheapest+confident": LoadOptions(policy="cheapest", early_stop=True, stop_rule="confident"),
     "staged+confident": LoadOptions(policy="staged", early_stop=True, stop_rule="confident"),
+    # finished samples agreeing on the current answer (the profile's need/dissent, else 3 with 1 dissenting)
+    "priority+agree": LoadOptions(policy="priority", early_stop=True, stop_rule="agree"),
+    "cheapest+agree": LoadOptions(policy="cheapest", early_stop=True, stop_rule="agree"),
+    "staged+agree": LoadOptions(policy="staged", early_stop=True, stop_rule="agree"),
 }
 
 

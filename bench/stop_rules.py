@@ -10,7 +10,8 @@ order is the profile's); only *when to stop* differs between rules:
 - ``exact``: the answer-settled bound of decide/earlystop.py (no answer can change); the profile's own
   replay of the shipped rules (``decision``, ``confident``) is edgemux/selection/stopsearch.py, which
   `profile build` runs;
-- ``agree N/D``: N finished samples, pooled over the members, give one answer and at most D others dissent;
+- ``agree N/D``: N finished samples, pooled over the members, give SLM-MUX's current answer and at most D
+  others dissent (the shipped ``agree`` rule, stoprules.Agreement);
 - ``confident P``: a finished sample whose confidence is at least its member's bar answers, if it is the
   current SLM-MUX answer; the bar is the lowest score above which that member's samples were right at
   least P of the time on the *other* half of the questions;
@@ -40,7 +41,7 @@ from edgemux.decide.confidence import sample_score
 from edgemux.decide.earlystop import ModelProgress, outlook
 from edgemux.decide.replay import Drawn
 from edgemux.decide.replay import mux_decision as decide_on
-from edgemux.decide.stoprules import fit_bar
+from edgemux.decide.stoprules import Agreement, fit_bar
 from edgemux.measure.evaluate import wilson
 from edgemux.profiles import load_profile
 from edgemux.selection.runs import read_runs_files
@@ -58,13 +59,13 @@ def mux_decision(finished: Sequence[Drawn], n_members: int, k: int) -> tuple[int
     return decide_on(finished, n_members, k)[1:]
 
 
-def agree(need: int, dissent: int) -> Rule:
+def agree(need: int, dissent: int, n_members: int) -> Rule:
+    """The shipped agree rule (stoprules.Agreement): the agreed answer must be SLM-MUX's current one."""
+    agreement = Agreement(need, dissent)
+
     def rule(finished: list[Drawn], last: Drawn, k: int) -> bool:
-        answers = [d.answer for d in finished if d.answer >= 0]
-        if not answers:
-            return False
-        top = max(set(answers), key=answers.count)
-        return answers.count(top) >= need and len(answers) - answers.count(top) <= dissent
+        agreed = agreement.agreed([d.answer if d.answer >= 0 else None for d in finished])
+        return agreed is not None and mux_decision(finished, n_members, k)[0] == agreed
 
     return rule
 
@@ -212,7 +213,7 @@ def make_rule(name: str, bars: list[float] | None, n_members: int, k: int) -> Ru
             parts.append(exact(n_members, [k] * n_members))
         elif part.startswith("agree"):
             need, dissent = part.split()[1].split("/")
-            parts.append(agree(int(need), int(dissent)))
+            parts.append(agree(int(need), int(dissent), n_members))
         elif part == "confident":
             assert bars is not None
             parts.append(confident(bars, n_members))

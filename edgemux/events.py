@@ -56,7 +56,7 @@ class ModelStopped:
     model: str
     reason: str
     samples: tuple[int, ...]  # indices of the cancelled samples
-    rule: str = ""  # "confident" when a sure sample ended the question (stoprules.py); else an exact rule's stop
+    rule: str = ""  # "confident" or "agree" when an early rule ended the question (stoprules.py); else exact
     never_started: tuple[int, ...] = ()  # those of ``samples`` whose wave had not begun (the cheap ones went first)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from . import paths
 from .answers.strategies import Member, parse_member
 from .decide.confidence import VoteRule
-from .decide.stoprules import STOP_RULES, ConfidenceBars
+from .decide.stoprules import STOP_RULES, Agreement, ConfidenceBars
 from .errors import ConfigError, InvalidRequestError, NotFoundError
 from .types import ASK_KINDS, Sampling
 from .yamlfile import Section, read_mapping
@@ -66,6 +66,7 @@ class Profile:
     similarity: str = "lexical"  # open answers: how two answers are compared (opentext.MEASURES)
     stop_rule: str | None = None  # the early-stop rule `ask` uses unless told (stoprules.STOP_RULES)
     bars: ConfidenceBars | None = None  # the members' bars of the confident stop rule (stoprules.py)
+    agreement: Agreement | None = None  # the agree stop rule's setting, when the profile chose it
 
     @property
     def member_names(self) -> list[str]:
@@ -236,13 +237,23 @@ def _vote(top: Section) -> VoteRule:
 
 
 def _stop(top: Section, members: list[str]) -> dict[str, Any]:
-    """``stop: {rule: confident, measure: tail, window: 32, precision: 0.8, bars: {member: score, …}}``."""
+    """``stop: {rule: confident, measure: tail, window: 32, precision: 0.8, bars: {member: score, …}}`` or
+    ``stop: {rule: agree, need: 3, dissent: 1}``."""
     if "stop" not in top.data:
         return {}
-    section = top.section("stop").only({"rule", "measure", "window", "precision", "bars"})
+    section = top.section("stop").only({"rule", "measure", "window", "precision", "bars", "need", "dissent"})
     rule = section.get("rule", str)
     if rule not in STOP_RULES:
         raise ConfigError(f"{section.where('rule')}: expected one of {', '.join(STOP_RULES)}, got {rule!r}")
+    if rule == "agree":
+        defaults = Agreement()
+        try:
+            agreement = Agreement(
+                section.get("need", int, defaults.need), section.get("dissent", int, defaults.dissent)
+            )
+        except ValueError as e:
+            raise ConfigError(f"{top.where('stop')}: {e}") from None
+        return {"stop_rule": rule, "agreement": agreement}
     if "bars" not in section.data:
         if rule == "confident":
             raise ConfigError(
@@ -255,10 +266,11 @@ def _stop(top: Section, members: list[str]) -> dict[str, Any]:
         if member not in members:
             raise ConfigError(f"{raw.where(member)}: not a member of this profile ({', '.join(members)})")
         bars[str(member)] = float(raw.get(member, (int, float)))
-    defaults = ConfidenceBars()
+    defaults_bars = ConfidenceBars()
     try:
-        fitted = ConfidenceBars(section.get("measure", str, defaults.measure), section.get("window", int, defaults.window),
-                                float(section.get("precision", (int, float), defaults.precision)), bars)  # fmt: skip
+        fitted = ConfidenceBars(section.get("measure", str, defaults_bars.measure),
+                                section.get("window", int, defaults_bars.window),
+                                float(section.get("precision", (int, float), defaults_bars.precision)), bars)  # fmt: skip
     except ValueError as e:
         raise ConfigError(f"{top.where('stop')}: {e}") from None
     return {"stop_rule": rule, "bars": fitted}

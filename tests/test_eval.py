@@ -95,7 +95,9 @@ def test_offline_eval_writes_the_report(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     exact = "SLM-MUX, exact early stop (replayed)"  # the exact rule replayed: the same answers, fewer tokens
-    assert {m["method"]: m["correct"] for m in data["methods"]} == {k: v[0] for k, v in EXPECTED.items()} | {exact: 1}
+    agree = "SLM-MUX, agree stop 3/1 (replayed)"  # a count profile also gets the agree rule at its default
+    expected = {k: v[0] for k, v in EXPECTED.items()} | {exact: 1, agree: 1}
+    assert {m["method"]: m["correct"] for m in data["methods"]} == expected
     rows = {m["method"]: m for m in data["methods"]}
     assert rows[exact]["tokens_per_question"] <= rows["SLM-MUX"]["tokens_per_question"]
     assert json.loads((out / "report.json").read_text()) == data

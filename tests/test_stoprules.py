@@ -1,5 +1,6 @@
-"""The confident stop rule: bars fitted from validation samples, the profile's `stop:` section, and the real
-scheduler stopping a question on a sure sample (FakeEngine with scripted token confidences)."""
+"""The early stop rules: the confident rule's bars fitted from validation samples, the agree rule, the
+profile's `stop:` section, and the real scheduler stopping a question on a sure sample or on agreeing ones
+(FakeEngine with scripted token confidences)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 
 from edgemux.cli import cli
 from edgemux.decide.replay import Drawn, mux_decision, replay_question
-from edgemux.decide.stoprules import MIN_SAMPLES, ConfidenceBars, fit_bar
+from edgemux.decide.stoprules import MIN_SAMPLES, Agreement, ConfidenceBars, fit_bar
 from edgemux.errors import ConfigError, InvalidRequestError
 from edgemux.profiles import Profile, ProfileModel, load_profile, parse_profile
 from edgemux.schedule.runtime import LoadOptions, Mux
@@ -77,13 +78,19 @@ def test_the_profile_carries_its_rule_and_bars(tmp_path: Path) -> None:
     p = parse_profile(write_profile(tmp_path, "stop: {rule: confident, measure: tail, window: 8, bars: {alpha: 5}}"))
     assert p.stop_rule == "confident" and p.bars == ConfidenceBars("tail", 8, 0.8, {"alpha": 5.0})
     assert parse_profile(write_profile(tmp_path, "stop: {rule: answer}")).stop_rule == "answer"
+    agree = parse_profile(write_profile(tmp_path, "stop: {rule: agree, need: 2, dissent: 0}"))
+    assert agree.stop_rule == "agree" and agree.agreement == Agreement(2, 0) and agree.bars is None
+    assert parse_profile(write_profile(tmp_path, "stop: {rule: agree}")).agreement == Agreement(3, 1)
     assert parse_profile(write_profile(tmp_path, "")).stop_rule is None
 
 
 @pytest.mark.parametrize(
     ("stop", "says"),
     [
-        ("stop: {rule: sometimes}", "expected one of decision, answer, confident"),
+        ("stop: {rule: sometimes}", "expected one of decision, answer, confident, agree"),
+        ("stop: {rule: agree, need: 1}", "at least 2 samples"),
+        ("stop: {rule: agree, need: 3, dissent: 3}", "fewer dissenting"),
+        ("stop: {rule: agree, need: many}", "key stop.need"),
         ("stop: {rule: confident}", "needs each member's bar"),
         ("stop: {rule: confident, bars: {gamma: 1}}", "not a member of this profile"),
         ("stop: {rule: confident, bars: {alpha: high}}", "key stop.bars.alpha"),
@@ -181,7 +188,7 @@ def test_the_replay_spends_what_each_rule_lets_run() -> None:
     assert replay_question(samples, 3, "confident", [10.0, None]) == (60, True, False, 1)  # not sure enough: exact
 
 
-def write_runs(path: Path, n_tasks: int = 60, seed: int = 1) -> Path:
+def write_runs(path: Path, n_tasks: int = 60, seed: int = 1, signals: bool = True) -> Path:
     """A short member whose confident samples are right (and whose unsure ones are often wrong) and a long one
     that is right 60 % of the time: a sure short sample can end the question early."""
     rng = random.Random(seed)
@@ -193,8 +200,9 @@ def write_runs(path: Path, n_tasks: int = 60, seed: int = 1) -> Path:
                     ok = rng.random() < p_right
                     level = (3.0 if ok else 1.0) if model == POOL[0] else rng.choice([1.0, 3.0])
                     answer = "7" if ok else rng.choice(["3", "4"])
+                    scored = TokenSignals((-1 / level,) * tokens, (level,) * tokens) if signals else None
                     samples.append(Sample(model, j, j, f"\\boxed{{{answer}}}", answer, tokens, "eos", 0.1,
-                                          signals=TokenSignals((-1 / level,) * tokens, (level,) * tokens)))  # fmt: skip
+                                          signals=scored))  # fmt: skip
                 f.write(Record(f"t{t}", model, "number", "7", None, SETTINGS, 30, tuple(samples)).to_json() + "\n")
     return path
 
@@ -208,7 +216,8 @@ def test_profile_build_writes_a_confident_rule_that_saves_tokens(tmp_path: Path)
     profile = load_profile(str(out))
     assert profile.stop_rule == "confident" and profile.bars is not None and POOL[0] in profile.bars.bars
     rows = {row["rule"].split(" (")[0]: row for row in profile.measured["stop_rules"]}
-    assert set(rows) == {"none", "decision", "confident"}
+    assert set(rows) == {"none", "decision", "confident", "agree"}  # each early rule's best, the cheapest chosen
+    assert rows["confident"]["tokens_per_answer"] <= rows["agree"]["tokens_per_answer"]
     chosen = next(
         r for r in profile.measured["stop_rules"] if r["rule"].startswith(f"confident ({profile.bars.measure}")
     )
@@ -249,3 +258,81 @@ def test_the_replay_breaks_a_tie_inside_a_member_by_draw_order_as_the_vote_does(
     assert mux_decision([samples[0][1], samples[0][0]], 1, 2) == (0, 7, True)
     for rule in ("none", "decision"):
         assert replay_question(samples, 2, rule).answer == 7
+
+
+@pytest.mark.parametrize(
+    ("answers", "need", "dissent", "agreed"),
+    [
+        (["4", "4"], 2, 0, "4"),
+        (["4", "5"], 2, 0, None),
+        (["4", None, "4"], 2, 0, "4"),  # an unparsable sample neither agrees nor dissents
+        (["5", "4", "4", "4"], 3, 1, "4"),
+        (["5", "4", "4", "4"], 3, 0, None),  # one dissent is too many
+        (["5", "6", "4", "4", "4"], 3, 1, None),
+        (["4", "4"], 3, 1, None),  # not enough yet
+        ([None, None], 2, 0, None),
+        ([], 2, 0, None),
+    ],
+)
+def test_agreement_needs_enough_samples_on_one_answer_and_few_against(
+    answers: list[str | None], need: int, dissent: int, agreed: str | None
+) -> None:
+    assert Agreement(need, dissent).agreed(answers) == agreed
+
+
+def test_agreeing_samples_on_the_current_answer_end_the_question(fake_models: list[str], tmp_path: Path) -> None:
+    # alpha: a 5, then two 4s; beta would say 4 three times. Two agreeing with none against: not after the
+    # 5 and the first 4, nor after the second 4 (the 5 dissents); with one dissent allowed, after the second 4.
+    alpha = ["#### 5", "a b #### 4", "a b c d #### 4"]
+    strict = ask(fake_models, tmp_path, "stop: {rule: agree, need: 2, dissent: 0}", engines(alpha, [1.0]))
+    assert [s.answer for s in strict.decision.vote_of("alpha").samples] == ["5", "4", "4"]
+    assert strict.decision.winner == "beta"  # beta ran: its 3 of 3 beat alpha's 2 of 3
+    lenient = ask(fake_models, tmp_path, "stop: {rule: agree, need: 2, dissent: 1}", engines(alpha, [1.0]))
+    assert lenient.stop_rule == "agree" and lenient.answer == "4" and lenient.decision.winner == "alpha"
+    assert {s.model for s in lenient.stopped} == {"beta"} and lenient.tokens < strict.tokens
+    # the flag picks the rule; the profile without a stop section agrees at its default, 3 with 1 against
+    flagged = ask(fake_models, tmp_path, "", engines(["#### 4", "a #### 4", "a b #### 4"], [1.0]), stop_rule="agree")
+    assert flagged.stop_rule == "agree" and {s.model for s in flagged.stopped} == {"beta"}
+
+
+def test_agreement_against_the_current_answer_does_not_stop(fake_models: list[str], tmp_path: Path) -> None:
+    # pooled over the members, 4 agrees twice (alpha's second, beta's first) and 5 once; but SLM-MUX's
+    # current answer is alpha's 5 (drawn first, and alpha wins the 1-of-3 tie with beta): no stop until
+    # beta's second 4 makes 4 the answer (then the exact rule settles it)
+    scripted = {"alpha": FakeEngine(["#### 5", "a b #### 4", "a b c d e f g h no answer"], confidences=[1.0]),
+                "beta": FakeEngine(["#### 4", "w " * 20 + "#### 4", "w " * 20 + "#### 9"], confidences=[1.0])}  # fmt: skip
+    result = ask(fake_models, tmp_path, "stop: {rule: agree, need: 2, dissent: 1}", scripted)
+    assert result.answer == "4" and result.decision.winner == "beta"
+
+
+def test_the_replay_of_agree_stops_where_the_scheduler_does() -> None:
+    # member 0: 1 (10 tokens), 1 (20), 2 (30); member 1: three 3s. 2 agreeing with none against ends the
+    # question at member 0's second sample: its batch stops at 20 tokens, member 1 never starts
+    favourite = drawn(0, [(10, 1, True, 0.0), (20, 1, True, 0.0), (30, 2, False, 0.0)])
+    samples = [favourite, drawn(1, [(5, 3, False, 0.0)] * 3)]
+    assert replay_question(samples, 3, "agree", agreement=Agreement(2, 0)) == (10 + 20 + 20, True, True, 1)
+    assert not replay_question(samples, 3, "agree", agreement=Agreement(3, 0)).early
+
+
+def test_an_answer_agreement_ended_says_how_often_such_answers_were_right(fake_models: list[str],
+                                                                          tmp_path: Path) -> None:  # fmt: skip
+    measured = ("measured: {tasks: 100, runs: r.jsonl, stop_rules: [{rule: 'agree (2, at most 0 dissenting)', "
+                "tokens_per_answer: 80, accuracy: 0.7, ended_early: 50, right_when_ended_so: 40}]}")  # fmt: skip
+    stop = "stop: {rule: agree, need: 2, dissent: 0}\n" + measured
+    result = ask(fake_models, tmp_path, stop, engines(["#### 4", "a #### 4", "a b #### 5"], [1.0]))
+    assert result.calibration == {"stop": "agree", "answered": 50, "right": 40, "accuracy": 0.8}
+    assert result.calibration_text.startswith("answered early on agreeing samples")
+
+
+def test_profile_build_chooses_agree_where_samples_carry_no_signals(tmp_path: Path) -> None:
+    runs = write_runs(tmp_path / "r.jsonl", signals=False)
+    out = tmp_path / "p.yaml"
+    built = invoke("profile", "build", "--runs", str(runs), "--name", "a", "--out", str(out), "--votes", "count",
+                   "--models", f"{POOL[0]},{POOL[1]}", "--budget", "8GiB")  # fmt: skip
+    assert built.exit_code == 0, built.output
+    profile = load_profile(str(out))
+    assert profile.stop_rule == "agree" and profile.agreement is not None and profile.bars is None
+    rows = {row["rule"].split(" (")[0]: row for row in profile.measured["stop_rules"]}
+    assert set(rows) == {"none", "decision", "agree"}
+    assert rows["agree"]["tokens_per_answer"] < rows["decision"]["tokens_per_answer"]
+    assert rows["agree"]["accuracy"] >= rows["none"]["accuracy"] - 0.01

@@ -33,8 +33,10 @@ from .common import ABSTAIN_EXIT, NO_ANSWER_EXIT, budget_option, chosen_profile,
 @click.option("--stop-rule", type=click.Choice(STOP_RULES), default=None,
               help="decision: stop what cannot change winner, answer or confidence; answer: also stop once the "
                    "answer is settled (confidence becomes a lower bound); confident: also stop once a finished "
-                   "sample is sure by its member's calibrated bar and gives the current answer (saves samples, "
-                   "may change a few answers; RESULTS) [the profile's, else decision]")  # fmt: skip
+                   "sample is sure by its member's calibrated bar and gives the current answer; agree: also stop "
+                   "once finished samples agree on the current answer (the profile's need/dissent, else 3 with at "
+                   "most 1 dissenting). The last two save samples and may change a few answers (RESULTS) [the "
+                   "profile's, else decision]")  # fmt: skip
 @click.option("--choice", "-c", "choices", multiple=True,
               help="a choice of a multiple-choice question (repeat: A, B, C, …); implies --kind choice")  # fmt: skip
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,

@@ -15,11 +15,10 @@ from .common import budget_option, chosen_profile, cli, gpu_layers_option, profi
 
 if TYPE_CHECKING:
     from ..decide.calibration import Calibrated
-    from ..decide.stoprules import ConfidenceBars
     from ..profiles import Profile
     from ..selection.build import Candidate
     from ..selection.search import RunTable
-    from ..selection.stopsearch import StopScore
+    from ..selection.stopsearch import EarlyStop, StopScore
 
 
 @cli.command()
@@ -163,9 +162,9 @@ def profile_group() -> None:
                    "signals), each fitted on one half of the questions and scored on the other; count: only the "
                    "count rule")  # fmt: skip
 @click.option("--stops", "stop_search", type=click.Choice(["search", "exact"]), default="search", show_default=True,
-              help="search: also replay the confident stop rule on the runs (token signals) and write it as the "
-                   "profile's rule when it saves tokens within 1 point of drawing every sample; exact: keep the "
-                   "exact rule")  # fmt: skip
+              help="search: also replay the early stop rules on the runs (agree; confident where the runs have "
+                   "token signals) and write the cheapest as the profile's rule when it saves tokens within 1 "
+                   "point of drawing every sample; exact: keep the exact rule")  # fmt: skip
 @click.option("--auto", "auto_kind", is_flag=True,
               help="write kind: auto — the profile answers any question; the runs' kind is what computations "
                    "are answered as (numeric runs only)")  # fmt: skip
@@ -289,16 +288,16 @@ def _new_profile_path(name: str, out: Path | None, force: bool) -> Path:
 
 def _calibration_and_stop(
     table: RunTable, chosen: Candidate, stop_search: str
-) -> tuple[list[Calibrated], tuple[ConfidenceBars | None, list[StopScore]]]:
-    """The chosen setup's calibration (under its vote too) and, under counting, its confident stop rule."""
+) -> tuple[list[Calibrated], tuple[EarlyStop | None, list[StopScore]]]:
+    """The chosen setup's calibration (under its vote too) and, under counting, its early stop rule."""
     from ..selection.calibrate import measure
-    from ..selection.stopsearch import fit_confident
+    from ..selection.stopsearch import fit_early_stop
 
     calibration = measure(table, chosen.models, chosen.k)
     if chosen.vote.vote != "count":
         calibration += measure(table, chosen.models, chosen.k, chosen.vote)
         return calibration, (None, [])  # a confidence vote draws every sample: no early stop to choose
-    return calibration, fit_confident(table, chosen.models, chosen.k) if stop_search == "search" else (None, [])
+    return calibration, fit_early_stop(table, chosen.models, chosen.k) if stop_search == "search" else (None, [])
 
 
 def _runs_names(runs_path: Path) -> str:

@@ -8,10 +8,11 @@ that wins ties first. After each sample finishes the stop rule looks at the fini
   others are stopped and the winner's own samples finish (earlystop.py);
 - ``confident``: ``decision``, and once a finished sample is sure by its member's bar and gives the answer
   SLM-MUX gives on the finished samples, everything stops (stoprules.py), unless the decision is settled
-  already (then the exact stop).
+  already (then the exact stop);
+- ``agree``: the same, once the finished samples agree on that answer (``stoprules.Agreement``).
 
 The answer is SLM-MUX's over the samples that finished. A cancelled sample costs the tokens it had drawn.
-``selection/stopsearch.py`` fits the confident rule with it; ``edgemux eval`` reports each rule with it.
+``selection/stopsearch.py`` fits the early rules with it; ``edgemux eval`` reports each rule with it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .earlystop import ModelProgress, outlook
+from .stoprules import Agreement
 
 __all__ = ["Drawn", "Replayed", "mux_decision", "replay_question"]
 
@@ -40,7 +42,7 @@ class Drawn:
 class Replayed(NamedTuple):
     tokens: int  # spent on the question
     right: bool
-    sure: bool  # a sure sample ended it
+    early: bool  # an early rule (confident, agree) ended it before it was settled
     answer: int  # the answer id SLM-MUX gave on the finished samples (-1: none)
 
 
@@ -75,10 +77,12 @@ def _outlook(finished: Sequence[Drawn], running: Sequence[int], n_members: int, 
     return (None if view.settled is None else int(view.settled)), {int(m) for m in view.hopeless}
 
 
-def replay_question(samples: Sequence[Sequence[Drawn]], k: int, rule: str,
-                    bars: Sequence[float | None] = ()) -> Replayed:  # fmt: skip
+def replay_question(samples: Sequence[Sequence[Drawn]], k: int, rule: str, bars: Sequence[float | None] = (),
+                    agreement: Agreement | None = None) -> Replayed:  # fmt: skip
     """What one question costs and answers, decoding each member's k samples as a batch in tie order under
-    ``rule`` (none, decision, confident; ``bars``: each member's, for confident)."""
+    ``rule`` (none, decision, confident, agree; ``bars``: each member's, for confident; ``agreement``: the
+    agree rule's, its default if None)."""
+    agreement = agreement or Agreement()
     n = len(samples)
     finished: list[Drawn] = []
     running = [k] * n
@@ -94,9 +98,8 @@ def replay_question(samples: Sequence[Sequence[Drawn]], k: int, rule: str,
             if rule == "none":
                 continue
             winner, hopeless = _outlook(finished, running, n, k)
-            bar = bars[m] if rule == "confident" and bars and winner is None else None  # settled: exact stop
-            if bar is not None and d.answer >= 0 and d.score >= bar and mux_decision(finished, n, k)[1] == d.answer:
-                spent += sum(min(o.tokens, d.tokens) for o in wave)
+            if winner is None and _ends_early(rule, d, finished, bars[m] if bars else None, agreement, n, k):
+                spent += sum(min(o.tokens, d.tokens) for o in wave)  # the others of its batch stop at its length
                 _, answer, right = mux_decision(finished, n, k)
                 return Replayed(spent, right, True, answer)
             stopped |= hopeless | ({i for i in range(n) if i != winner} if winner is not None else set())
@@ -108,3 +111,15 @@ def replay_question(samples: Sequence[Sequence[Drawn]], k: int, rule: str,
             finished = [f for f in finished if f.member != m or f.tokens <= cut]
     _, answer, right = mux_decision(finished, n, k)
     return Replayed(spent, right, False, answer)
+
+
+def _ends_early(rule: str, last: Drawn, finished: Sequence[Drawn], bar: float | None, agreement: Agreement,
+                n_members: int, k: int) -> bool:  # fmt: skip
+    """Whether ``rule`` ends the question now that ``last`` finished (it is not settled yet)."""
+    if rule == "confident":
+        sure = bar is not None and last.answer >= 0 and last.score >= bar
+        return sure and mux_decision(finished, n_members, k)[1] == last.answer
+    if rule == "agree":
+        agreed = agreement.agreed([d.answer if d.answer >= 0 else None for d in finished])
+        return agreed is not None and mux_decision(finished, n_members, k)[1] == agreed
+    return False

@@ -1,8 +1,14 @@
-"""Stopping on a sure sample: the ``confident`` stop rule's bars (pure; issue 26).
+"""Stop rules that end a question before it is settled: ``confident`` and ``agree`` (pure; issue 26).
 
-The exact rules (earlystop.py) stop only what can no longer change the answer. ``confident`` also stops
-everything once a sample that just finished is *sure* — its confidence (``confidence.sample_score``) is at
-least its member's bar — and its answer is the one SLM-MUX would give on the samples finished so far.
+The exact rules (earlystop.py) stop only what can no longer change the answer. Two rules also stop
+everything earlier, each once the answer SLM-MUX would give on the samples finished so far is backed by:
+
+- ``confident``: a sample that just finished and is *sure*: its confidence (``confidence.sample_score``) is
+  at least its member's bar;
+- ``agree``: ``need`` finished samples, pooled over the members, giving that answer while at most
+  ``dissent`` give another (ESC's and CoT/PoT agreement's rule; unparsable samples neither agree nor
+  dissent).
+
 The answer is then still SLM-MUX's over the samples that finished; what is given up is the chance that
 the samples not drawn would have changed it.
 
@@ -16,28 +22,33 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from ..types import Sample
 from .confidence import MEASURES, sample_score
 
 __all__ = [
     "DEFAULT_STOP_RULE",
+    "EARLY_RULES",
     "MIN_SAMPLES",
     "STOP_RULES",
+    "Agreement",
     "ConfidenceBars",
     "StopRule",
     "fit_bar",
-    "sure_stop_calibration",
+    "early_stop_calibration",
 ]
 
 # "decision": stop only what cannot change the winner, its answer or its confidence (the winner's samples
 # always finish); "answer": also stop once the answer is settled whoever wins (the confidence reported is
-# then a lower bound). Both are exact (earlystop.py). "confident": "decision", and also stop everything once
-# a sample that just finished is sure by its member's bar and gives the current answer (this module).
-StopRule = Literal["decision", "answer", "confident"]
+# then a lower bound). Both are exact (earlystop.py). "confident" and "agree": "decision", and also stop
+# everything once the current answer is backed by a sure sample, or by enough agreeing samples (this module).
+StopRule = Literal["decision", "answer", "confident", "agree"]
 STOP_RULES: tuple[str, ...] = get_args(StopRule)
 DEFAULT_STOP_RULE: StopRule = "decision"
+EARLY_RULES = ("confident", "agree")  # the rules that may end a question before it is settled
+
+T = TypeVar("T")
 
 MIN_SAMPLES = 5  # a bar needs at least this many validation samples above it
 
@@ -65,6 +76,31 @@ class ConfidenceBars:
         return sample_score(sample.signals, self.measure, self.window) >= bar
 
 
+@dataclass(frozen=True)
+class Agreement:
+    """The ``agree`` rule: ``need`` finished samples give one answer and at most ``dissent`` another."""
+
+    need: int = 3
+    dissent: int = 1
+
+    def __post_init__(self) -> None:
+        if self.need < 2 or not 0 <= self.dissent < self.need:
+            raise ValueError("agreement needs at least 2 samples, and fewer dissenting ones than agreeing")
+
+    def agreed(self, answers: Sequence[T | None]) -> T | None:
+        """The answer ``answers`` (finished samples, pooled; None: unparsable) agree on, else None. Among
+        equally common answers the first given wins (they cannot both have ``need`` with fewer dissenting)."""
+        given = [a for a in answers if a is not None]
+        if not given:
+            return None
+        top = max(dict.fromkeys(given), key=given.count)
+        agreeing = given.count(top)
+        return top if agreeing >= self.need and len(given) - agreeing <= self.dissent else None
+
+    def describe(self) -> str:
+        return f"{self.need} samples agree, at most {self.dissent} dissent{'s' if self.dissent == 1 else ''}"
+
+
 def fit_bar(scored: Sequence[tuple[float, bool]], precision: float) -> float | None:
     """The lowest score s such that the samples scoring at least s were right at least ``precision`` of the
     time, with at least MIN_SAMPLES of them; None when no score is that good. ``scored``: (score, right)."""
@@ -79,16 +115,21 @@ def fit_bar(scored: Sequence[tuple[float, bool]], precision: float) -> float | N
     return bar
 
 
-def sure_stop_calibration(measured: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
-    """What an answer a sure sample ended is worth, from the profile's replay of its confident rule on
-    validation runs (``measured.stop_rules``): as JSON and in words."""
-    row = next((r for r in measured.get("stop_rules", []) if str(r.get("rule", "")).startswith("confident")), None)
-    if row is None or not row.get("ended_by_a_sure_sample"):
-        return {"stop": "confident", "answered": 0}, "answered early on a sure sample; that is not calibrated"
-    answered, right = int(row["ended_by_a_sure_sample"]), int(row["right_when_ended_so"])
+EARLY_STOP_WORDS = {"confident": "on a sure sample", "agree": "on agreeing samples"}
+
+
+def early_stop_calibration(measured: Mapping[str, Any], rule: str) -> tuple[dict[str, Any], str]:
+    """What an answer ``rule`` (confident, agree) ended early is worth, from the profile's replay of that
+    rule on validation runs (``measured.stop_rules``): as JSON and in words."""
+    words = EARLY_STOP_WORDS[rule]
+    row = next((r for r in measured.get("stop_rules", []) if str(r.get("rule", "")).startswith(rule)), None)
+    answered = int(row.get("ended_early", row.get("ended_by_a_sure_sample", 0))) if row else 0  # the old name too
+    if row is None or not answered:
+        return {"stop": rule, "answered": 0}, f"answered early {words}; that is not calibrated"
+    right = int(row["right_when_ended_so"])
     where = f"{measured.get('tasks', '?')} validation questions ({measured.get('runs', 'the profile runs')})"
     return (
-        {"stop": "confident", "answered": answered, "right": right, "accuracy": round(right / answered, 4)},
-        f"answered early on a sure sample: on {where}, answers ended that way were right "
+        {"stop": rule, "answered": answered, "right": right, "accuracy": round(right / answered, 4)},
+        f"answered early {words}: on {where}, answers ended that way were right "
         f"{100 * right / answered:.0f} % of the time ({right} of {answered})",
     )

@@ -8,8 +8,8 @@ method sees exactly the same samples:
 - ``pooled vote``: one majority over all the models' samples (Agent Forest);
 - ``SLM-MUX``: the profile's rule (``mux.tally``/``mux.decide``, the code ``ask`` runs);
 - ``SLM-MUX + early stop``: live runs only — what ``ask`` decoded and how long it took;
-- ``SLM-MUX, <rule> stop (replayed)``: with ``stops``, the exact rule and the profile's confident rule
-  replayed on the recorded samples (``selection/stopsearch.py``; seconds scaled from the full batches
+- ``SLM-MUX, <rule> stop (replayed)``: with ``stops``, the exact rule, the profile's confident rule and
+  the agree rule replayed on the recorded samples (``selection/stopsearch.py``; seconds scaled from the full batches
   by the share of tokens decoded);
 - ``oracle``: some model's majority is right.
 
@@ -33,7 +33,7 @@ from ..decide.confidence import VoteRule, sample_score
 from ..decide.earlystop import tie_ranks
 from ..decide.mux import decide, tally
 from ..decide.replay import Drawn, replay_question
-from ..decide.stoprules import ConfidenceBars
+from ..decide.stoprules import Agreement, ConfidenceBars
 from ..errors import InvalidRequestError
 from ..profiles import Profile
 from ..selection.runs import Record
@@ -186,8 +186,8 @@ def score_runs(
         unify.prepare([s.answer for m in models for s in read[m]])
         samples = {m: [replace(s, answer=unify(s.answer)) for s in read[m]] for m in models}
         outcome = _score_question(task, ref, read, samples, kind, k, accuracy, scores, votes)
-        for name, (rule, bars) in stop_rules.items():
-            outcome.answers[name] = _replay_stop(ref, read, samples, kind, k, accuracy, rule, bars, scores[name])
+        for name, (rule, setting) in stop_rules.items():
+            outcome.answers[name] = _replay_stop(ref, read, samples, kind, k, accuracy, rule, setting, scores[name])
         outcomes.append(outcome)
     if not outcomes:
         reasons = "; ".join(f"{n} {why}" for why, n in left_out.items()) or "no tasks"
@@ -267,23 +267,29 @@ def _score_question(task: str, ref: Reference, read: Mapping[str, list[Sample]],
     return QuestionOutcome(task, ref.answer, answers, decision.confidence, ref.is_right(decision.answer))
 
 
-def _stop_rules(profile: Profile) -> dict[str, tuple[str, ConfidenceBars | None]]:
-    """The early-stop rules a count-rule profile can replay: the exact one, and its confident one if any."""
+def _stop_rules(profile: Profile) -> dict[str, tuple[str, ConfidenceBars | Agreement | None]]:
+    """The early-stop rules a count-rule profile can replay: the exact one, its confident one if any, and
+    agree (its own setting, else the default)."""
     if profile.vote.vote != "count":
         return {}  # a confidence vote draws every sample
-    rules: dict[str, tuple[str, ConfidenceBars | None]] = {f"{MUX}, exact early stop (replayed)": ("decision", None)}
+    agreement = profile.agreement or Agreement()
+    rules: dict[str, tuple[str, ConfidenceBars | Agreement | None]] = {
+        f"{MUX}, exact early stop (replayed)": ("decision", None)
+    }
     if profile.bars is not None:
         rules[f"{MUX}, confident stop (replayed)"] = ("confident", profile.bars)
+    rules[f"{MUX}, agree stop {agreement.need}/{agreement.dissent} (replayed)"] = ("agree", agreement)
     return rules
 
 
 def _replay_stop(ref: Reference, read: Mapping[str, list[Sample]], samples: Mapping[str, list[Sample]], kind: str,
-                 k: int, accuracy: Mapping[str, float | None], rule: str, bars: ConfidenceBars | None,
+                 k: int, accuracy: Mapping[str, float | None], rule: str, setting: ConfidenceBars | Agreement | None,
                  score: MethodScore) -> str | None:  # fmt: skip
     """One question decoded again on paper under ``rule`` (members in tie order); its answer, added to ``score``."""
     ranks = tie_ranks(list(samples), accuracy)
     order = sorted(samples, key=ranks.__getitem__) if ranks is not None else list(samples)
     said = _own_words(kind, read, samples)
+    bars = setting if isinstance(setting, ConfidenceBars) else None
     ids: dict[str, int] = {}
     drawn = [
         [Drawn(i, s.index, s.tokens, ids.setdefault(s.answer, len(ids)) if s.answer is not None else -1,
@@ -293,7 +299,7 @@ def _replay_stop(ref: Reference, read: Mapping[str, list[Sample]], samples: Mapp
         for i, m in enumerate(order)
     ]  # fmt: skip
     member_bars = [bars.bars.get(m) for m in order] if bars else []
-    replayed = replay_question(drawn, k, rule, member_bars)
+    replayed = replay_question(drawn, k, rule, member_bars, setting if isinstance(setting, Agreement) else None)
     all_tokens = sum(s.tokens for m in order for s in samples[m])
     all_seconds = sum(max(s.seconds for s in samples[m]) for m in order)
     score.add(replayed.right, replayed.tokens, all_seconds * replayed.tokens / max(all_tokens, 1))

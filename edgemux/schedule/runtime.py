@@ -27,7 +27,7 @@ from ..decide.calibration import Calibrated, level_of, sentence
 from ..decide.confidence import LETTERS
 from ..decide.earlystop import tie_ranks
 from ..decide.mux import decide, tally
-from ..decide.stoprules import sure_stop_calibration
+from ..decide.stoprules import EARLY_RULES, early_stop_calibration
 from ..errors import BudgetError, InvalidRequestError
 from ..events import DecisionMade, Event, ModelStopped
 from ..memory.memory import kv_cells
@@ -160,8 +160,8 @@ class Mux:
         started = time.perf_counter()
         ranks = tie_ranks(profile.member_names, {m.name: m.validation_accuracy for m in profile.models})
         asked = Question(self.models, self.prompter, profile, sampling, question, choices, tests)
-        sure_stops: list[ModelStopped] = []
-        votes = yield from _noting_sure_stops(self._decode(profile, sampling, asked, ranks), sure_stops)
+        early_stops: list[ModelStopped] = []
+        votes = yield from _noting_early_stops(self._decode(profile, sampling, asked, ranks), early_stops)
         if kind_reason and profile.kind in ("number", "math") and not _gave_numbers(profile, votes):
             # the samples decide: a question taken for a computation whose samples end in no number
             profile, votes, asked.unify = self._read_again_as_open(profile, votes, question)
@@ -169,8 +169,8 @@ class Mux:
         decision = decide([votes[name] for name in profile.member_names])
         result = self._result(question, profile, sampling, decision, time.perf_counter() - started, threshold)
         result = replace(result, kind_reason=kind_reason)
-        if sure_stops and decision.answer is not None:  # its confidence counts undrawn samples as no answer
-            calibration, text = sure_stop_calibration(profile.measured)
+        if early_stops and decision.answer is not None:  # its confidence counts undrawn samples as no answer
+            calibration, text = early_stop_calibration(profile.measured, early_stops[0].rule)
             result = replace(result, calibration=calibration, calibration_text=text)
         if profile.kind == "open":
             unify = asked.unify
@@ -195,6 +195,7 @@ class Mux:
             remote=frozenset(m.name for m in profile.members if self.specs[m.model].is_remote),
             rule=profile.vote,
             bars=profile.bars,
+            agreement=profile.agreement,
             tokens_per_sample=profile.tokens_per_sample,
         )
 
@@ -357,9 +358,10 @@ class Mux:
         return sorted(names, key=lambda n: not self.resident.is_resident(parse_member(n).model))
 
 
-def _noting_sure_stops(events: Generator[Event, None, dict[str, ModelVote]],
-                       into: list[ModelStopped]) -> Generator[Event, None, dict[str, ModelVote]]:  # fmt: skip
-    """Pass ``events`` through, keeping the stops a sure sample caused; return what ``events`` returns."""
+def _noting_early_stops(events: Generator[Event, None, dict[str, ModelVote]],
+                        into: list[ModelStopped]) -> Generator[Event, None, dict[str, ModelVote]]:  # fmt: skip
+    """Pass ``events`` through, keeping the stops an early rule (confident, agree) caused; return what
+    ``events`` returns."""
     try:
         while True:
             try:
@@ -367,7 +369,7 @@ def _noting_sure_stops(events: Generator[Event, None, dict[str, ModelVote]],
             except StopIteration as done:
                 votes: dict[str, ModelVote] = done.value
                 return votes
-            if isinstance(event, ModelStopped) and event.rule == "confident":
+            if isinstance(event, ModelStopped) and event.rule in EARLY_RULES:
                 into.append(event)
             yield event
     finally:

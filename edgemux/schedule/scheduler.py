@@ -9,7 +9,9 @@ shortest samples (measured on validation runs) draws two, every other member one
 so that a stop rule can end the question before the long samples start. With early stop on, after every
 finished sample the loop asks ``earlystop.outlook`` which models can no longer matter and cancels them
 (freeing their sequences, and dropping waves never started), and once the decision is settled stops every
-model but the winner, whose samples finish so that its confidence is exact.
+model but the winner, whose samples finish so that its confidence is exact. The early rules (``confident``,
+``agree``: stoprules.py) also stop every model once a sure sample, or enough agreeing samples, back the
+current answer.
 Models are started through an injected ``start`` (which leases and loads) and released through ``finish``.
 ``remote`` members (another server decodes them) start at once whatever the policy: their requests are in
 flight while the local models decode, and early stop cancels them like any other.
@@ -26,7 +28,7 @@ from typing import Literal, get_args
 from ..decide.confidence import VoteRule
 from ..decide.earlystop import ModelProgress, outlook
 from ..decide.mux import COUNT, decide, tally
-from ..decide.stoprules import DEFAULT_STOP_RULE, STOP_RULES, ConfidenceBars, StopRule
+from ..decide.stoprules import DEFAULT_STOP_RULE, EARLY_RULES, STOP_RULES, Agreement, ConfidenceBars, StopRule
 from ..errors import BudgetError
 from ..events import DecodeProgress, Event, ModelFinished, ModelStopped, SampleFinished
 from ..types import NEVER_STARTED, BatchStep, FinishedSequence, ModelVote, Sample
@@ -71,14 +73,17 @@ def decode(
     remote: frozenset[str] = frozenset(),
     rule: VoteRule = COUNT,
     bars: ConfidenceBars | None = None,
+    agreement: Agreement | None = None,
     tokens_per_sample: Mapping[str, float] | None = None,
 ) -> Generator[Event, None, dict[str, ModelVote]]:
     """Yield events while the models in ``order`` draw k samples each; return every model's vote, its
     samples weighed by ``rule``. Early stop reasons about counts: the runtime turns it off for other rules.
-    ``bars``: the members' calibrated bars, which the ``confident`` stop rule needs; ``tokens_per_sample``:
-    each member's measured mean sample length, which the ``cheapest`` policy orders by."""
+    ``bars``: the members' calibrated bars, which the ``confident`` stop rule needs; ``agreement``: the
+    ``agree`` rule's setting (its default if None); ``tokens_per_sample``: each member's measured mean
+    sample length, which the ``cheapest`` policy orders by."""
     if stop_rule == "confident" and bars is None:
         raise ValueError("the confident stop rule needs the members' confidence bars")
+    early = _EarlyRule(stop_rule, bars, agreement or Agreement()) if stop_rule in EARLY_RULES else None
     plan = wave_plan(order, k, policy, remote, tokens_per_sample)
     loop = _Loop(order, k, plan, start, finish, make_sample, validation_accuracy, policy, remote, rule)
     try:
@@ -88,7 +93,7 @@ def decode(
                 if model in loop.running:  # not stopped earlier in this round
                     finished = yield from loop.step(model)
                     if early_stop and finished:
-                        yield from _apply_stop_rule(loop, ranks, stop_rule, bars, finished)
+                        yield from _apply_stop_rule(loop, ranks, stop_rule, early, finished)
     finally:
         loop.cancel_running()  # the caller walked away, or an error: cancel what still decodes
     return loop.votes
@@ -207,25 +212,10 @@ class _Loop:
         ]
         return decide(votes).answer
 
-    def sure_answer(
-        self, finished: Sequence[Sample], bars: ConfidenceBars, ranks: Mapping[str, int] | None
-    ) -> str | None:
-        """A reason to stop everything when one of ``finished`` is sure and gives the current answer."""
-        sure = [s for s in finished if bars.is_sure(s)]
-        current = self.answer_now(ranks) if sure else None  # a tally of every model: only when needed
-        for sample in sure:
-            if sample.answer == current:
-                return (
-                    f"confident: {sample.model} sample {sample.index} is sure by its calibrated bar "
-                    f"({bars.measure}, right {bars.precision:.0%} of the time on validation runs) and gives "
-                    f"the current answer {sample.answer}"
-                )
-        return None
-
-    def stop_all(self, reason: str) -> Iterator[Event]:
-        """A sure sample ends the question: every model still drawing is stopped."""
+    def stop_all(self, reason: str, rule: str) -> Iterator[Event]:
+        """An early rule ends the question: every model still drawing is stopped."""
         for m in [m for m in self.order if m not in self.votes]:
-            yield from self.stop(m, reason, rule="confident")
+            yield from self.stop(m, reason, rule=rule)
 
     def _placeholders(self, model: str) -> list[Sample]:
         """A cancelled sample, with no answer, for every index of ``model`` that has not finished."""
@@ -253,18 +243,46 @@ def _next_wave(
     return waiting[0] if waiting and (policy == "interleave" or not local_busy) else None
 
 
+class _EarlyRule:
+    """A rule that may end a question before it is settled (stoprules.py): once a finished sample is sure
+    (confident) or the finished samples agree (agree) on the answer SLM-MUX gives now."""
+
+    def __init__(self, rule: str, bars: ConfidenceBars | None, agreement: Agreement) -> None:
+        self.rule, self.bars, self.agreement = rule, bars, agreement
+
+    def reason_to_end(self, loop: _Loop, finished: Sequence[Sample], ranks: Mapping[str, int] | None) -> str | None:
+        """Why the question ends now that ``finished`` finished, or None. The current answer (a tally of
+        every model) is worked out only when the rule's evidence is there."""
+        if self.rule == "confident" and self.bars is not None:
+            bars = self.bars
+            sure = [s for s in finished if bars.is_sure(s)]
+            current = loop.answer_now(ranks) if sure else None
+            for sample in sure:
+                if sample.answer == current:
+                    return (
+                        f"confident: {sample.model} sample {sample.index} is sure by its calibrated bar "
+                        f"({bars.measure}, right {bars.precision:.0%} of the time on validation runs) and gives "
+                        f"the current answer {sample.answer}"
+                    )
+            return None
+        agreed = self.agreement.agreed([s.answer for m in loop.order for s in loop.samples[m]])
+        if agreed is not None and agreed == loop.answer_now(ranks):
+            return f"agree: {self.agreement.describe()} on the current answer {agreed}"
+        return None
+
+
 def _apply_stop_rule(
-    loop: _Loop, ranks: dict[str, int] | None, stop_rule: str, bars: ConfidenceBars | None, finished: Sequence[Sample]
+    loop: _Loop, ranks: dict[str, int] | None, stop_rule: str, early: _EarlyRule | None, finished: Sequence[Sample]
 ) -> Iterator[Event]:
-    """After samples finished: stop what the rule lets stop. The exact outlook first; a sure sample (the
-    confident rule) stops everything only where the decision is not settled already, so a settled one keeps
-    its exact stop and exact confidence."""
+    """After samples finished: stop what the rule lets stop. The exact outlook first; an early rule stops
+    everything only where the decision is not settled already, so a settled one keeps its exact stop and
+    exact confidence."""
     progress, stop = loop.progress, loop.stop
     view = outlook(progress, ranks)
-    if stop_rule == "confident" and bars is not None and view.settled is None:
-        reason = loop.sure_answer(finished, bars, ranks)
+    if early is not None and view.settled is None:
+        reason = early.reason_to_end(loop, finished, ranks)
         if reason is not None:
-            yield from loop.stop_all(reason)
+            yield from loop.stop_all(reason, early.rule)
             return
     live = [m for m in progress if m not in loop.votes]
     if stop_rule == "answer" and view.answer is not None:  # the answer is all this rule keeps exact

@@ -27,13 +27,13 @@ from ..catalog.catalog import Catalog
 from ..decide.calibration import Calibrated
 from ..decide.confidence import VoteRule
 from ..decide.mux import COUNT
-from ..decide.stoprules import ConfidenceBars
+from ..decide.stoprules import Agreement
 from ..errors import BudgetError, InvalidRequestError
 from ..memory.memory import format_bytes, plan
 from ..schedule.planning import shape_of
 from ..types import Sampling
 from .search import SearchResult, Spread
-from .stopsearch import StopScore
+from .stopsearch import EarlyStop, StopScore
 from .votesearch import VoteCandidate
 
 __all__ = ["Candidate", "candidates", "choose", "curve_document", "profile_document", "write_profile"]
@@ -190,7 +190,7 @@ def profile_document(
     description: str | None,
     calibration: Sequence[Calibrated] = (),
     auto: bool = False,
-    stop: tuple[ConfidenceBars | None, Sequence[StopScore]] = (None, ()),
+    stop: tuple[EarlyStop | None, Sequence[StopScore]] = (None, ()),
 ) -> str:
     """The profile's YAML. ``auto``: the profile answers any question (``kind: auto``); what was measured
     is its numeric kind (``measured.kind``), the one computations are answered as."""
@@ -270,17 +270,19 @@ def vote_document(rule: VoteRule) -> dict[str, Any]:
     return doc
 
 
-def stop_document(bars: ConfidenceBars) -> dict[str, Any]:
-    """The confident stop rule as the profile's ``stop:`` mapping."""
-    return {"rule": "confident", "measure": bars.measure, "window": bars.window, "precision": bars.precision,
-            "bars": {m: round(b, 4) for m, b in bars.bars.items()}}  # fmt: skip
+def stop_document(rule: EarlyStop) -> dict[str, Any]:
+    """An early stop rule (confident, with its bars, or agree) as the profile's ``stop:`` mapping."""
+    if isinstance(rule, Agreement):
+        return {"rule": "agree", "need": rule.need, "dissent": rule.dissent}
+    return {"rule": "confident", "measure": rule.measure, "window": rule.window, "precision": rule.precision,
+            "bars": {m: round(b, 4) for m, b in rule.bars.items()}}  # fmt: skip
 
 
 def _stop_measured(score: StopScore) -> dict[str, Any]:
     """One stop rule replayed on the runs (stopsearch.py): tokens per answer and accuracy, held out."""
     row = {"rule": score.rule, "tokens_per_answer": round(score.tokens), "accuracy": round(score.accuracy, 4)}
-    if score.sure_answered:  # what `ask` says of an answer a sure sample ended
-        row |= {"ended_by_a_sure_sample": score.sure_answered, "right_when_ended_so": score.sure_right}
+    if score.ended_early:  # what `ask` says of an answer the rule ended early
+        row |= {"ended_early": score.ended_early, "right_when_ended_so": score.right_when_early}
     return row
 
 
