@@ -24,7 +24,7 @@ from edgemux.selection.search import RunTable, build_table, majority
 from edgemux.selection.votesearch import half_of
 
 Features = tuple[float, float, bool]  # share, mean score of the majority's samples, majority right
-SETTINGS = (("mean_logprob", 0), ("lowest_group", 8), ("tail", 32), ("bottom_share", 32))
+SETTINGS = (("mean_logprob", 0), ("lowest_group", 8), ("tail", 32), ("bottom_share", 32), ("answer_mass", 0))
 
 
 def features(t: RunTable, m: int, q: int, k: int, measure: str, window: int) -> Features | None:
