@@ -316,7 +316,7 @@ def test_the_replay_of_agree_stops_where_the_scheduler_does() -> None:
 
 def test_an_answer_agreement_ended_says_how_often_such_answers_were_right(fake_models: list[str],
                                                                           tmp_path: Path) -> None:  # fmt: skip
-    measured = ("measured: {tasks: 100, runs: r.jsonl, stop_rules: [{rule: 'agree (2, at most 0 dissenting)', "
+    measured = ("measured: {tasks: 100, runs: r.jsonl, stop_rules: [{rule: 'agree (2 samples agree, none dissents)', "
                 "tokens_per_answer: 80, accuracy: 0.7, ended_early: 50, right_when_ended_so: 40}]}")  # fmt: skip
     stop = "stop: {rule: agree, need: 2, dissent: 0}\n" + measured
     result = ask(fake_models, tmp_path, stop, engines(["#### 4", "a #### 4", "a b #### 5"], [1.0]))

@@ -98,7 +98,8 @@ class Agreement:
         return top if agreeing >= self.need and len(given) - agreeing <= self.dissent else None
 
     def describe(self) -> str:
-        return f"{self.need} samples agree, at most {self.dissent} dissent{'s' if self.dissent == 1 else ''}"
+        against = "none dissents" if not self.dissent else f"at most {self.dissent} dissent{'s' * (self.dissent == 1)}"
+        return f"{self.need} samples agree, {against}"
 
 
 def fit_bar(scored: Sequence[tuple[float, bool]], precision: float) -> float | None:

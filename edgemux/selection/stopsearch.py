@@ -89,7 +89,7 @@ def score_rule(table: RunTable, rows: Sequence[int], k: int, rule: str, setting:
             right.append(ok)
             early.append(ended)
     label = {"confident": f"confident ({measure}, window {window}, precision {precision:g})",
-             "agree": f"agree ({agreement.need}, at most {agreement.dissent} dissenting)"}.get(rule, rule)  # fmt: skip
+             "agree": f"agree ({agreement.describe()})"}.get(rule, rule)  # fmt: skip
     return StopScore(label, float(np.mean(spent)), float(np.mean(right)), len(spent), sum(early),
                      sum(ok for ok, ended in zip(right, early, strict=True) if ended))  # fmt: skip
 
