@@ -11,7 +11,7 @@ from typing import Any
 from . import paths
 from .answers.strategies import Member, parse_member
 from .decide.confidence import VoteRule
-from .decide.stoprules import STOP_RULES, Agreement, ConfidenceBars
+from .decide.stoprules import STOP_RULES, Agreement, ConfidenceBars, TraceKill
 from .errors import ConfigError, InvalidRequestError, NotFoundError
 from .types import ASK_KINDS, Sampling
 from .yamlfile import Section, read_mapping
@@ -34,6 +34,7 @@ _TOP_KEYS = frozenset(
         "similarity",
         "vote",
         "stop",
+        "kill",
     }
 )
 
@@ -67,6 +68,7 @@ class Profile:
     stop_rule: str | None = None  # the early-stop rule `ask` uses unless told (stoprules.STOP_RULES)
     bars: ConfidenceBars | None = None  # the members' bars of the confident stop rule (stoprules.py)
     agreement: Agreement | None = None  # the agree stop rule's setting, when the profile chose it
+    kill: TraceKill | None = None  # trace kill's floors per member, when the profile build chose it
 
     @property
     def member_names(self) -> list[str]:
@@ -216,6 +218,7 @@ def parse_profile(path: Path) -> Profile:
         similarity=_similarity(top),
         vote=_vote(top),
         **_stop(top, [m.name for m in models]),
+        **_kill(top, [m.name for m in models]),
     )
 
 
@@ -260,12 +263,7 @@ def _stop(top: Section, members: list[str]) -> dict[str, Any]:
                 f"{section.where('bars')}: the confident rule needs each member's bar (profile build fits them)"
             )
         return {"stop_rule": rule}
-    raw = section.section("bars")
-    bars = {}
-    for member in raw.data:
-        if member not in members:
-            raise ConfigError(f"{raw.where(member)}: not a member of this profile ({', '.join(members)})")
-        bars[str(member)] = float(raw.get(member, (int, float)))
+    bars = _per_member(section.section("bars"), members)
     defaults_bars = ConfidenceBars()
     try:
         fitted = ConfidenceBars(section.get("measure", str, defaults_bars.measure),
@@ -274,6 +272,31 @@ def _stop(top: Section, members: list[str]) -> dict[str, Any]:
     except ValueError as e:
         raise ConfigError(f"{top.where('stop')}: {e}") from None
     return {"stop_rule": rule, "bars": fitted}
+
+
+def _kill(top: Section, members: list[str]) -> dict[str, Any]:
+    """``kill: {window: 16, percentile: 10, floors: {member: confidence, …}}``: trace kill's floors."""
+    if "kill" not in top.data:
+        return {}
+    section = top.section("kill").only({"window", "percentile", "floors"})
+    floors = _per_member(section.section("floors"), members)
+    defaults = TraceKill()
+    try:
+        kill = TraceKill(section.get("window", int, defaults.window),
+                         float(section.get("percentile", (int, float), defaults.percentile)), floors)  # fmt: skip
+    except ValueError as e:
+        raise ConfigError(f"{top.where('kill')}: {e}") from None
+    return {"kill": kill}
+
+
+def _per_member(raw: Section, members: list[str]) -> dict[str, float]:
+    """A mapping of members to numbers (bars, floors); a name that is not a member is an error."""
+    values = {}
+    for member in raw.data:
+        if member not in members:
+            raise ConfigError(f"{raw.where(member)}: not a member of this profile ({', '.join(members)})")
+        values[str(member)] = float(raw.get(member, (int, float)))
+    return values
 
 
 def _similarity(top: Section) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from .decide.stoprules import TraceKill
 from .errors import PromptTooLongError
 from .specs import ModelSpec
 from .types import BatchStep, FinishedSequence, Sampling, StopReason, TokenLogprobs, TokenSignals
@@ -16,7 +17,8 @@ __all__ = ["FakeEngine", "ReplayEngine", "fake_engine_factory"]
 class FakeEngine:
     """Sample i's text is ``outputs[i % len(outputs)]``; one word is one token; one step decodes one word
     for every live sample, the way the real engine steps its batch. With ``confidences``, every token of
-    sample i has confidence ``confidences[i % len]`` (and logprob minus its inverse) when logprobs are asked."""
+    sample i has confidence ``confidences[i % len]`` (and logprob minus its inverse) when logprobs are asked,
+    and trace kill (``kill``) ends a sample as the real engine would."""
 
     def __init__(self, outputs: Sequence[str], *, n_ctx_train: int = 4096, chat: bool = True,
                  confidences: Sequence[float] | None = None) -> None:  # fmt: skip
@@ -41,12 +43,14 @@ class FakeEngine:
 
     def generate(
         self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = (),
-        *, logprobs: int | None = None,
+        *, logprobs: int | None = None, kill: tuple[float, int] | None = None,
     ) -> Iterator[BatchStep]:  # fmt: skip
         self.prompts.append(list(prompt))
         indices = _indices(sampling, seeds)
         words = [self.outputs[i % len(self.outputs)].split(" ") for i in indices]
         limits = [min(len(w), sampling.max_tokens) for w in words]
+        killed = [_kill_point(self._confidences(i, n), kill) for i, n in zip(indices, limits, strict=True)]
+        limits = [n if cut is None else cut for n, cut in zip(limits, killed, strict=True)]
         done = [False] * len(seeds)
         step = 0
         try:
@@ -56,7 +60,7 @@ class FakeEngine:
                 for i, limit in enumerate(limits):
                     if not done[i] and step >= limit:
                         done[i] = True
-                        reason: StopReason = "eos" if limit == len(words[i]) else "length"
+                        reason: StopReason = "killed" if killed[i] else "eos" if limit == len(words[i]) else "length"
                         finished.append(
                             FinishedSequence(
                                 i,
@@ -64,7 +68,7 @@ class FakeEngine:
                                 limit,
                                 reason,
                                 step * 0.01,
-                                logprobs=self._logprobs(indices[i], limit, logprobs),
+                                logprobs=self._logprobs(indices[i], limit, logprobs, kill),
                             )
                         )
                 tokens = tuple(min(step, limit) for limit in limits)
@@ -73,11 +77,17 @@ class FakeEngine:
             self.cancelled += 1
             raise
 
-    def _logprobs(self, index: int, tokens: int, asked: int | None) -> tuple[TokenLogprobs, ...] | None:
-        if asked is None or self.confidences is None:
+    def _confidences(self, index: int, tokens: int) -> list[float] | None:
+        if self.confidences is None:
             return None
-        c = self.confidences[index % len(self.confidences)]
-        return tuple(TokenLogprobs(j, -1.0 / c, c) for j in range(tokens))
+        return [self.confidences[index % len(self.confidences)]] * tokens
+
+    def _logprobs(self, index: int, tokens: int, asked: int | None,
+                  kill: tuple[float, int] | None = None) -> tuple[TokenLogprobs, ...] | None:  # fmt: skip
+        confidences = self._confidences(index, tokens)
+        if (asked is None and kill is None) or confidences is None:
+            return None
+        return tuple(TokenLogprobs(j, -1.0 / c, c) for j, c in enumerate(confidences))
 
     def close(self) -> None:
         self.closed = True
@@ -125,7 +135,7 @@ class ReplayEngine(FakeEngine):
 
     def generate(
         self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = (),
-        *, logprobs: int | None = None,
+        *, logprobs: int | None = None, kill: tuple[float, int] | None = None,
     ) -> Iterator[BatchStep]:  # fmt: skip
         indices = _indices(sampling, seeds)
         _, recorded_texts, recorded_tokens, recorded_signals = self._scripts[prompt[0] - self._SCRIPT]
@@ -133,13 +143,18 @@ class ReplayEngine(FakeEngine):
             raise ValueError(f"sample {max(indices)} asked, {len(recorded_texts)} recorded")
         texts = [recorded_texts[i] for i in indices]
         limits = [max(1, min(recorded_tokens[i], sampling.max_tokens)) for i in indices]
+        signals = [recorded_signals[i] for i in indices]
+        killed = [
+            _kill_point(list(s.confidences[:n]) if s else None, kill) for s, n in zip(signals, limits, strict=True)
+        ]
+        limits = [n if cut is None else cut for n, cut in zip(limits, killed, strict=True)]
         step = 0
         try:
             while step < max(limits):
                 step += 1
                 finished = tuple(
-                    FinishedSequence(i, texts[i], n, "eos", float(step),
-                                     logprobs=_played(recorded_signals[indices[i]], logprobs))
+                    FinishedSequence(i, texts[i], n, "killed" if killed[i] else "eos", float(step),
+                                     logprobs=_played(signals[i], logprobs, kill))
                     for i, n in enumerate(limits) if n == step
                 )  # fmt: skip
                 yield BatchStep(tuple(min(step, n) for n in limits), finished, len(prompt), float(step))
@@ -148,9 +163,18 @@ class ReplayEngine(FakeEngine):
             raise
 
 
-def _played(signals: TokenSignals | None, asked: int | None) -> tuple[TokenLogprobs, ...] | None:
+def _kill_point(confidences: list[float] | None, kill: tuple[float, int] | None) -> int | None:
+    """Where trace kill ends a sample with these token confidences (None: never, or no confidences)."""
+    if kill is None or confidences is None:
+        return None
+    floor, window = kill
+    return TraceKill(window).kill_point(confidences, floor)
+
+
+def _played(signals: TokenSignals | None, asked: int | None,
+            kill: tuple[float, int] | None = None) -> tuple[TokenLogprobs, ...] | None:  # fmt: skip
     """Recorded signals as the engine's per-token logprobs (token ids are not recorded: 0)."""
-    if asked is None or signals is None:
+    if (asked is None and kill is None) or signals is None:
         return None
     return tuple(TokenLogprobs(0, lp, c) for lp, c in zip(signals.logprobs, signals.confidences, strict=True))
 

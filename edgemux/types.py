@@ -31,7 +31,8 @@ TASK_KINDS = ("number", "math", "choice", "text", "open", "code")
 ASK_KINDS = (*TASK_KINDS, "auto")  # auto: decided per question (autokind.py); runs files hold a concrete kind
 TaskKind = Literal["number", "math", "choice", "text", "open"]
 NEVER_STARTED = "never started"  # the note of a cancelled sample whose wave early stop dropped before it began
-StopReason = Literal["eos", "stop", "length", "cancelled", "failed"]  # failed: a remote request that failed
+# failed: a remote request that failed; killed: its window confidence fell below its member's floor (trace kill)
+StopReason = Literal["eos", "stop", "length", "cancelled", "failed", "killed"]
 
 MAX_SAMPLES_PER_MODEL = 64  # llama.cpp allows 256 sequences; beyond 64 a vote gains nothing on a laptop
 
@@ -240,6 +241,11 @@ class MuxResult:
         return [s for v in self.decision.votes for s in v.samples if s.stop_reason == "cancelled"]
 
     @property
+    def killed(self) -> list[Sample]:
+        """Samples trace kill ended (their window confidence fell below their member's floor): no vote."""
+        return [s for v in self.decision.votes for s in v.samples if s.stop_reason == "killed"]
+
+    @property
     def failures(self) -> dict[str, str]:
         """Members whose samples failed (a remote request that did not answer): the reason, by member."""
         return {s.model: s.note for v in self.decision.votes for s in v.samples if s.stop_reason == "failed"}
@@ -295,6 +301,7 @@ class MuxResult:
                 ],
                 # each stopped sample could have run to max_tokens: the most the stop can have saved
                 "max_tokens_saved": sum(self.sampling.max_tokens - s.tokens for s in self.stopped),
+                "killed_samples": [{"model": s.model, "index": s.index, "tokens": s.tokens} for s in self.killed],
             },
             "models": [_vote_json(v) for v in d.votes],
         }

@@ -24,10 +24,10 @@ LAYERS = (
         "events",
         "paths",
         "yamlfile",
-        "testing",
     ),  # the base: dataclasses, errors, files
     ("sandbox",),  # runs model-written programs confined
     ("answers", "decide"),  # pure: what a sample says, and the decision
+    ("testing",),  # scripted engines for tests (they play trace kill by decide's rule)
     ("profiles",),  # a profile's file, read and checked
     ("catalog",),  # models on disk and on the wire
     ("memory",),  # memory estimates

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from edgemux.decide.confidence import sample_score
+from edgemux.decide.stoprules import TraceKill
 from edgemux.engine.engine import Engine
 from edgemux.engine.llama import model_params
 from edgemux.engine.sequences import GenerationRequest
 from edgemux.errors import EngineError, InvalidRequestError, ModelFileError, PromptTooLongError
 from edgemux.memory.osmemory import rss_bytes
-from edgemux.types import FinishedSequence, Sampling
+from edgemux.types import FinishedSequence, Sampling, TokenSignals
 
 QUESTION = "What is 12 + 30? Answer with the number."
 
@@ -226,6 +228,37 @@ def test_a_sample_drawn_alone_is_reproducible(engine: Engine) -> None:
 def logprobs_of(engine: Engine, sampling: Sampling, seeds: list[int], top: int = 5) -> list[FinishedSequence]:
     finished = [f for step in engine.generate(prompt(engine), sampling, seeds, logprobs=top) for f in step.finished]
     return sorted(finished, key=lambda f: f.index)
+
+
+def killed_run(engine: Engine, sampling: Sampling, seed: int, kill: tuple[float, int] | None) -> FinishedSequence:
+    (f,) = [f for step in engine.generate(prompt(engine), sampling, [seed], kill=kill) for f in step.finished]
+    return f
+
+
+def test_trace_kill_ends_a_sample_where_its_window_confidence_falls_below_the_floor(engine: Engine) -> None:
+    # Each seed drawn alone (a batch of one: another sample's end cannot change its numerics), first without
+    # kill, then with a floor between the samples' lowest 8-token windows: the pure rule says where each one
+    # dies, and the engine must end it there, "killed", with the same tokens up to that point.
+    sampling, window = Sampling(temperature=0.9, max_tokens=48), 8
+    free = {seed: logprobs_of(engine, sampling, [seed], top=0)[0] for seed in (1, 2, 3, 4)}
+    lowest = {seed: sample_score(TokenSignals.of(f.logprobs or ()), "lowest_group", window) for seed, f in free.items()}
+    floor = sorted(lowest.values())[2]  # the two lowest die (if 8 tokens long), the others live
+    for seed, f in free.items():
+        confidences = [t.confidence for t in f.logprobs or ()]
+        dies_at = TraceKill(window).kill_point(confidences, floor)
+        cut = killed_run(engine, sampling, seed, (floor, window))
+        assert cut.logprobs is not None  # confidences are computed for the kill even when none were asked
+        if dies_at is None:
+            assert (cut.text, cut.tokens, cut.stop_reason) == (f.text, f.tokens, f.stop_reason)
+        else:
+            assert cut.stop_reason == "killed" and cut.tokens == dies_at == len(cut.logprobs)
+            assert [t.token for t in cut.logprobs] == [t.token for t in (f.logprobs or ())][:dies_at]
+    fates = {
+        TraceKill(window).kill_point([t.confidence for t in f.logprobs or ()], floor) is None for f in free.values()
+    }
+    assert fates == {True, False}  # some died and some lived: both branches above were checked
+    never = killed_run(engine, sampling, 1, (-math.inf, window))
+    assert (never.text, never.stop_reason) == (free[1].text, free[1].stop_reason)
 
 
 def test_logprobs_are_recorded_for_every_generated_token(engine: Engine) -> None:

@@ -216,7 +216,8 @@ def test_profile_build_writes_a_confident_rule_that_saves_tokens(tmp_path: Path)
     profile = load_profile(str(out))
     assert profile.stop_rule == "confident" and profile.bars is not None and POOL[0] in profile.bars.bars
     rows = {row["rule"].split(" (")[0]: row for row in profile.measured["stop_rules"]}
-    assert set(rows) == {"none", "decision", "confident", "agree"}  # each early rule's best, the cheapest chosen
+    # each early rule's best, the cheapest chosen; and trace kill on top of it, the best tried (none pays here)
+    assert set(rows) == {"none", "decision", "confident", "agree", "trace kill"} and profile.kill is None
     assert rows["confident"]["tokens_per_answer"] <= rows["agree"]["tokens_per_answer"]
     chosen = next(
         r for r in profile.measured["stop_rules"] if r["rule"].startswith(f"confident ({profile.bars.measure}")

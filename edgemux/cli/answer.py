@@ -37,6 +37,10 @@ from .common import ABSTAIN_EXIT, NO_ANSWER_EXIT, budget_option, chosen_profile,
                    "once finished samples agree on the current answer (the profile's need/dissent, else 3 with at "
                    "most 1 dissenting). The last two save samples and may change a few answers (RESULTS) [the "
                    "profile's, else decision]")  # fmt: skip
+@click.option("--trace-kill/--no-trace-kill", default=None,
+              help="stop a running sample once the mean token confidence of its last tokens (the profile's window) falls below its "
+                   "member's floor (fitted on validation runs); a killed sample does not vote (DeepConf's online "
+                   "filter) [the profile's: on where it has floors]")  # fmt: skip
 @click.option("--choice", "-c", "choices", multiple=True,
               help="a choice of a multiple-choice question (repeat: A, B, C, …); implies --kind choice")  # fmt: skip
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
@@ -53,7 +57,7 @@ from .common import ABSTAIN_EXIT, NO_ANSWER_EXIT, budget_option, chosen_profile,
 @click.option("--quiet", "-q", is_flag=True, help="no progress or live view; only the answer")
 def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx: int | None, n_gpu_layers: int,
         n_threads: int | None, budget: str | None, policy: str, early_stop: bool, stop_rule: str | None,
-        choices: tuple[str, ...], min_confidence: float | None, similarity: str | None, vote: str | None,
+        trace_kill: bool | None, choices: tuple[str, ...], min_confidence: float | None, similarity: str | None, vote: str | None,
         as_json: bool, explain: bool, quiet: bool,
         **sampling: Any) -> None:  # fmt: skip
     """Answer QUESTION with the profile's models (use - to read it from stdin).
@@ -91,7 +95,7 @@ def ask(question: str, profile: str, models: str | None, kind: str | None, n_ctx
     if vote is not None:
         chosen = dataclasses.replace(chosen, vote=dataclasses.replace(chosen.vote, vote=vote))
     progress = fetch.NullProgress if quiet else ui.DownloadBar
-    options = LoadOptions(n_gpu_layers, n_threads, budget, policy, early_stop, stop_rule)
+    options = LoadOptions(n_gpu_layers, n_threads, budget, policy, early_stop, stop_rule, trace_kill)
     with Mux(chosen, load=options, fetch_progress=progress) as mux:
         mux.pull()
         events = mux.stream(question, choices=choices or None, min_confidence=min_confidence)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..profiles import Profile
     from ..selection.build import Candidate
     from ..selection.search import RunTable
-    from ..selection.stopsearch import EarlyStop, StopScore
+    from ..selection.stopsearch import StopChoice
 
 
 @cli.command()
@@ -286,18 +286,17 @@ def _new_profile_path(name: str, out: Path | None, force: bool) -> Path:
     return target
 
 
-def _calibration_and_stop(
-    table: RunTable, chosen: Candidate, stop_search: str
-) -> tuple[list[Calibrated], tuple[EarlyStop | None, list[StopScore]]]:
-    """The chosen setup's calibration (under its vote too) and, under counting, its early stop rule."""
+def _calibration_and_stop(table: RunTable, chosen: Candidate, stop_search: str) -> tuple[list[Calibrated], StopChoice]:
+    """The chosen setup's calibration (under its vote too) and, under counting, its early stop rule and
+    trace kill."""
     from ..selection.calibrate import measure
-    from ..selection.stopsearch import fit_early_stop
+    from ..selection.stopsearch import StopChoice, choose_stops
 
     calibration = measure(table, chosen.models, chosen.k)
     if chosen.vote.vote != "count":
         calibration += measure(table, chosen.models, chosen.k, chosen.vote)
-        return calibration, (None, [])  # a confidence vote draws every sample: no early stop to choose
-    return calibration, fit_early_stop(table, chosen.models, chosen.k) if stop_search == "search" else (None, [])
+        return calibration, StopChoice()  # a confidence vote draws every sample: no early stop to choose
+    return calibration, choose_stops(table, chosen.models, chosen.k) if stop_search == "search" else StopChoice()
 
 
 def _runs_names(runs_path: Path) -> str:

@@ -220,15 +220,17 @@ class Engine:
         *,
         ignore_eos: bool = False,
         logprobs: int | None = None,
+        kill: tuple[float, int] | None = None,
     ) -> Iterator[BatchStep]:
         """Draw len(seeds) samples of ``prompt`` as one batch; yield after every decode step.
 
         ``ignore_eos`` forbids end-of-generation tokens so every sample runs to max_tokens (benchmarks).
         ``logprobs`` (0-20) records every generated token's logprob and confidence in the finished sequences,
         with that many most likely alternatives (``logits.token_logprobs``); None computes nothing.
+        ``kill`` (floor, window): trace kill (``DecodingSequence.check_kill``; computes confidences too).
         Closing the generator early cancels the live sequences and frees their cells.
         """
-        steps = self.generate_many([GenerationRequest(prompt, sampling, seeds, stop, ignore_eos, logprobs)])
+        steps = self.generate_many([GenerationRequest(prompt, sampling, seeds, stop, ignore_eos, logprobs, kill)])
         try:
             for step in steps:
                 if step[0] is not None:
@@ -317,7 +319,8 @@ class Engine:
             n = len(r.prompt)
             groups.append([DecodingSequence(i, next_id + i, new_sampler(self._vocab, r.sampling, seed, eog=eog),
                                      r.sampling.max_tokens, r.stop, pos=n, prompt_len=n,
-                                     logprobs=None if r.logprobs is None else [], top_logprobs=r.logprobs or 0)
+                                     logprobs=None if r.logprobs is None and r.kill is None else [],
+                                     top_logprobs=r.logprobs or 0, kill=r.kill)
                            for i, seed in enumerate(r.seeds)])  # fmt: skip
             next_id += len(r.seeds)
         return groups
@@ -331,6 +334,7 @@ class Engine:
             )
             s.logprobs.append(token_logprobs(logits, token, s.top_logprobs))
         self._advance(s, token)
+        s.check_kill()
         if s.done is not None:  # free its own cells; the prompt's stay (shared, and cached for the next call)
             llama_cpp.llama_memory_seq_rm(self._memory, s.seq_id, s.prompt_len, -1)
             logprobs = tuple(s.logprobs) if s.logprobs is not None else None

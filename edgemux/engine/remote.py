@@ -123,9 +123,11 @@ class RemoteEngine:
 
     def generate(
         self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = (),
-        *, logprobs: int | None = None,
+        *, logprobs: int | None = None, kill: tuple[float, int] | None = None,
     ) -> Iterator[BatchStep]:  # fmt: skip
-        """All ``len(seeds)`` samples, streamed; closing the generator cancels the requests still running."""
+        """All ``len(seeds)`` samples, streamed; closing the generator cancels the requests still running.
+        ``kill`` is not applied: a server streams one request's samples together, and cutting one sample
+        would mean closing all of them; remote members' samples are never killed."""
         text = bytes(prompt).decode()
         k = len(seeds)
         choices = [_Choice() for _ in range(k)]

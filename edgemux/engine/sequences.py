@@ -8,6 +8,7 @@ import ctypes
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..decide.stoprules import window_below
 from ..types import Sampling, StopReason, TokenLogprobs
 
 __all__ = ["DecodingSequence", "GenerationRequest"]
@@ -30,8 +31,9 @@ class DecodingSequence:
     last_token: int = -1
     batch_pos: int = -1  # where its logits are in the last decoded batch
     done: StopReason | None = None
-    logprobs: list[TokenLogprobs] | None = None  # recorded per token when the request asked for them
+    logprobs: list[TokenLogprobs] | None = None  # recorded per token when the request asked for them (or kill)
     top_logprobs: int = 0
+    kill: tuple[float, int] | None = None  # (floor, window): killed once its window confidence is below the floor
 
     def add(self, token: int, piece: bytes) -> None:
         """One more token (not an end of generation): its text, then a stop string or max_tokens may end it."""
@@ -50,6 +52,14 @@ class DecodingSequence:
         if self.tokens >= self.max_tokens:
             self.finish("length")
 
+    def check_kill(self) -> None:
+        """Trace kill: end it ("killed") once its last ``window`` tokens' mean confidence is below the floor."""
+        if self.done is None and self.kill is not None and self.logprobs is not None:
+            floor, window = self.kill
+            recent = [t.confidence for t in self.logprobs[-window:]]
+            if window_below(recent, len(recent), floor, window):
+                self.finish("killed")
+
     def finish(self, reason: StopReason) -> None:
         self.text += self.decoder.decode(b"", final=True)
         self.done = reason
@@ -65,3 +75,4 @@ class GenerationRequest:
     stop: Sequence[str] = ()
     ignore_eos: bool = False
     logprobs: int | None = None  # None: none; n: each token's logprob and confidence, and its n likeliest tokens
+    kill: tuple[float, int] | None = None  # trace kill: (floor, window) of stoprules.window_below; None: never

@@ -33,11 +33,11 @@ from ..decide.confidence import VoteRule, sample_score
 from ..decide.earlystop import tie_ranks
 from ..decide.mux import decide, tally
 from ..decide.replay import Drawn, replay_question
-from ..decide.stoprules import Agreement, ConfidenceBars
+from ..decide.stoprules import Agreement, ConfidenceBars, TraceKill
 from ..errors import InvalidRequestError
 from ..profiles import Profile
 from ..selection.runs import Record
-from ..types import Sample
+from ..types import Sample, TokenSignals
 
 __all__ = ["EvalReport", "MethodScore", "QuestionOutcome", "score_runs", "wilson"]
 
@@ -186,8 +186,8 @@ def score_runs(
         unify.prepare([s.answer for m in models for s in read[m]])
         samples = {m: [replace(s, answer=unify(s.answer)) for s in read[m]] for m in models}
         outcome = _score_question(task, ref, read, samples, kind, k, accuracy, scores, votes)
-        for name, (rule, setting) in stop_rules.items():
-            outcome.answers[name] = _replay_stop(ref, read, samples, kind, k, accuracy, rule, setting, scores[name])
+        for name, stop in stop_rules.items():
+            outcome.answers[name] = _replay_stop(ref, read, samples, kind, k, accuracy, stop, scores[name])
         outcomes.append(outcome)
     if not outcomes:
         reasons = "; ".join(f"{n} {why}" for why, n in left_out.items()) or "no tasks"
@@ -267,34 +267,40 @@ def _score_question(task: str, ref: Reference, read: Mapping[str, list[Sample]],
     return QuestionOutcome(task, ref.answer, answers, decision.confidence, ref.is_right(decision.answer))
 
 
-def _stop_rules(profile: Profile) -> dict[str, tuple[str, ConfidenceBars | Agreement | None]]:
-    """The early-stop rules a count-rule profile can replay: the exact one, its confident one if any, and
-    agree (its own setting, else the default)."""
+StopSetting = tuple[str, ConfidenceBars | Agreement | None, TraceKill | None]  # rule, its setting, trace kill
+
+
+def _stop_rules(profile: Profile) -> dict[str, StopSetting]:
+    """The early-stop rules a count-rule profile can replay: the exact one, its confident one if any, agree
+    (its own setting, else the default), and its own rule with its trace kill if it has one."""
     if profile.vote.vote != "count":
         return {}  # a confidence vote draws every sample
     agreement = profile.agreement or Agreement()
-    rules: dict[str, tuple[str, ConfidenceBars | Agreement | None]] = {
-        f"{MUX}, exact early stop (replayed)": ("decision", None)
-    }
+    rules: dict[str, StopSetting] = {f"{MUX}, exact early stop (replayed)": ("decision", None, None)}
     if profile.bars is not None:
-        rules[f"{MUX}, confident stop (replayed)"] = ("confident", profile.bars)
-    rules[f"{MUX}, agree stop {agreement.need}/{agreement.dissent} (replayed)"] = ("agree", agreement)
+        rules[f"{MUX}, confident stop (replayed)"] = ("confident", profile.bars, None)
+    rules[f"{MUX}, agree stop {agreement.need}/{agreement.dissent} (replayed)"] = ("agree", agreement, None)
+    if profile.kill is not None:
+        own = profile.stop_rule or "decision"
+        setting = {"confident": profile.bars, "agree": agreement}.get(own)
+        rules[f"{MUX}, {own} stop + trace kill (replayed)"] = (own, setting, profile.kill)
     return rules
 
 
 def _replay_stop(ref: Reference, read: Mapping[str, list[Sample]], samples: Mapping[str, list[Sample]], kind: str,
-                 k: int, accuracy: Mapping[str, float | None], rule: str, setting: ConfidenceBars | Agreement | None,
-                 score: MethodScore) -> str | None:  # fmt: skip
+                 k: int, accuracy: Mapping[str, float | None], stop: StopSetting, score: MethodScore) -> str | None:  # fmt: skip
     """One question decoded again on paper under ``rule`` (members in tie order); its answer, added to ``score``."""
     ranks = tie_ranks(list(samples), accuracy)
     order = sorted(samples, key=ranks.__getitem__) if ranks is not None else list(samples)
     said = _own_words(kind, read, samples)
+    rule, setting, kill = stop
     bars = setting if isinstance(setting, ConfidenceBars) else None
     ids: dict[str, int] = {}
     drawn = [
-        [Drawn(i, s.index, s.tokens, ids.setdefault(s.answer, len(ids)) if s.answer is not None else -1,
-               ref.is_right(said([m], s.answer)),
-               sample_score(s.signals, bars.measure, bars.window) if bars and s.signals else -math.inf)
+        [_killed(Drawn(i, s.index, s.tokens, ids.setdefault(s.answer, len(ids)) if s.answer is not None else -1,
+                       ref.is_right(said([m], s.answer)),
+                       sample_score(s.signals, bars.measure, bars.window) if bars and s.signals else -math.inf),
+                 s.signals, kill, kill.floors.get(m) if kill else None)
          for s in samples[m]]
         for i, m in enumerate(order)
     ]  # fmt: skip
@@ -306,6 +312,14 @@ def _replay_stop(ref: Reference, read: Mapping[str, list[Sample]], samples: Mapp
     answer = next((a for a, i in ids.items() if i == replayed.answer), None)
     winner = next((m for m in order if any(s.answer == answer for s in samples[m])), None)
     return said([winner] if winner else [], answer)
+
+
+def _killed(d: Drawn, signals: TokenSignals | None, kill: TraceKill | None, floor: float | None) -> Drawn:
+    """The sample as trace kill leaves it: cut where it would be killed, with no answer."""
+    if kill is None or floor is None or signals is None:
+        return d
+    cut = kill.kill_point(signals.confidences, floor)
+    return d if cut is None else replace(d, tokens=cut, answer=-1, right=False)
 
 
 def mux_name(vote: str) -> str:

@@ -44,7 +44,7 @@ class EngineLike(Protocol):
     def check_fits(self, prompt_tokens: int, k: int, max_tokens: int) -> int: ...
     def generate(
         self, prompt: Sequence[int], sampling: Sampling, seeds: Sequence[int], stop: Sequence[str] = (),
-        *, logprobs: int | None = None,
+        *, logprobs: int | None = None, kill: tuple[float, int] | None = None,
     ) -> Iterator[Any]: ...  # fmt: skip
     def close(self) -> None: ...
 
@@ -61,6 +61,7 @@ class LoadOptions:
     policy: str = DEFAULT_POLICY
     early_stop: bool = True
     stop_rule: str | None = None
+    trace_kill: bool | None = None  # None: the profile's (on where it has kill floors)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from ..answers.members import answer_of, run_program_of
 from ..answers.prompts import format_question
 from ..answers.strategies import Member
 from ..decide.confidence import LETTERS, answer_mass
+from ..decide.stoprules import TraceKill
 from ..engine.logits import CONFIDENCE_TOP
 from ..events import Event, SamplingStarted
 from ..profiles import Profile
@@ -37,8 +38,9 @@ class Question:
     (seeded), their models held through ``models``."""
 
     def __init__(self, models: Models, prompter: Prompter, profile: Profile, sampling: Sampling, question: str,
-                 choices: Sequence[str] | None, tests: Sequence[str] | None) -> None:  # fmt: skip
+                 choices: Sequence[str] | None, tests: Sequence[str] | None, kill: TraceKill | None = None) -> None:  # fmt: skip
         self.models, self.prompter, self.profile, self.sampling = models, prompter, profile, sampling
+        self.kill = kill  # trace kill's floors, when it is on
         self.choices, self.tests = choices, tests
         self.text = format_question(question, choices, tests)
         self.seeds = sampling.seeds()
@@ -70,8 +72,11 @@ class Question:
         if self.profile.kind == "choice":
             self._letters[name] = self.prompter.letters(member.model, engine)
         seeds = [self.seeds[i] for i in indices]
+        floor = self.kill.floors.get(name) if self.kill else None
+        # asked only when on: an engine written before trace kill (EngineLike) still serves profiles without it
+        kill = {} if floor is None or self.kill is None else {"kill": (floor, self.kill.window)}
         steps: Iterator[BatchStep] = engine.generate(
-            tokens, self.sampling, seeds, stop, logprobs=kept_alternatives(self.profile.kind)
+            tokens, self.sampling, seeds, stop, logprobs=kept_alternatives(self.profile.kind), **kill
         )
         return steps
 
@@ -127,6 +132,10 @@ def read_sample(
     run in the sandbox and the printed value canonicalised (an unparsable sample when it does not run)."""
     if f.stop_reason == "failed":  # a remote request that failed: unparsable, whatever text had arrived
         return Sample(member.name, f.index, seeds[f.index], f.text, None, f.tokens, "failed", f.seconds, note=f.note)
+    if f.stop_reason == "killed":  # trace kill: cut where its confidence fell, it does not vote
+        signals = TokenSignals.of(f.logprobs) if f.logprobs is not None else None
+        return Sample(member.name, f.index, seeds[f.index], f.text, None, f.tokens, "killed", f.seconds,
+                      note="its window confidence fell below its member's floor (trace kill)", signals=signals)  # fmt: skip
     program = run_program_of(member, f.text) if member.runs_programs else None
     answer = answer_of(member, kind, f.text, program_stdout=program.stdout if program and program.ok else None,
                        n_choices=n_choices, tests=tuple(tests) if tests else None, choices=choices)  # fmt: skip

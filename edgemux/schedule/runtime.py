@@ -27,7 +27,7 @@ from ..decide.calibration import Calibrated, level_of, sentence
 from ..decide.confidence import LETTERS
 from ..decide.earlystop import tie_ranks
 from ..decide.mux import decide, tally
-from ..decide.stoprules import EARLY_RULES, early_stop_calibration
+from ..decide.stoprules import EARLY_RULES, TraceKill, early_stop_calibration
 from ..errors import BudgetError, InvalidRequestError
 from ..events import DecisionMade, Event, ModelStopped
 from ..memory.memory import kv_cells
@@ -62,6 +62,7 @@ class Mux:
         if self.options.policy not in POLICIES:
             raise InvalidRequestError(f"unknown policy {self.options.policy!r}; use one of {', '.join(POLICIES)}")
         self._stop_rule(profile)  # an unknown rule, or confident without bars, fails here
+        self._kill(profile)  # and trace kill asked of a profile without floors
         self.catalog = models.catalog if models is not None else catalog or Catalog()
         self.specs = {name: self.catalog.get(name) for name in profile.model_names}  # unknown names fail here
         self.budget_bytes, self.budget_source = resolve_budget(self.options.budget, profile)
@@ -159,7 +160,7 @@ class Mux:
         self._fit_context(profile, sampling)
         started = time.perf_counter()
         ranks = tie_ranks(profile.member_names, {m.name: m.validation_accuracy for m in profile.models})
-        asked = Question(self.models, self.prompter, profile, sampling, question, choices, tests)
+        asked = Question(self.models, self.prompter, profile, sampling, question, choices, tests, self._kill(profile))
         early_stops: list[ModelStopped] = []
         votes = yield from _noting_early_stops(self._decode(profile, sampling, asked, ranks), early_stops)
         if kind_reason and profile.kind in ("number", "math") and not _gave_numbers(profile, votes):
@@ -257,6 +258,17 @@ class Mux:
                 "with `edgemux profile build` from runs recorded with token signals, or use --stop-rule decision"
             )
         return rule
+
+    def _kill(self, profile: Profile) -> TraceKill | None:
+        """Trace kill's floors when it is on: --trace-kill, else where the profile has them."""
+        if self.options.trace_kill is False or (self.options.trace_kill is None and profile.kill is None):
+            return None
+        if profile.kill is None:
+            raise InvalidRequestError(
+                f"profile {profile.name} has no trace-kill floors: rebuild it with `edgemux profile build` from runs "
+                "recorded with token signals, or leave out --trace-kill"
+            )
+        return profile.kill
 
     def _early_stop(self, profile: Profile) -> bool:
         """Exact early stop reasons about counts; under a weighted vote one sample still running could

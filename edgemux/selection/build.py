@@ -27,13 +27,13 @@ from ..catalog.catalog import Catalog
 from ..decide.calibration import Calibrated
 from ..decide.confidence import VoteRule
 from ..decide.mux import COUNT
-from ..decide.stoprules import Agreement
+from ..decide.stoprules import Agreement, TraceKill
 from ..errors import BudgetError, InvalidRequestError
 from ..memory.memory import format_bytes, plan
 from ..schedule.planning import shape_of
 from ..types import Sampling
 from .search import SearchResult, Spread
-from .stopsearch import EarlyStop, StopScore
+from .stopsearch import EarlyStop, StopChoice, StopScore
 from .votesearch import VoteCandidate
 
 __all__ = ["Candidate", "candidates", "choose", "curve_document", "profile_document", "write_profile"]
@@ -190,11 +190,12 @@ def profile_document(
     description: str | None,
     calibration: Sequence[Calibrated] = (),
     auto: bool = False,
-    stop: tuple[EarlyStop | None, Sequence[StopScore]] = (None, ()),
+    stop: StopChoice | None = None,
 ) -> str:
     """The profile's YAML. ``auto``: the profile answers any question (``kind: auto``); what was measured
     is its numeric kind (``measured.kind``), the one computations are answered as."""
     settings = result.settings
+    stop = stop or StopChoice()
     ordered = _tie_order(chosen, result)
     doc: dict[str, Any] = {
         "name": name,
@@ -209,7 +210,8 @@ def profile_document(
         | ({"system": settings["system"]} if settings.get("system") else {}),
         "n_ctx": settings.get("n_ctx", 4096),
         **({"vote": vote_document(chosen.vote)} if chosen.vote.vote != "count" else {}),
-        **({"stop": stop_document(stop[0])} if stop[0] is not None else {}),
+        **({"stop": stop_document(stop.rule)} if stop.rule is not None else {}),
+        **({"kill": kill_document(stop.kill)} if stop.kill is not None else {}),
         **({"budget": budget} if budget else {}),
         "measured": {
             **({"kind": result.kind} if auto else {}),
@@ -219,7 +221,7 @@ def profile_document(
             "date": datetime.date.today().isoformat(),
             "why": why,
             **_measured(chosen, result, found),
-            **({"stop_rules": [_stop_measured(score) for score in stop[1]]} if stop[1] else {}),
+            **({"stop_rules": [_stop_measured(score) for score in stop.scores]} if stop.scores else {}),
             # how often answers were right at each level of agreement (what `ask` says with an answer)
             "calibration": [level.to_dict() for level in calibration],
         },
@@ -276,6 +278,15 @@ def stop_document(rule: EarlyStop) -> dict[str, Any]:
         return {"rule": "agree", "need": rule.need, "dissent": rule.dissent}
     return {"rule": "confident", "measure": rule.measure, "window": rule.window, "precision": rule.precision,
             "bars": {m: round(b, 4) for m, b in rule.bars.items()}}  # fmt: skip
+
+
+def kill_document(kill: TraceKill) -> dict[str, Any]:
+    """Trace kill as the profile's ``kill:`` mapping."""
+    return {
+        "window": kill.window,
+        "percentile": kill.percentile,
+        "floors": {m: round(f, 4) for m, f in kill.floors.items()},
+    }
 
 
 def _stop_measured(score: StopScore) -> dict[str, Any]:
