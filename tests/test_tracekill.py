@@ -20,6 +20,7 @@ from edgemux.selection.search import build_table
 from edgemux.selection.stopsearch import fit_trace_kill, score_rule
 from edgemux.testing import FakeEngine
 from edgemux.types import Sample, Sampling, TokenSignals
+from edgemux.ui.live import LiveView
 from tests.test_build import POOL, SETTINGS
 
 
@@ -151,3 +152,16 @@ def test_eval_replays_the_profiles_own_rule_with_its_trace_kill(tmp_path: Path) 
         report.method("SLM-MUX, exact early stop (replayed)"),
     )
     assert killed.tokens < 0.95 * exact.tokens and killed.correct >= exact.correct - 1
+
+
+def test_the_live_view_marks_killed_samples_and_says_why(fake_models: list[str], tmp_path: Path) -> None:
+    engine = FakeEngine(["a b c d e #### 5", "a b c d e #### 4"], confidences=[0.5, 9.0])
+    profile = parse_profile(write_profile(tmp_path, FLOORS))
+    view = LiveView(profile.member_names)
+    with Mux(profile, engine_factory=lambda *_: engine) as mux:
+        for event in mux.stream("What is 2+2?"):
+            view.update(event)
+    table, note = view.render().renderables[:2]  # type: ignore[attr-defined]
+    cells = [str(c) for c in table.columns[1].cells]  # type: ignore[attr-defined]
+    assert cells == ["[yellow]4✂[/] [green]7✓[/] [yellow]4✂[/]"]  # samples 1 and 3 (confidence 0.5) were cut
+    assert "alpha: 2 samples cut by trace kill" in str(note)

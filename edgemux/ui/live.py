@@ -40,6 +40,7 @@ class _Row:
     answers: dict[int, str | None] = field(default_factory=dict)
     stopped: set[int] = field(default_factory=set)
     never_started: set[int] = field(default_factory=set)
+    killed: set[int] = field(default_factory=set)  # trace kill ended them: they do not vote
     why_not_started: str = ""  # the stop rule's reason, shown under the table
     failed: str = ""  # a remote member whose requests failed: why
     confidence: float | None = None
@@ -87,6 +88,8 @@ class LiveView:
             row.answers[event.sample.index] = event.sample.answer
             if event.sample.stop_reason == "failed":
                 row.failed = event.sample.note
+            if event.sample.stop_reason == "killed":
+                row.killed.add(event.sample.index)
         elif isinstance(event, ModelStopped):
             row = self.rows[event.model]
             row.stopped.update(event.samples)
@@ -119,6 +122,10 @@ class LiveView:
                 n = len(row.never_started)
                 parts.append(Text(f"{model}: {n} sample{'s' if n > 1 else ''} never started: {row.why_not_started}",
                                   style="dim"))  # fmt: skip
+            if row.killed:
+                n = len(row.killed)
+                parts.append(Text(f"{model}: {n} sample{'s' if n > 1 else ''} cut by trace kill (✂): its token "
+                                  "confidence fell below the member's floor; no vote", style="dim"))  # fmt: skip
         if self.result is not None:
             parts.append(decision_line(self.result))
         return Group(*parts)  # type: ignore[arg-type]
@@ -129,6 +136,8 @@ def _sample_cell(index: int, tokens: int, row: _Row) -> str:
         return "[dim]–[/]"  # early stop made it unnecessary before it began
     if index in row.stopped:
         return f"[dim]{tokens}✗[/]"  # cancelled by early stop
+    if index in row.killed:
+        return f"[yellow]{tokens}✂[/]"  # cut by trace kill: no vote
     return f"[green]{tokens}✓[/]" if index in row.answers else str(tokens)
 
 
