@@ -14,7 +14,7 @@ import json
 
 from edgemux.decide.stoprules import KILL_WINDOW, Agreement, TraceKill
 from edgemux.selection.runs import read_runs_files
-from edgemux.selection.search import accuracy_ranks, build_table
+from edgemux.selection.search import build_table
 
 PERCENTILES = (None, 2.0, 5.0, 10.0, 20.0)
 RULES = (("none", None, None), ("decision", None, None), ("agree", None, Agreement(3, 1)),
@@ -22,7 +22,7 @@ RULES = (("none", None, None), ("decision", None, None), ("agree", None, Agreeme
 
 
 def main() -> None:
-    from edgemux.selection.stopsearch import score_rule
+    from edgemux.selection.stopsearch import rows_in_tie_order, score_rule
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", required=True, help="runs file(s) with token signals, comma-separated")
@@ -33,8 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     table = build_table(read_runs_files(args.runs))
     members = args.members.split(",")
-    ranked = sorted(zip(accuracy_ranks(table.correct[[table.models.index(m) for m in members]]), members, strict=True))
-    rows = [table.models.index(m) for _, m in ranked]
+    rows = rows_in_tie_order(table, members)
     out = []
     for rule, setting, agreement in RULES:
         for percentile in PERCENTILES:
@@ -44,7 +43,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(out, indent=1))
         return
-    print(f"{len(table.tasks)} questions, {' + '.join(m for _, m in ranked)}, k={args.k} (held out)")
+    print(f"{len(table.tasks)} questions, {' + '.join(table.models[r] for r in rows)}, k={args.k} (held out)")
     for r in out:
         print(f"  {r['tokens']:6d} tokens  {100 * r['accuracy']:5.1f} %  {r['rule']}")
 

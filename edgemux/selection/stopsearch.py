@@ -25,7 +25,16 @@ from ..decide.stoprules import Agreement, ConfidenceBars, TraceKill, fit_bar, fi
 from .search import RunTable, accuracy_ranks
 from .votesearch import half_of
 
-__all__ = ["EarlyStop", "StopChoice", "StopScore", "choose_stops", "fit_early_stop", "fit_trace_kill", "score_rule"]
+__all__ = [
+    "EarlyStop",
+    "StopChoice",
+    "StopScore",
+    "choose_stops",
+    "fit_early_stop",
+    "fit_trace_kill",
+    "rows_in_tie_order",
+    "score_rule",
+]
 
 MIN_SAVING = 0.05  # an early rule must spend at least 5 % fewer tokens than the exact one
 # What the confident rule is tried with: measures that rank a member's samples (issue 25's AUROC), windows
@@ -52,6 +61,13 @@ class StopScore:
     # questions the rule ended before they were settled (confident, agree), and how many of them were right
     ended_early: int = 0
     right_when_early: int = 0
+
+
+def rows_in_tie_order(table: RunTable, members: Sequence[str]) -> list[int]:
+    """The members' rows in the tie order, which is also the order `priority` decodes in: best single-sample
+    accuracy first."""
+    by_rank = sorted(zip(accuracy_ranks(table.correct[[table.models.index(m) for m in members]]), members, strict=True))
+    return [table.models.index(m) for _, m in by_rank]
 
 
 def drawn(table: RunTable, rows: Sequence[int], q: int, k: int, measure: str, window: int,
@@ -129,10 +145,7 @@ def fit_early_stop(table: RunTable, members: Sequence[str], k: int,
     the runs have token signals, every confident setting of GRID (scored on the half its bars were not
     fitted on; the bars kept are fitted on every question). None when none saves MIN_SAVING of the exact
     rule's tokens. Also the scores of drawing every sample, of the exact rule and of each rule's best."""
-    # the tie order, which is also the order `priority` decodes in: best single-sample accuracy first
-    by_rank = sorted(zip(accuracy_ranks(table.correct[[table.models.index(m) for m in members]]), members, strict=True))
-    members = [m for _, m in by_rank]
-    rows = [table.models.index(m) for m in members]
+    rows = rows_in_tie_order(table, members)
     scores = [score_rule(table, rows, k, "none"), score_rule(table, rows, k, "decision")]
     floor = scores[0].accuracy - tolerance_points / 100
     cheaper = scores[1].tokens * (1 - MIN_SAVING)  # giving up exactness is worth it only for a real saving
@@ -170,8 +183,7 @@ def fit_trace_kill(table: RunTable, members: Sequence[str], k: int, early: Early
     ``tolerance_points`` of drawing every sample that saves MIN_SAVING of the rule's tokens without it, its
     floors fitted on every question (None when none does, or the runs have no token signals). Also its
     score (or, when none is kept, the best tried)."""
-    by_rank = sorted(zip(accuracy_ranks(table.correct[[table.models.index(m) for m in members]]), members, strict=True))
-    rows = [table.models.index(m) for _, m in by_rank]
+    rows = rows_in_tie_order(table, members)
     if not _has_signals(table, rows, k):
         return None, []
     rule, setting, agreement = _rule_of(early)
