@@ -4,12 +4,15 @@ profile's `kill:` section, the scheduler with a killed sample (FakeEngine with s
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from edgemux.cli import cli
 from edgemux.decide.stoprules import TraceKill, fit_floor, window_below
 from edgemux.errors import ConfigError, InvalidRequestError
 from edgemux.measure.evaluate import score_runs
@@ -165,3 +168,12 @@ def test_the_live_view_marks_killed_samples_and_says_why(fake_models: list[str],
     cells = [str(c) for c in table.columns[1].cells]  # type: ignore[attr-defined]
     assert cells == ["[yellow]4✂[/] [green]7✓[/] [yellow]4✂[/]"]  # samples 1 and 3 (confidence 0.5) were cut
     assert "alpha: 2 samples cut by trace kill" in str(note)
+
+
+def test_profile_show_says_the_stop_rule_and_the_floors(tmp_path: Path) -> None:
+    path = write_profile(tmp_path, FLOORS)
+    shown = CliRunner().invoke(cli, ["profile", "show", str(path)])
+    assert shown.exit_code == 0, shown.output
+    assert "stop rule: decision (exact); trace kill (window 4, floors at percentile 10): alpha 1.00" in shown.output
+    as_json = json.loads(CliRunner().invoke(cli, ["profile", "show", str(path), "--json"]).stdout)
+    assert as_json["kill"] == {"window": 4, "percentile": 10.0, "floors": {"alpha": 1.0}}

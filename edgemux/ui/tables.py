@@ -184,9 +184,30 @@ def profile_dict(profile: Profile) -> dict[str, object]:
         "n_ctx": profile.n_ctx,
         "budget": profile.budget,
         "abstain_below": profile.abstain_below,
+        "stop_rule": profile.stop_rule,
+        "kill": None
+        if profile.kill is None
+        else {
+            "window": profile.kill.window,
+            "percentile": profile.kill.percentile,
+            "floors": dict(profile.kill.floors),
+        },
         "measured": profile.measured,
         "path": str(profile.path) if profile.path else None,
     }
+
+
+def _stops_line(profile: Profile) -> str:
+    """The stop rule `ask` uses with this profile, and trace kill's floors if it has them."""
+    rule = profile.stop_rule or "decision (exact)"
+    if profile.stop_rule == "agree" and profile.agreement is not None:
+        rule = f"agree ({profile.agreement.describe()})"
+    elif profile.stop_rule == "confident" and profile.bars is not None:
+        rule = f"confident ({profile.bars.measure}, window {profile.bars.window}, precision {profile.bars.precision:g})"
+    if profile.kill is None:
+        return f"stop rule: {rule}; no trace kill"
+    floors = ", ".join(f"{m} {f:.2f}" for m, f in profile.kill.floors.items())
+    return f"stop rule: {rule}; {profile.kill.describe()}: {floors}"
 
 
 def profile_view(profile: Profile) -> Group:
@@ -201,6 +222,7 @@ def profile_view(profile: Profile) -> Group:
         Text(f"k={s.k}, temperature {s.temperature}, top_p {s.top_p}, top_k {s.top_k}, min_p {s.min_p}, "
              f"max {s.max_tokens} tokens, context {profile.n_ctx}" + (f", budget {profile.budget}" if profile.budget else "")),
         Text("prompt: " + (profile.instruction or "the default for the kind").replace("\n", "⏎ ")),
+        Text(_stops_line(profile)),
     ]  # fmt: skip
     measured = profile.measured
     if measured:
