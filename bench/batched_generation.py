@@ -31,6 +31,7 @@ import llama_cpp
 from edgemux.catalog import fetch
 from edgemux.catalog.catalog import Catalog
 from edgemux.engine.engine import Engine, default_threads
+from edgemux.engine.llama import library_llama, model_params
 from edgemux.types import Sampling
 
 PROMPT = "Write a long story about a brave dragon who learns to cook. Describe every dish in detail."
@@ -62,7 +63,7 @@ class RawLoop:
     """The shortest correct batched k-sequence loop over llama.cpp's C API (what llama-batched does)."""
 
     def __init__(self, path: Path, n_ctx: int, k: int, threads: int) -> None:
-        self.model = llama_cpp.llama_model_load_from_file(str(path).encode(), llama_cpp.llama_model_default_params())
+        self.model = llama_cpp.llama_model_load_from_file(str(path).encode(), model_params())
         params = llama_cpp.llama_context_default_params()
         params.n_ctx, params.n_batch, params.n_ubatch, params.n_seq_max = n_ctx, 512, 512, k
         params.n_threads = params.n_threads_batch = threads
@@ -128,7 +129,7 @@ def bench_model(name: str, k: int, n: int, reps: int, threads: int) -> dict[str,
     n_ctx = len(prompt) + k * n + 16
     engine.close()
     engine = Engine(path, n_ctx=n_ctx, n_seq_max=k, n_threads=threads)
-    llm = llama_cpp.Llama(
+    llm = library_llama(
         str(path), n_ctx=len(prompt) + n + 16, n_threads=threads, n_threads_batch=threads, verbose=False
     )
     raw = RawLoop(path, n_ctx, k, threads)

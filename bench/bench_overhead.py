@@ -21,6 +21,7 @@ import llama_cpp
 from edgemux.catalog import fetch
 from edgemux.catalog.catalog import Catalog
 from edgemux.engine.engine import Engine, default_threads
+from edgemux.engine.llama import library_llama
 from edgemux.measure.benchmark import random_prompt
 from edgemux.types import Sampling
 
@@ -54,7 +55,7 @@ def main() -> None:
         spec = catalog.get(name)
         path = fetch.pull(spec)
         engine = Engine(path, n_ctx=args.n + 16, n_seq_max=1, n_threads=args.threads)
-        llm = llama_cpp.Llama(
+        llm = library_llama(
             str(path), n_ctx=args.n + 16, n_threads=args.threads, n_threads_batch=args.threads, verbose=False
         )
         vocab = llm._model.vocab  # noqa: SLF001 - the model's end-of-generation ids, to forbid them

@@ -13,7 +13,7 @@ import pytest
 from edgemux.decide.confidence import sample_score
 from edgemux.decide.stoprules import TraceKill
 from edgemux.engine.engine import Engine
-from edgemux.engine.llama import model_params
+from edgemux.engine.llama import library_llama
 from edgemux.engine.sequences import GenerationRequest
 from edgemux.errors import EngineError, InvalidRequestError, ModelFileError, PromptTooLongError
 from edgemux.memory.osmemory import rss_bytes
@@ -296,27 +296,19 @@ def test_each_sequence_of_a_batch_gets_its_own_logprobs(engine: Engine) -> None:
     assert sum(t.token != t.top[0][0] for t in tokens) > 10  # hot enough that the check means something
 
 
-def test_logprobs_match_llama_cpp_python_teacher_forced(
-    engine: Engine, smollm2_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_logprobs_match_llama_cpp_python_teacher_forced(engine: Engine, smollm2_path: Path) -> None:
     # An independent computation: llama-cpp-python's Llama evaluates prompt + sampled tokens in one pass and
     # keeps every position's logits; their log-softmax at each sampled token is the logprob we recorded. The
     # two differ by kernel rounding (a different batch shape over 4-bit weights: up to ~0.3 nats where the
     # model hesitates, 0 where it is sure), so the check is on the median and on gross errors.
-    import llama_cpp.llama_cpp as bindings
     import numpy as np
-    from llama_cpp import Llama
-
-    # Llama loads with llama.cpp's defaults, whose AMX weight buffers crash on AMX CPUs (see model_params):
-    # it gets edgemux's model parameters, which are llama.cpp's defaults elsewhere.
-    params = model_params()
-    monkeypatch.setattr(bindings, "llama_model_default_params", lambda: params)
 
     (f,) = logprobs_of(engine, Sampling(temperature=0.8, max_tokens=16), [3], top=0)
     assert f.logprobs
     p = prompt(engine)
     tokens = [t.token for t in f.logprobs]
-    llm = Llama(model_path=str(smollm2_path), n_ctx=512, logits_all=True, n_threads=2, verbose=False)
+    # edgemux's model parameters: llama.cpp's defaults crash on AMX CPUs (model_params)
+    llm = library_llama(str(smollm2_path), n_ctx=512, logits_all=True, n_threads=2, verbose=False)
     try:
         llm.eval(p + tokens)
         scores = np.asarray(llm.scores[len(p) - 1 : len(p) - 1 + len(tokens)], dtype=np.float64)

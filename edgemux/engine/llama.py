@@ -12,7 +12,7 @@ from typing import Any
 import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-__all__ = ["Jinja2ChatFormatter", "default_threads", "llama_cpp", "model_params", "system_info"]
+__all__ = ["Jinja2ChatFormatter", "default_threads", "library_llama", "llama_cpp", "model_params", "system_info"]
 
 _llama_log = logging.getLogger("edgemux.llama")
 if _llama_log.level == logging.NOTSET:  # llama.cpp warns about quirks of valid models; quiet unless asked
@@ -68,3 +68,18 @@ def model_params(n_gpu_layers: int = 0) -> Any:
     if _runs_amx_kernels():
         params.use_extra_bufts = False
     return params
+
+
+def library_llama(model_path: str, **kwargs: Any) -> Any:
+    """llama-cpp-python's own ``Llama`` (for comparisons and tests against the library), loaded with the
+    model parameters edgemux uses: with llama.cpp's defaults it crashes on AMX CPUs (see model_params).
+    ``Llama`` reads the defaults from llama.cpp's bindings and takes no parameters object, so they are
+    swapped for the duration of the load."""
+    import llama_cpp.llama_cpp as bindings
+
+    params, defaults = model_params(), bindings.llama_model_default_params
+    bindings.llama_model_default_params = lambda: params
+    try:
+        return llama_cpp.Llama(model_path, **kwargs)
+    finally:
+        bindings.llama_model_default_params = defaults
