@@ -41,15 +41,12 @@ from edgemux.decide.confidence import sample_score
 from edgemux.decide.earlystop import ModelProgress, outlook
 from edgemux.decide.replay import Drawn
 from edgemux.decide.replay import mux_decision as decide_on
-from edgemux.decide.stoprules import Agreement, fit_bar
+from edgemux.decide.stoprules import KILL_WINDOW, Agreement, TraceKill, fit_bar
 from edgemux.measure.evaluate import wilson
 from edgemux.profiles import load_profile
 from edgemux.selection.runs import read_runs_files
 from edgemux.selection.search import RunTable, build_table
 from edgemux.selection.votesearch import half_of
-
-KILL_WINDOW = 16
-
 
 Rule = Callable[[list[Drawn], Drawn, int], bool]  # finished samples, the one that just finished, k
 
@@ -131,22 +128,12 @@ class Question:
                 tokens, answer = int(t.tokens[row, q, j]), int(t.answers[row, q, j])
                 right = bool(t.correct[row, q, j])
                 if kill_bars is not None and signals is not None:
-                    cut = kill_point(signals.confidences, kill_bars[m])
+                    cut = TraceKill(KILL_WINDOW).kill_point(signals.confidences, kill_bars[m])
                     if cut is not None:
                         tokens, answer, right = cut, -1, False
                 mine.append(Drawn(m, j, tokens, answer, right, score))
             out.append(mine)
         return out
-
-
-def kill_point(confidences: Sequence[float], bar: float) -> int | None:
-    """The first token at which the window's mean confidence falls below ``bar`` (None: never)."""
-    c = np.asarray(confidences, dtype=np.float64)
-    if len(c) < KILL_WINDOW:
-        return None
-    means = np.convolve(c, np.ones(KILL_WINDOW) / KILL_WINDOW, mode="valid")
-    below = np.flatnonzero(means < bar)
-    return int(below[0]) + KILL_WINDOW if len(below) else None
 
 
 def lowest_window(confidences: Sequence[float]) -> float:

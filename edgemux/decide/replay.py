@@ -18,13 +18,13 @@ The answer is SLM-MUX's over the samples that finished. A cancelled sample costs
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from .earlystop import ModelProgress, outlook
-from .stoprules import Agreement
+from .stoprules import Agreement, TraceKill
 
-__all__ = ["Drawn", "Replayed", "mux_decision", "replay_question"]
+__all__ = ["Drawn", "Replayed", "cut_by_kill", "mux_decision", "replay_question"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,13 @@ class Drawn:
     answer: int
     right: bool
     score: float
+
+
+def cut_by_kill(d: Drawn, confidences: Sequence[float] | None, kill: TraceKill | None, floor: float | None) -> Drawn:
+    """The sample as trace kill leaves it: cut where its window confidence falls below ``floor``, with no
+    answer (it does not vote); as it was when it is never killed, or has no floor or no confidences."""
+    cut = kill.kill_point(confidences, floor) if kill and floor is not None and confidences is not None else None
+    return d if cut is None else replace(d, tokens=cut, answer=-1, right=False)
 
 
 class Replayed(NamedTuple):

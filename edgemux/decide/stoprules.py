@@ -44,6 +44,7 @@ __all__ = [
     "TraceKill",
     "fit_bar",
     "fit_floor",
+    "rule_label",
     "window_below",
     "early_stop_calibration",
 ]
@@ -126,12 +127,22 @@ class TraceKill:
         if self.window < 1 or not 0.0 < self.percentile < 100.0:
             raise ValueError("window must be at least 1 and percentile in (0, 100)")
 
+    def of(self, member: str) -> tuple[float, int] | None:
+        """What the engine is given for ``member``'s samples: (its floor, the window); None: never killed."""
+        floor = self.floors.get(member)
+        return None if floor is None else (floor, self.window)
+
     def kill_point(self, confidences: Sequence[float], floor: float) -> int | None:
         """After how many tokens a sample with these token confidences is killed; None: never."""
         n_tokens = len(confidences)
         return next(
             (n for n in range(self.window, n_tokens + 1) if window_below(confidences, n, floor, self.window)), None
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """As a profile's ``kill:`` mapping (floors to 4 decimals, as ``profile build`` writes them)."""
+        floors = {m: round(f, 4) for m, f in self.floors.items()}
+        return {"window": self.window, "percentile": self.percentile, "floors": floors}
 
     def describe(self) -> str:
         return f"trace kill (window {self.window}, floors at percentile {self.percentile:g})"
@@ -164,6 +175,15 @@ def fit_bar(scored: Sequence[tuple[float, bool]], precision: float) -> float | N
         if at_end_of_ties and i >= MIN_SAMPLES and right / i >= precision:
             bar = score
     return bar
+
+
+def rule_label(rule: str, bars: ConfidenceBars | None = None, agreement: Agreement | None = None) -> str:
+    """A stop rule as profiles, ``eval`` and ``profile show`` name it, with its setting where it has one."""
+    if rule == "confident" and bars is not None:
+        return f"confident ({bars.measure}, window {bars.window}, precision {bars.precision:g})"
+    if rule == "agree" and agreement is not None:
+        return f"agree ({agreement.describe()})"
+    return rule
 
 
 EARLY_STOP_WORDS = {"confident": "on a sure sample", "agree": "on agreeing samples"}

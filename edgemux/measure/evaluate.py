@@ -32,12 +32,12 @@ from ..decide.calibration import CoveragePoint, risk_coverage
 from ..decide.confidence import VoteRule, sample_score
 from ..decide.earlystop import tie_ranks
 from ..decide.mux import decide, tally
-from ..decide.replay import Drawn, replay_question
+from ..decide.replay import Drawn, cut_by_kill, replay_question
 from ..decide.stoprules import Agreement, ConfidenceBars, TraceKill
 from ..errors import InvalidRequestError
 from ..profiles import Profile
 from ..selection.runs import Record
-from ..types import Sample, TokenSignals
+from ..types import Sample
 
 __all__ = ["EvalReport", "MethodScore", "QuestionOutcome", "score_runs", "wilson"]
 
@@ -297,10 +297,10 @@ def _replay_stop(ref: Reference, read: Mapping[str, list[Sample]], samples: Mapp
     bars = setting if isinstance(setting, ConfidenceBars) else None
     ids: dict[str, int] = {}
     drawn = [
-        [_killed(Drawn(i, s.index, s.tokens, ids.setdefault(s.answer, len(ids)) if s.answer is not None else -1,
-                       ref.is_right(said([m], s.answer)),
-                       sample_score(s.signals, bars.measure, bars.window) if bars and s.signals else -math.inf),
-                 s.signals, kill, kill.floors.get(m) if kill else None)
+        [cut_by_kill(Drawn(i, s.index, s.tokens, ids.setdefault(s.answer, len(ids)) if s.answer is not None else -1,
+                           ref.is_right(said([m], s.answer)),
+                           sample_score(s.signals, bars.measure, bars.window) if bars and s.signals else -math.inf),
+                     s.signals.confidences if s.signals else None, kill, kill.floors.get(m) if kill else None)
          for s in samples[m]]
         for i, m in enumerate(order)
     ]  # fmt: skip
@@ -312,14 +312,6 @@ def _replay_stop(ref: Reference, read: Mapping[str, list[Sample]], samples: Mapp
     answer = next((a for a, i in ids.items() if i == replayed.answer), None)
     winner = next((m for m in order if any(s.answer == answer for s in samples[m])), None)
     return said([winner] if winner else [], answer)
-
-
-def _killed(d: Drawn, signals: TokenSignals | None, kill: TraceKill | None, floor: float | None) -> Drawn:
-    """The sample as trace kill leaves it: cut where it would be killed, with no answer."""
-    if kill is None or floor is None or signals is None:
-        return d
-    cut = kill.kill_point(signals.confidences, floor)
-    return d if cut is None else replace(d, tokens=cut, answer=-1, right=False)
 
 
 def mux_name(vote: str) -> str:

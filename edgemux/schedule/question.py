@@ -72,9 +72,9 @@ class Question:
         if self.profile.kind == "choice":
             self._letters[name] = self.prompter.letters(member.model, engine)
         seeds = [self.seeds[i] for i in indices]
-        floor = self.kill.floors.get(name) if self.kill else None
+        at = self.kill.of(name) if self.kill else None
         # asked only when on: an engine written before trace kill (EngineLike) still serves profiles without it
-        kill = {} if floor is None or self.kill is None else {"kill": (floor, self.kill.window)}
+        kill = {"kill": at} if at else {}
         steps: Iterator[BatchStep] = engine.generate(
             tokens, self.sampling, seeds, stop, logprobs=kept_alternatives(self.profile.kind), **kill
         )
@@ -132,8 +132,8 @@ def read_sample(
     run in the sandbox and the printed value canonicalised (an unparsable sample when it does not run)."""
     if f.stop_reason == "failed":  # a remote request that failed: unparsable, whatever text had arrived
         return Sample(member.name, f.index, seeds[f.index], f.text, None, f.tokens, "failed", f.seconds, note=f.note)
+    signals = TokenSignals.of(f.logprobs) if f.logprobs is not None else None
     if f.stop_reason == "killed":  # trace kill: cut where its confidence fell, it does not vote
-        signals = TokenSignals.of(f.logprobs) if f.logprobs is not None else None
         return Sample(member.name, f.index, seeds[f.index], f.text, None, f.tokens, "killed", f.seconds,
                       note="its window confidence fell below its member's floor (trace kill)", signals=signals)  # fmt: skip
     program = run_program_of(member, f.text) if member.runs_programs else None
@@ -141,7 +141,6 @@ def read_sample(
                        n_choices=n_choices, tests=tuple(tests) if tests else None, choices=choices)  # fmt: skip
     if program is not None and not program.ok:
         log.info("%s sample %d: its program %s (%s)", member.name, f.index, program.status, program.detail)
-    signals = TokenSignals.of(f.logprobs) if f.logprobs is not None else None
     if signals is not None and f.logprobs is not None and letters:
         allowed = LETTERS[: n_choices or len(LETTERS)]
         signals = with_answer_mass(signals, f.logprobs, letters, answer, allowed)

@@ -253,8 +253,9 @@ class _EarlyRule:
     def reason_to_end(self, loop: _Loop, finished: Sequence[Sample], ranks: Mapping[str, int] | None) -> str | None:
         """Why the question ends now that ``finished`` finished, or None. The current answer (a tally of
         every model) is worked out only when the rule's evidence is there."""
-        if self.rule == "confident" and self.bars is not None:
+        if self.rule == "confident":
             bars = self.bars
+            assert bars is not None  # decode() refuses the confident rule without bars
             sure = [s for s in finished if bars.is_sure(s)]
             current = loop.answer_now(ranks) if sure else None
             for sample in sure:

@@ -27,7 +27,7 @@ from ..catalog.catalog import Catalog
 from ..decide.calibration import Calibrated
 from ..decide.confidence import VoteRule
 from ..decide.mux import COUNT
-from ..decide.stoprules import Agreement, TraceKill
+from ..decide.stoprules import Agreement
 from ..errors import BudgetError, InvalidRequestError
 from ..memory.memory import format_bytes, plan
 from ..schedule.planning import shape_of
@@ -211,7 +211,7 @@ def profile_document(
         "n_ctx": settings.get("n_ctx", 4096),
         **({"vote": vote_document(chosen.vote)} if chosen.vote.vote != "count" else {}),
         **({"stop": stop_document(stop.rule)} if stop.rule is not None else {}),
-        **({"kill": kill_document(stop.kill)} if stop.kill is not None else {}),
+        **({"kill": stop.kill.to_dict()} if stop.kill is not None else {}),
         **({"budget": budget} if budget else {}),
         "measured": {
             **({"kind": result.kind} if auto else {}),
@@ -278,15 +278,6 @@ def stop_document(rule: EarlyStop) -> dict[str, Any]:
         return {"rule": "agree", "need": rule.need, "dissent": rule.dissent}
     return {"rule": "confident", "measure": rule.measure, "window": rule.window, "precision": rule.precision,
             "bars": {m: round(b, 4) for m, b in rule.bars.items()}}  # fmt: skip
-
-
-def kill_document(kill: TraceKill) -> dict[str, Any]:
-    """Trace kill as the profile's ``kill:`` mapping."""
-    return {
-        "window": kill.window,
-        "percentile": kill.percentile,
-        "floors": {m: round(f, 4) for m, f in kill.floors.items()},
-    }
 
 
 def _stop_measured(score: StopScore) -> dict[str, Any]:

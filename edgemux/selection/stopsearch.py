@@ -20,8 +20,8 @@ from typing import TypeVar
 import numpy as np
 
 from ..decide.confidence import sample_score
-from ..decide.replay import Drawn, replay_question
-from ..decide.stoprules import Agreement, ConfidenceBars, TraceKill, fit_bar, fit_floor
+from ..decide.replay import Drawn, cut_by_kill, replay_question
+from ..decide.stoprules import Agreement, ConfidenceBars, TraceKill, fit_bar, fit_floor, rule_label
 from .search import RunTable, accuracy_ranks
 from .votesearch import half_of
 
@@ -74,6 +74,7 @@ def drawn(table: RunTable, rows: Sequence[int], q: int, k: int, measure: str, wi
           kill: tuple[TraceKill, Sequence[float | None]] | None = None) -> list[list[Drawn]]:  # fmt: skip
     """Question ``q``'s first k samples of each member in ``rows`` (tie order), scored by ``measure``;
     with ``kill`` (trace kill and each member's floor) a sample is cut where it would be killed."""
+    trace_kill, floors = kill if kill is not None else (None, [None] * len(rows))
     out = []
     for m, row in enumerate(rows):
         mine = []
@@ -82,11 +83,8 @@ def drawn(table: RunTable, rows: Sequence[int], q: int, k: int, measure: str, wi
             score = sample_score(signals, measure, window) if signals is not None else -np.inf
             sample = Drawn(m, j, int(table.tokens[row, q, j]), int(table.answers[row, q, j]),
                            bool(table.correct[row, q, j]), score)  # fmt: skip
-            floor = kill[1][m] if kill is not None else None
-            if kill is not None and floor is not None and signals is not None:
-                cut = kill[0].kill_point(signals.confidences, floor)
-                sample = sample if cut is None else Drawn(m, j, cut, -1, False, score)
-            mine.append(sample)
+            confidences = signals.confidences if signals is not None else None
+            mine.append(cut_by_kill(sample, confidences, trace_kill, floors[m]))
         out.append(mine)
     return out
 
@@ -131,8 +129,7 @@ def score_rule(table: RunTable, rows: Sequence[int], k: int, rule: str, setting:
             spent.append(tokens)
             right.append(ok)
             early.append(ended)
-    label = {"confident": f"confident ({measure}, window {window}, precision {precision:g})",
-             "agree": f"agree ({agreement.describe()})"}.get(rule, rule)  # fmt: skip
+    label = rule_label(rule, ConfidenceBars(measure, window, precision), agreement)
     label = f"{kill.describe()} + {label}" if kill is not None else label
     return StopScore(label, float(np.mean(spent)), float(np.mean(right)), len(spent), sum(early),
                      sum(ok for ok, ended in zip(right, early, strict=True) if ended))  # fmt: skip

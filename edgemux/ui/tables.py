@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..decide.calibration import levels_of
+from ..decide.stoprules import rule_label
 from ..memory.memory import format_bytes
 from ..specs import RemoteSource
 
@@ -185,13 +186,7 @@ def profile_dict(profile: Profile) -> dict[str, object]:
         "budget": profile.budget,
         "abstain_below": profile.abstain_below,
         "stop_rule": profile.stop_rule,
-        "kill": None
-        if profile.kill is None
-        else {
-            "window": profile.kill.window,
-            "percentile": profile.kill.percentile,
-            "floors": dict(profile.kill.floors),
-        },
+        "kill": None if profile.kill is None else profile.kill.to_dict(),
         "measured": profile.measured,
         "path": str(profile.path) if profile.path else None,
     }
@@ -199,11 +194,7 @@ def profile_dict(profile: Profile) -> dict[str, object]:
 
 def _stops_line(profile: Profile) -> str:
     """The stop rule `ask` uses with this profile, and trace kill's floors if it has them."""
-    rule = profile.stop_rule or "decision (exact)"
-    if profile.stop_rule == "agree" and profile.agreement is not None:
-        rule = f"agree ({profile.agreement.describe()})"
-    elif profile.stop_rule == "confident" and profile.bars is not None:
-        rule = f"confident ({profile.bars.measure}, window {profile.bars.window}, precision {profile.bars.precision:g})"
+    rule = rule_label(profile.stop_rule, profile.bars, profile.agreement) if profile.stop_rule else "decision (exact)"
     if profile.kill is None:
         return f"stop rule: {rule}; no trace kill"
     floors = ", ".join(f"{m} {f:.2f}" for m, f in profile.kill.floors.items())
